@@ -1,0 +1,275 @@
+"""`offramp`: a thin command line over the flows and tasks.
+
+Heavy libraries (prefect, litellm) are imported inside the commands that need them, so
+`offramp sql` and `offramp --help` start fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from warehouse.home import configure_environment
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
+models_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the bundled local model servers.")
+app.add_typer(models_app, name="models")
+console = Console()
+err_console = Console(stderr=True)
+BUNDLED_FEATURE = Path(__file__).resolve().parent.parent / "features" / "bank-support-routing"
+
+
+@app.callback()
+def _root(
+    home: Annotated[Optional[Path], typer.Option("--home", help="state dir (default: $OFFRAMP_HOME or ./.offramp)")] = None,
+) -> None:
+    """offramp: migrate LLM features off retiring models, measured and on evidence."""
+    if home is not None:
+        os.environ["OFFRAMP_HOME"] = str(home)
+    configure_environment()
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+class _ProgressView:
+    """Rich progress: one bar per trial, fed by the flow's progress events."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        )
+        self.tasks: dict[int, int] = {}
+
+    def __call__(self, event: str, data: dict) -> None:
+        if event == "trial_started":
+            description = f"trial {data['trial_id']:>2} {data['split']:<4} {data['label']}"
+            self.tasks[data["trial_id"]] = self.progress.add_task(description, total=data["total"])
+        elif event == "call_done" and data["trial_id"] in self.tasks:
+            self.progress.advance(self.tasks[data["trial_id"]])
+        elif event == "trial_finished":
+            s = data["summary"]
+            task_id = self.tasks.get(s.trial_id)
+            if task_id is not None:
+                quality = "failed" if s.quality is None else f"quality {s.quality:.3f}"
+                self.progress.update(task_id, description=f"trial {s.trial_id:>2} {s.split:<4} {s.label}  [bold]{quality}[/]")
+
+
+def _run_migration(params) -> object:
+    from flows import migrate_feature as mf
+
+    view = _ProgressView()
+    mf.LISTENERS.append(view)
+    try:
+        with view.progress:
+            return mf.migrate_feature(params)
+    finally:
+        mf.LISTENERS.remove(view)
+
+
+def _print_study(summary) -> None:
+    by_id = {t.trial_id: t for t in summary.trials}
+    tests = {t.source_trial_id: t for t in summary.trials if t.split == "test"}
+    table = Table(title=f"Pareto front of study {summary.study_id} (dev split; test = held-out)")
+    for column in ("trial", "config", "dev quality [95% CI]", "test quality", "$ / 1k req", "p95 s", "errors", "unparsed"):
+        table.add_column(column)
+    rows = [("incumbent", by_id[0])] + [("front", by_id[i]) for i in summary.front]
+    for kind, t in rows:
+        test = tests.get(t.trial_id)
+        selected = summary.selection and summary.selection.get("trial_id") == t.trial_id
+        table.add_row(
+            f"{t.trial_id}{' *' if selected else ''}{' (incumbent)' if kind == 'incumbent' else ''}",
+            t.label,
+            f"{_fmt(t.quality)} [{_fmt(t.ci_low)}, {_fmt(t.ci_high)}]",
+            _fmt(test.quality if test else None),
+            _fmt(t.cost_per_1k_usd, 5),
+            _fmt(t.latency_p95_s),
+            _fmt(t.error_rate, 2),
+            _fmt(t.parse_failure_rate, 2),
+        )
+    console.print(table)
+    selection = summary.selection or {}
+    chosen = selection.get("trial_id")
+    if chosen is not None:
+        console.print(f"[bold green]Selected trial {chosen}[/]: {by_id[chosen].label}")
+    else:
+        console.print("[bold red]Nothing selected.[/]")
+    console.print(f"Rule: {selection.get('rule')}\nWhy: {selection.get('reason')}")
+    console.print(f"Warehouse: {summary.warehouse}")
+    console.print("Ask it anything, e.g.:")
+    console.print(
+        f"  offramp sql \"select trial_id, role, model, dev_quality, test_quality, cost_per_1k_usd, latency_p95_s, on_front, selected "
+        f"from v_leaderboard where study_id = '{summary.study_id}' order by rank\"",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def migrate(
+    feature_dir: Annotated[Path, typer.Argument(help="folder holding feature.yaml")],
+    deprecated: Annotated[Optional[str], typer.Option("--deprecated", help="the retiring model (the incumbent's)")] = None,
+    space: Annotated[str, typer.Option("--space", help="search space YAML, or a name under search_spaces/")] = "local-zoo",
+    max_examples: Annotated[Optional[int], typer.Option("--max-examples", min=1, help="cap dev and test sizes")] = None,
+    prices: Annotated[Optional[Path], typer.Option("--prices", help="YAML of model prices overriding litellm's map")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="calls in flight at once")] = 4,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="split/demo seed (default: the feature's)")] = None,
+) -> None:
+    """Run a migration study now (ephemeral Prefect, or the server in PREFECT_API_URL)."""
+    from flows.params import GatewayParams, MigrateParams
+
+    params = MigrateParams(
+        feature_dir=str(feature_dir), deprecated_model=deprecated, space=space, max_examples=max_examples,
+        prices_file=str(prices) if prices else None, seed=seed, trigger="cli",
+        gateway=GatewayParams(concurrency=concurrency),
+    )
+    _print_study(_run_migration(params))
+
+
+@app.command()
+def demo(
+    max_examples: Annotated[int, typer.Option("--max-examples", min=1, help="dev and test size cap")] = 60,
+    keep_models: Annotated[bool, typer.Option("--keep-models", help="leave the model servers running")] = False,
+) -> None:
+    """Offline, on the real local models: migrate the bundled bank-support-routing feature off its
+    retiring model (SmolLM2 135M) and print the front and the chosen config."""
+    from flows.params import GatewayParams, MigrateParams
+    from tasks import local_models
+    from warehouse import state_dir
+
+    home = state_dir()
+    console.print(f"[bold]offramp demo[/]: state in {home}")
+    already = {s.alias for s in local_models.status(home) if s.healthy}
+    with console.status("starting the local model servers (llama.cpp)..."):
+        started = local_models.up(None, home)
+    console.print("models up: " + ", ".join(f"{s.alias} ({s.api_base})" for s in started))
+    try:
+        params = MigrateParams(
+            feature_dir=str(BUNDLED_FEATURE), deprecated_model="local/smollm2-135m", space="local-zoo",
+            max_examples=max_examples, trigger="demo", gateway=GatewayParams(concurrency=2),
+        )
+        _print_study(_run_migration(params))
+    finally:
+        if not keep_models:
+            stopped = local_models.down([a for a in local_models.zoo() if a not in already], home)
+            if stopped:
+                console.print(f"stopped the model servers this demo started: {', '.join(stopped)}")
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="one SQL statement (read-only)")],
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+) -> None:
+    """Query the warehouse, read-only (works while a study is writing)."""
+    from warehouse import Warehouse, warehouse_path
+
+    if fmt not in ("table", "csv", "json"):
+        raise _usage(f"--format must be table, csv or json, not {fmt!r}")
+    import duckdb
+
+    try:
+        columns, rows = Warehouse(warehouse_path()).fetch(query)
+    except duckdb.Error as exc:
+        raise _usage(f"query failed: {exc}") from None
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+    elif fmt == "json":
+        sys.stdout.write(json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1) + "\n")
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*[_fmt(v, 4) for v in row])
+        console.print(table)
+
+
+@models_app.command("up")
+def models_up(aliases: Annotated[Optional[list[str]], typer.Argument(help="default: all")] = None) -> None:
+    """Start local model servers (one process each, on 127.0.0.1)."""
+    from tasks import local_models
+    from warehouse import state_dir
+
+    for s in local_models.up(aliases or None, state_dir()):
+        console.print(f"{s.alias}: up at {s.api_base} (pid {s.pid}); litellm model id: local/{s.alias}")
+
+
+@models_app.command("down")
+def models_down(aliases: Annotated[Optional[list[str]], typer.Argument(help="default: all")] = None) -> None:
+    """Stop local model servers (by PID)."""
+    from tasks import local_models
+    from warehouse import state_dir
+
+    stopped = local_models.down(aliases or None, state_dir())
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@models_app.command("status")
+def models_status() -> None:
+    """Which local models exist and which servers run."""
+    from tasks import local_models
+    from warehouse import state_dir
+
+    table = Table("model id", "running", "healthy", "pid", "api base")
+    for s in local_models.status(state_dir()):
+        table.add_row(f"local/{s.alias}", str(s.running), str(s.healthy), _fmt(s.pid), s.api_base or "-")
+    console.print(table)
+
+
+def _usage(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def main() -> None:
+    """Console entry point: user errors print one paragraph and exit 2."""
+    from search_spaces.schema import SpaceError
+    from tasks.errors import UserError
+    from warehouse.db import WarehouseBusy
+
+    user_errors: tuple[type[BaseException], ...] = (UserError, SpaceError, WarehouseBusy, FileNotFoundError)
+    try:
+        from tasks.local_models import LocalModelError
+
+        user_errors += (LocalModelError,)
+    except ImportError:  # pragma: no cover - the module ships with offramp
+        pass
+    try:
+        app(standalone_mode=False)
+    except user_errors as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

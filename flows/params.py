@@ -1,0 +1,36 @@
+"""Parameters of the flows: one pydantic model per flow (the Prefect UI renders it as a form)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GatewayParams(BaseModel):
+    """How the study calls models."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    concurrency: int = Field(default=4, ge=1, le=256, description="calls in flight at once")
+    timeout_s: float = Field(default=60.0, gt=0, description="per call")
+    max_retries: int = Field(default=3, ge=0, le=10, description="for timeouts, 429, 5xx, connection errors only")
+    use_cache: bool = Field(default=True, description="serve repeated requests from the warehouse's response cache")
+
+
+class MigrateParams(BaseModel):
+    """Migrate one feature away from a retiring model."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    feature_dir: str = Field(description="folder holding feature.yaml")
+    deprecated_model: str | None = Field(
+        default=None, description="the retiring model; must be the incumbent's (default: the incumbent's model)"
+    )
+    space: str = Field(default="local-zoo", description="search space: a YAML path, or a name under search_spaces/")
+    prices_file: str | None = Field(default=None, description="YAML of model prices overriding litellm's map")
+    max_examples: int | None = Field(default=None, ge=1, description="cap dev and test sizes (a quick run)")
+    seed: int | None = Field(default=None, description="split/demo seed (default: the feature's splits.seed)")
+    start_local_models: bool = Field(default=True, description="start the local model servers the study needs")
+    trigger: Literal["cli", "demo", "event", "ui"] = "ui"
+    gateway: GatewayParams = GatewayParams()

@@ -1,0 +1,158 @@
+"""Evaluate a config on examples: per-example predictions and scores, and the trial's aggregates.
+
+Quality is the feature's metric with a 95% percentile-bootstrap interval (resampling examples).
+Cost per 1,000 requests and latency p50/p95 come from the model calls that produced the answers:
+a cached answer counts at its original cost and latency, so objectives do not depend on the cache.
+Failed calls (after retries) count in `error_rate`, unparseable answers in `parse_failure_rate`;
+both score 0. Cost and latency are averaged over the calls that returned an answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from search_spaces.schema import Config
+from tasks.features import Example, FeatureSpec
+from tasks.llm import Gateway, LLMRequest, LLMResult
+from tasks.metrics import Metric
+from tasks.prompts import parse_answer, render_messages, response_format
+from warehouse.records import CallRecord, TrialAggregates
+
+BOOTSTRAP_RESAMPLES = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """A config evaluated on examples."""
+
+    aggregates: TrialAggregates
+    calls: list[CallRecord]
+    predictions: list[dict | None]
+    scores: list[float]
+
+
+def bootstrap_interval(
+    scores: Sequence[float], *, seed: int = 0, resamples: int = BOOTSTRAP_RESAMPLES,
+    statistic: Callable[[np.ndarray], float] | None = None,
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of `scores` (or of `statistic(indices)`,
+    called with one resample of example indices at a time)."""
+    n = len(scores)
+    if n == 0:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(resamples, n))
+    if statistic is None:
+        values = np.asarray(scores, dtype=float)[idx].mean(axis=1)
+    else:
+        values = np.array([statistic(row) for row in idx])
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _macro_f1_statistic(golds: Sequence, preds: Sequence, labels: Sequence[str]) -> Callable[[np.ndarray], float]:
+    code = {label: i for i, label in enumerate(labels)}
+    gold = np.array([code.get(g, -1) for g in golds])
+    pred = np.array([code.get(p, -2) for p in preds])  # -2: no answer, never equal to a gold code
+    n_labels = len(labels)
+
+    def statistic(rows: np.ndarray) -> float:
+        g, p = gold[rows], pred[rows]
+        hit = g == p
+        tp = np.bincount(g[hit], minlength=n_labels)
+        gold_count = np.bincount(g[g >= 0], minlength=n_labels)
+        pred_count = np.bincount(p[p >= 0], minlength=n_labels)
+        present = (gold_count + pred_count) > 0
+        if not present.any():
+            return 0.0
+        f1 = np.where(tp > 0, 2 * tp / np.maximum(gold_count + pred_count, 1), 0.0)
+        return float(f1[present].mean())
+
+    return statistic
+
+
+def build_requests(spec: FeatureSpec, config: Config, demos: list[Example], examples: Sequence[Example]) -> list[LLMRequest]:
+    settings = {"temperature": config.settings.temperature, "max_tokens": config.settings.max_tokens}
+    fmt = response_format(spec, config)
+    if fmt is not None:
+        settings["response_format"] = fmt
+    return [LLMRequest(model=config.model, messages=render_messages(spec, config, demos, e), settings=settings) for e in examples]
+
+
+def aggregate(
+    metric: Metric, examples: Sequence[Example], results: Sequence[LLMResult],
+    predictions: Sequence[dict | None], scores: Sequence[float], *, seed: int = 0,
+) -> TrialAggregates:
+    n = len(examples)
+    ok = [r for r in results if r.error is None]
+    errors = n - len(ok)
+    parse_failures = sum(1 for r, p in zip(results, predictions) if r.error is None and p is None)
+    prompt_tokens = sum(r.prompt_tokens or 0 for r in results)
+    completion_tokens = sum(r.completion_tokens or 0 for r in results)
+    spend = float(sum(r.cost_usd for r in results))
+    if not ok:
+        first_error = next((r.error for r in results if r.error), "no examples")
+        return TrialAggregates(
+            status="failed", n_examples=n, quality=None, quality_ci_low=None, quality_ci_high=None,
+            cost_per_1k_usd=None, latency_p50_s=None, latency_p95_s=None, error_rate=errors / n if n else None,
+            parse_failure_rate=None, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+            spend_usd=spend, error=f"every call failed; first error: {first_error}",
+        )
+    golds = [e.outputs[metric.field] for e in examples]
+    preds = [None if p is None else p.get(metric.field) for p in predictions]
+    quality = metric.aggregate(scores, golds, preds)
+    statistic = _macro_f1_statistic(golds, preds, metric.labels or ()) if metric.corpus_level else None
+    low, high = bootstrap_interval(scores, seed=seed, statistic=statistic)
+    latencies = np.array([r.orig_latency_s for r in ok], dtype=float)
+    return TrialAggregates(
+        status="completed", n_examples=n, quality=quality, quality_ci_low=low, quality_ci_high=high,
+        cost_per_1k_usd=1000.0 * float(np.mean([r.orig_cost_usd for r in ok])),
+        latency_p50_s=float(np.percentile(latencies, 50)), latency_p95_s=float(np.percentile(latencies, 95)),
+        error_rate=errors / n, parse_failure_rate=parse_failures / n,
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, spend_usd=spend,
+    )
+
+
+def evaluate_config(
+    spec: FeatureSpec,
+    metric: Metric,
+    config: Config,
+    examples: Sequence[Example],
+    gateway: Gateway,
+    *,
+    demos: list[Example] | None = None,
+    study_id: str | None = None,
+    trial_id: int | None = None,
+    purpose: str = "eval",
+    seed: int = 0,
+    on_result: Callable[[int, LLMResult], None] | None = None,
+) -> Evaluation:
+    """Run `config` on `examples` through the gateway and score every answer."""
+    requests = build_requests(spec, config, demos or [], examples)
+    results = gateway.complete_many(requests, on_result=on_result)
+    settings_json = json.dumps(config.settings.model_dump(mode="json"), sort_keys=True)
+    now = dt.datetime.now()
+    predictions, scores, calls = [], [], []
+    for example, request, result in zip(examples, requests, results):
+        prediction = parse_answer(spec, config, result.text) if result.error is None else None
+        score = metric.score(example.outputs, prediction)
+        predictions.append(prediction)
+        scores.append(score)
+        calls.append(
+            CallRecord(
+                study_id=study_id, trial_id=trial_id, example_id=example.id, model=config.model,
+                settings=settings_json, prompt_hash=request.prompt_hash, cache_key=request.cache_key,
+                output_text=result.text, prediction=None if prediction is None else json.dumps(prediction, sort_keys=True),
+                score=score, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                cost_usd=result.cost_usd, latency_s=result.latency_s, orig_cost_usd=result.orig_cost_usd,
+                orig_latency_s=result.orig_latency_s, error=result.error, cache_hit=result.cache_hit,
+                attempts=result.attempts, purpose=purpose, created_at=now,
+            )
+        )
+    aggregates = aggregate(metric, examples, results, predictions, scores, seed=seed)
+    return Evaluation(aggregates=aggregates, calls=calls, predictions=predictions, scores=scores)

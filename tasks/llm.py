@@ -1,0 +1,250 @@
+"""The LLM gateway: every model call of offramp goes through here.
+
+litellm makes the call (any provider; `local/<alias>` resolves to the bundled local model server),
+with a timeout, bounded concurrency (a thread pool), and retries with exponential backoff and
+jitter for retryable errors only (timeouts, 429, 5xx, connection errors). A persistent response
+cache in the warehouse is keyed by (model, messages, settings): a repeated request costs nothing,
+is reported as a cache hit, and keeps the original call's cost and latency so that a config's
+objectives do not depend on what happened to be cached.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tasks import local_models
+from tasks.prices import PriceBook
+from warehouse import Warehouse
+from warehouse.records import CacheEntry, cache_lookup, cache_store
+
+log = logging.getLogger(__name__)
+LOCAL_PREFIX = "local/"
+LOCAL_API_KEY = "sk-no-key-local"  # the local server ignores it; litellm's openai client wants one
+_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMRequest:
+    """One request: model id (litellm form or `local/<alias>`), chat messages, call settings
+    (temperature, max_tokens, response_format, ...)."""
+
+    model: str
+    messages: list[dict[str, str]]
+    settings: dict[str, Any]
+
+    @property
+    def cache_key(self) -> str:
+        return _digest({"model": self.model, "messages": self.messages, "settings": self.settings})
+
+    @property
+    def prompt_hash(self) -> str:
+        return _digest(self.messages)
+
+
+@dataclasses.dataclass(frozen=True)
+class LLMResult:
+    """What came back. On a cache hit cost_usd is 0 and orig_* carry the original call's figures."""
+
+    text: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float
+    latency_s: float
+    orig_cost_usd: float | None
+    orig_latency_s: float | None
+    error: str | None
+    cache_hit: bool
+    attempts: int
+
+
+def redact(text: str) -> str:
+    """Remove the values of secret-looking environment variables from a message."""
+    for name, value in os.environ.items():
+        if value and len(value) >= 8 and _SECRET_ENV.search(name) and value in text:
+            text = text.replace(value, f"<{name}>")
+    return text
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Timeouts, rate limits, server errors and broken connections can succeed on retry; a bad
+    request, a refused key or an unknown model cannot."""
+    import litellm
+
+    retryable = (
+        litellm.Timeout,
+        litellm.RateLimitError,
+        litellm.APIConnectionError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.BadGatewayError,
+    )
+    if isinstance(exc, retryable):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status in (408, 429) or status >= 500)
+
+
+class Gateway:
+    """Calls models for one process. Thread-safe; holds no open warehouse connection."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse | None,
+        prices: PriceBook,
+        *,
+        home: Path,
+        concurrency: int = 4,
+        timeout_s: float = 60.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+        use_cache: bool = True,
+        cache_flush_every: int = 50,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be >= 1")
+        self.warehouse = warehouse
+        self.prices = prices
+        self.home = home
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.use_cache = use_cache and warehouse is not None
+        self.cache_flush_every = cache_flush_every
+        self._routes: dict[str, dict[str, str]] = {}
+        self._routes_lock = threading.Lock()
+
+    def route(self, model: str) -> dict[str, str]:
+        """litellm arguments for a model id: `local/<alias>` -> the running local server."""
+        with self._routes_lock:
+            if model not in self._routes:
+                if model.startswith(LOCAL_PREFIX):
+                    alias = model[len(LOCAL_PREFIX) :]
+                    self._routes[model] = {
+                        "model": f"openai/{alias}",
+                        "api_base": local_models.api_base(alias, self.home),
+                        "api_key": LOCAL_API_KEY,
+                    }
+                else:
+                    self._routes[model] = {"model": model}
+            return self._routes[model]
+
+    def _call(self, request: LLMRequest) -> LLMResult:
+        import litellm
+
+        route = self.route(request.model)
+        started = time.perf_counter()
+        attempts = 0
+        while True:
+            attempts += 1
+            attempt_started = time.perf_counter()
+            try:
+                response = litellm.completion(
+                    messages=request.messages, timeout=self.timeout_s, num_retries=0, **route, **request.settings
+                )
+                attempt_latency = time.perf_counter() - attempt_started
+                text = response.choices[0].message.content or ""
+                usage = getattr(response, "usage", None)
+                prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+                completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+                cost = self.prices.cost(request.model, prompt_tokens, completion_tokens, response)
+                return LLMResult(
+                    text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                    cost_usd=cost, latency_s=time.perf_counter() - started, orig_cost_usd=cost,
+                    orig_latency_s=attempt_latency, error=None, cache_hit=False, attempts=attempts,
+                )
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded, scored error
+                if is_retryable(exc) and attempts <= self.max_retries:
+                    delay = self.backoff_s * (2 ** (attempts - 1)) * (0.5 + random.random())
+                    log.info("retrying %s after %s (attempt %d, %.2f s)", request.model, type(exc).__name__, attempts, delay)
+                    time.sleep(delay)
+                    continue
+                message = redact(f"{type(exc).__name__}: {exc}")[:2000]
+                return LLMResult(
+                    text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0,
+                    latency_s=time.perf_counter() - started, orig_cost_usd=None, orig_latency_s=None,
+                    error=message, cache_hit=False, attempts=attempts,
+                )
+
+    def _store(self, pending: list[tuple[LLMRequest, LLMResult]]) -> None:
+        if not self.use_cache or not pending:
+            return
+        now = dt.datetime.now()
+        entries = [
+            CacheEntry(
+                cache_key=req.cache_key, model=req.model,
+                request=json.dumps({"model": req.model, "messages": req.messages, "settings": req.settings}, sort_keys=True),
+                output_text=res.text or "", prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
+                cost_usd=res.cost_usd, latency_s=res.orig_latency_s or res.latency_s, created_at=now,
+            )
+            for req, res in pending
+        ]
+        cache_store(self.warehouse, entries)
+
+    def complete_many(
+        self, requests: list[LLMRequest], on_result: Callable[[int, LLMResult], None] | None = None
+    ) -> list[LLMResult]:
+        """Answer every request, in order: cache hits first, the rest through the thread pool.
+        Identical requests in one batch are called once. Paid answers reach the cache in batches
+        of `cache_flush_every`, so a crash loses at most that many."""
+        keys = [r.cache_key for r in requests]
+        cached = cache_lookup(self.warehouse, sorted(set(keys))) if self.use_cache else {}
+        results: list[LLMResult | None] = [None] * len(requests)
+        first_index: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            if key in cached:
+                text, prompt_tokens, completion_tokens, cost, latency = cached[key]
+                results[i] = LLMResult(
+                    text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=0.0,
+                    latency_s=0.0, orig_cost_usd=cost, orig_latency_s=latency, error=None, cache_hit=True, attempts=0,
+                )
+                if on_result:
+                    on_result(i, results[i])
+            elif key not in first_index:
+                first_index[key] = i
+        pending: list[tuple[LLMRequest, LLMResult]] = []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = {pool.submit(self._call, requests[i]): i for i in first_index.values()}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    i = futures[future]
+                    result = future.result()
+                    results[i] = result
+                    if on_result:
+                        on_result(i, result)
+                    if result.error is None:
+                        pending.append((requests[i], result))
+                        if len(pending) >= self.cache_flush_every:
+                            self._store(pending)
+                            pending = []
+            finally:
+                self._store(pending)
+        for i, key in enumerate(keys):
+            if results[i] is None:
+                first = results[first_index[key]]
+                assert first is not None
+                results[i] = (
+                    dataclasses.replace(first, cost_usd=0.0, latency_s=0.0, cache_hit=True, attempts=0)
+                    if first.error is None
+                    else first
+                )
+                if on_result:
+                    on_result(i, results[i])
+        return [r for r in results if r is not None]

@@ -1,0 +1,137 @@
+"""Metrics: per-example scores in [0, 1] and how a trial aggregates them.
+
+Built-ins: `exact_match` (normalised string equality), `label_accuracy` (the predicted label is
+the gold label), `macro_f1` (per-example: label accuracy; trial: macro-averaged F1 over the labels,
+a corpus-level number), `json_f1` (field-level F1 between two JSON objects), `numeric_match`
+(|pred - gold| <= tolerance). A user metric is `module:callable` importable from the feature folder,
+called as fn(gold: dict, prediction: dict | None) -> float.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tasks.errors import UserError
+from tasks.features import Feature
+
+ScoreFn = Callable[[dict[str, Any], "dict[str, Any] | None"], float]
+
+
+def normalise(text: Any) -> str:
+    return " ".join(str(text).strip().lower().split())
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    if isinstance(value, list):
+        return {f"{prefix}{i}": normalise(v) for i, v in enumerate(value)} if value else {prefix.rstrip("."): "[]"}
+    return {prefix.rstrip("."): normalise(value)}
+
+
+def json_field_f1(gold: dict[str, Any], pred: dict[str, Any] | None) -> float:
+    """F1 over (field path, value) pairs of two JSON objects; both empty counts as 1."""
+    gold_pairs = set(_flatten(gold).items())
+    pred_pairs = set(_flatten(pred).items()) if isinstance(pred, dict) else set()
+    if not gold_pairs and not pred_pairs:
+        return 1.0
+    hit = len(gold_pairs & pred_pairs)
+    if hit == 0:
+        return 0.0
+    precision, recall = hit / len(pred_pairs), hit / len(gold_pairs)
+    return 2 * precision * recall / (precision + recall)
+
+
+def macro_f1(gold: Sequence[Any], pred: Sequence[Any], labels: Sequence[Any]) -> float:
+    """Macro-averaged F1 over the labels present in gold or prediction (None = no answer)."""
+    present = [label for label in labels if label in set(gold) or label in set(pred)]
+    if not present:
+        return 0.0
+    scores = []
+    for label in present:
+        tp = sum(1 for g, p in zip(gold, pred) if g == label and p == label)
+        fp = sum(1 for g, p in zip(gold, pred) if g != label and p == label)
+        fn = sum(1 for g, p in zip(gold, pred) if g == label and p != label)
+        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(scores))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric bound to a feature: `score` one example, `aggregate` a trial."""
+
+    name: str
+    field: str
+    score_fn: ScoreFn
+    labels: tuple[str, ...] | None = None
+    corpus_level: bool = False
+
+    def score(self, gold: dict[str, Any], prediction: dict[str, Any] | None) -> float:
+        if prediction is None:
+            return 0.0
+        value = float(self.score_fn(gold, prediction))
+        if not (0.0 <= value <= 1.0) or math.isnan(value):
+            raise ValueError(f"metric {self.name} returned {value}; a score must be in [0, 1]")
+        return value
+
+    def aggregate(self, scores: Sequence[float], golds: Sequence[Any] = (), preds: Sequence[Any] = ()) -> float:
+        """The trial's quality: the mean score, or macro-F1 over (gold, predicted) labels."""
+        if self.corpus_level:
+            return macro_f1(golds, preds, self.labels or ())
+        return float(np.mean(scores)) if len(scores) else 0.0
+
+
+def _import_user_metric(feature: Feature, dotted: str) -> ScoreFn:
+    module_name, _, attr = dotted.partition(":")
+    root = str(feature.root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    try:
+        module = importlib.import_module(module_name)
+        fn = getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(
+            f"{feature.spec_path}: field `metric.function`: cannot import {dotted!r} ({exc}); expected "
+            "\"module:callable\" importable from the feature folder or the environment"
+        ) from None
+    if not callable(fn):
+        raise UserError(f"{feature.spec_path}: field `metric.function`: {dotted!r} is not callable")
+    return fn
+
+
+def build_metric(feature: Feature) -> Metric:
+    """The metric a feature declares, ready to score."""
+    spec = feature.spec.metric
+    target = feature.spec.target
+    name, field = spec.name or spec.function or "", target.name
+    labels = tuple(target.labels) if target.labels else None
+    if spec.function:
+        return Metric(name=spec.function, field=field, score_fn=_import_user_metric(feature, spec.function), labels=labels)
+
+    def field_of(d: dict[str, Any] | None) -> Any:
+        return None if d is None else d.get(field)
+
+    if name in ("exact_match", "label_accuracy", "macro_f1"):
+        fn: ScoreFn = lambda g, p: float(field_of(p) is not None and normalise(field_of(g)) == normalise(field_of(p)))  # noqa: E731
+    elif name == "json_f1":
+        fn = lambda g, p: json_field_f1(field_of(g) or {}, field_of(p))  # noqa: E731
+    else:  # numeric_match
+        tolerance = spec.tolerance
+
+        def fn(g: dict[str, Any], p: dict[str, Any] | None) -> float:
+            try:
+                return float(abs(float(field_of(p)) - float(field_of(g))) <= tolerance)
+            except (TypeError, ValueError):
+                return 0.0
+
+    return Metric(name=name, field=field, score_fn=fn, labels=labels, corpus_level=name == "macro_f1")

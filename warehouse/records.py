@@ -1,0 +1,177 @@
+"""What the layers above write, and the functions that write it.
+
+Rows are plain frozen dataclasses (a trial writes thousands of calls; pydantic validation there
+would cost more than the write). JSON columns are passed as JSON text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+from warehouse.db import Warehouse, insert_rows, query
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One LLM request as it happened (see table `calls`)."""
+
+    study_id: str | None
+    trial_id: int | None
+    example_id: str | None
+    model: str
+    settings: str  # JSON text
+    prompt_hash: str
+    cache_key: str
+    output_text: str | None
+    prediction: str | None  # JSON text; None when unparseable or failed
+    score: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float
+    latency_s: float
+    orig_cost_usd: float | None
+    orig_latency_s: float | None
+    error: str | None
+    cache_hit: bool
+    attempts: int
+    purpose: str
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One cached model answer (see table `llm_cache`)."""
+
+    cache_key: str
+    model: str
+    request: str  # JSON text
+    output_text: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float
+    latency_s: float
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TrialAggregates:
+    """A trial's objectives and totals (see table `trials`)."""
+
+    status: str
+    n_examples: int
+    quality: float | None
+    quality_ci_low: float | None
+    quality_ci_high: float | None
+    cost_per_1k_usd: float | None
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    error_rate: float | None
+    parse_failure_rate: float | None
+    prompt_tokens: int
+    completion_tokens: int
+    spend_usd: float
+    error: str | None = None
+
+
+def upsert_feature(wh: Warehouse, *, name: str, description: str, spec_path: str, spec_hash: str, spec: dict) -> None:
+    with wh.writer() as con:
+        con.execute(
+            query("upsert_feature"),
+            {"name": name, "description": description, "spec_path": spec_path, "spec_hash": spec_hash, "spec": _json(spec)},
+        )
+
+
+def start_study(
+    wh: Warehouse,
+    *,
+    study_id: str,
+    feature: str,
+    deprecated_model: str | None,
+    incumbent_model: str,
+    trigger: str,
+    space_name: str,
+    space: dict,
+    params: dict,
+    seed: int,
+) -> None:
+    with wh.writer() as con:
+        con.execute(
+            query("insert_study"),
+            {
+                "id": study_id,
+                "feature": feature,
+                "deprecated_model": deprecated_model,
+                "incumbent_model": incumbent_model,
+                "trigger": trigger,
+                "space_name": space_name,
+                "space": _json(space),
+                "params": _json(params),
+                "seed": seed,
+            },
+        )
+
+
+def finish_study(
+    wh: Warehouse, study_id: str, *, status: str, error: str | None = None,
+    selected_trial_id: int | None = None, selection: dict | None = None,
+) -> None:
+    with wh.writer() as con:
+        con.execute(
+            query("finish_study"),
+            {"id": study_id, "status": status, "error": error, "selected_trial_id": selected_trial_id, "selection": _json(selection)},
+        )
+
+
+def start_trial(
+    wh: Warehouse, *, study_id: str, trial_id: int, role: str, split: str, source_trial_id: int | None,
+    config_hash: str, model: str, settings: dict,
+) -> None:
+    with wh.writer() as con:
+        con.execute(
+            query("insert_trial"),
+            {
+                "study_id": study_id, "trial_id": trial_id, "role": role, "split": split,
+                "source_trial_id": source_trial_id, "config_hash": config_hash, "model": model,
+                "settings": _json(settings),
+            },
+        )
+
+
+def finish_trial(
+    wh: Warehouse, *, study_id: str, trial_id: int, aggregates: TrialAggregates, calls: list[CallRecord],
+) -> None:
+    """Store a trial's calls and its aggregates in one transaction: both land or neither."""
+    with wh.writer() as con:
+        insert_rows(con, "insert_calls", [dataclasses.asdict(c) for c in calls])
+        con.execute(
+            query("finish_trial"),
+            {"study_id": study_id, "trial_id": trial_id, **dataclasses.asdict(aggregates)},
+        )
+
+
+def insert_calls(wh: Warehouse, calls: list[CallRecord]) -> None:
+    """Store calls made outside a trial's evaluation (e.g. a smoke call)."""
+    with wh.writer() as con:
+        insert_rows(con, "insert_calls", [dataclasses.asdict(c) for c in calls])
+
+
+def cache_lookup(wh: Warehouse, keys: list[str]) -> dict[str, tuple]:
+    """Cached answers among `keys`: key -> (output_text, prompt_tokens, completion_tokens, cost_usd, latency_s)."""
+    if not keys:
+        return {}
+    wh.ensure_schema()
+    with wh.reader() as con:
+        rows = con.execute(query("cache_lookup"), {"keys": keys}).fetchall()
+    return {row[0]: row[1:] for row in rows}
+
+
+def cache_store(wh: Warehouse, entries: list[CacheEntry]) -> None:
+    with wh.writer() as con:
+        insert_rows(con, "insert_cache", [dataclasses.asdict(e) for e in entries])

@@ -1,0 +1,20 @@
+-- Per study: the candidate configs (dev split, completed) that no other candidate beats on all of
+-- quality (max), cost per 1k requests (min) and p95 latency (min). The incumbent is the reference
+-- the study migrates away from, not a candidate, so it is not on the front. Ties are all kept.
+CREATE OR REPLACE VIEW v_pareto_front AS
+WITH c AS (
+    SELECT * FROM v_trials
+    WHERE split = 'dev' AND status = 'completed' AND role IN ('candidate', 'naive_swap')
+)
+SELECT c.*
+FROM c
+WHERE NOT EXISTS (
+    SELECT 1 FROM c AS o
+    WHERE o.study_id = c.study_id
+      AND o.quality >= c.quality
+      AND o.cost_per_1k_usd <= c.cost_per_1k_usd
+      AND o.latency_p95_s <= c.latency_p95_s
+      AND (o.quality > c.quality
+           OR o.cost_per_1k_usd < c.cost_per_1k_usd
+           OR o.latency_p95_s < c.latency_p95_s)
+);
