@@ -20,11 +20,12 @@ from rich.table import Table
 
 from warehouse.home import configure_environment
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0] if __doc__ else None)
+app = typer.Typer(add_completion=False, no_args_is_help=True)
 models_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the bundled local model servers.")
 app.add_typer(models_app, name="models")
-console = Console()
-err_console = Console(stderr=True)
+# Not a terminal (CI, a pipe): rich would wrap at 80 columns; tables read better wider.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 BUNDLED_FEATURE = Path(__file__).resolve().parent.parent / "features" / "bank-support-routing"
 
 
@@ -72,7 +73,11 @@ class _ProgressView:
 
 
 def _run_migration(params) -> object:
+    # The progress bars say what happens; Prefect's per-task INFO lines would interleave with them.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows import migrate_feature as mf
+
+    mf.preflight(params)  # bad input fails here, fast, before Prefect starts
 
     view = _ProgressView()
     mf.LISTENERS.append(view)
@@ -143,7 +148,7 @@ def migrate(
 
 @app.command()
 def demo(
-    max_examples: Annotated[int, typer.Option("--max-examples", min=1, help="dev and test size cap")] = 60,
+    max_examples: Annotated[int, typer.Option("--max-examples", min=1, help="dev and test size cap")] = 40,
     keep_models: Annotated[bool, typer.Option("--keep-models", help="leave the model servers running")] = False,
 ) -> None:
     """Offline, on the real local models: migrate the bundled bank-support-routing feature off its
@@ -253,7 +258,9 @@ def main() -> None:
     except ImportError:  # pragma: no cover - the module ships with offramp
         pass
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns an Exit's code instead of raising it
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except user_errors as exc:
         err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)

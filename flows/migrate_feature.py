@@ -76,6 +76,8 @@ def _notify(event: str, **data: object) -> None:
 
 def _run_name() -> str:
     params = flow_run.parameters.get("params") or {}
+    if isinstance(params, MigrateParams):
+        params = params.model_dump()
     feature_dir = str(params.get("feature_dir", "feature")).rstrip("/").split("/")[-1]
     return f"migrate {feature_dir} off {params.get('deprecated_model') or 'incumbent model'}"
 
@@ -84,9 +86,9 @@ def new_study_id(feature: str) -> str:
     return f"{feature}-{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
-@task(cache_policy=NO_CACHE)
-def prepare(params: MigrateParams) -> tuple[Feature, SearchSpace, dict[str, Price]]:
-    """Load and check everything a study needs before a single call is paid."""
+def preflight(params: MigrateParams) -> tuple[Feature, SearchSpace, dict[str, Price]]:
+    """Load and check everything a study needs before a single call is paid (and before Prefect
+    starts, when called from the CLI): feature, metric, search space, prices of every model."""
     feature = load_feature(params.feature_dir)
     build_metric(feature)  # imports a user metric now, not mid-study
     try:
@@ -101,14 +103,25 @@ def prepare(params: MigrateParams) -> tuple[Feature, SearchSpace, dict[str, Pric
         )
     overrides = {**(load_price_file(params.prices_file) if params.prices_file else {}), **space.prices}
     prices = PriceBook(overrides)
-    models = [incumbent] + [m for m in space.models if m != incumbent]
-    for model in models:
-        if model.startswith(LOCAL_PREFIX) and model[len(LOCAL_PREFIX) :] not in local_models.zoo():
-            raise UserError(f"model {model!r}: no such local model; known: {sorted('local/' + a for a in local_models.zoo())}")
-        prices.check(model)
+    zoo = local_models.zoo()
+    problems = []
+    for model in dict.fromkeys([incumbent, *space.models]):
+        try:
+            if model.startswith(LOCAL_PREFIX) and model[len(LOCAL_PREFIX) :] not in zoo:
+                raise UserError(f"model {model!r}: no such local model; known: {sorted('local/' + a for a in zoo)}")
+            prices.check(model)
+        except UserError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UserError(" ".join(problems))
     if not [m for m in space.models if m != incumbent]:
         raise UserError(f"search space {space.name!r}: every model in it is the retiring one ({incumbent}); add candidates")
     return feature, space, overrides
+
+
+@task(cache_policy=NO_CACHE)
+def prepare(params: MigrateParams) -> tuple[Feature, SearchSpace, dict[str, Price]]:
+    return preflight(params)
 
 
 @task(cache_policy=NO_CACHE)

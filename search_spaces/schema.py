@@ -50,7 +50,8 @@ class Config(_Frozen):
 
     def label(self) -> str:
         s = self.settings
-        return f"{self.model} demos={s.demos} {s.output_mode} T={s.temperature:g} max={s.max_tokens}"
+        mode = "json" if s.output_mode == "json_schema" else "text"
+        return f"{self.model} k={s.demos} {mode} t={s.temperature:g} max={s.max_tokens}"
 
 
 class Price(_Frozen):

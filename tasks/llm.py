@@ -128,20 +128,24 @@ class Gateway:
         self.backoff_s = backoff_s
         self.use_cache = use_cache and warehouse is not None
         self.cache_flush_every = cache_flush_every
-        self._routes: dict[str, dict[str, str]] = {}
+        self._routes: dict[str, dict[str, Any]] = {}
         self._routes_lock = threading.Lock()
 
-    def route(self, model: str) -> dict[str, str]:
+    def route(self, model: str) -> dict[str, Any]:
         """litellm arguments for a model id: `local/<alias>` -> the running local server."""
         with self._routes_lock:
             if model not in self._routes:
                 if model.startswith(LOCAL_PREFIX):
                     alias = model[len(LOCAL_PREFIX) :]
-                    self._routes[model] = {
+                    route = {
                         "model": f"openai/{alias}",
                         "api_base": local_models.api_base(alias, self.home),
                         "api_key": LOCAL_API_KEY,
                     }
+                    stop = local_models.get_spec(alias).stop
+                    if stop:
+                        route["stop"] = list(stop)
+                    self._routes[model] = route
                 else:
                     self._routes[model] = {"model": model}
             return self._routes[model]
@@ -157,7 +161,7 @@ class Gateway:
             attempt_started = time.perf_counter()
             try:
                 response = litellm.completion(
-                    messages=request.messages, timeout=self.timeout_s, num_retries=0, **route, **request.settings
+                    messages=request.messages, timeout=self.timeout_s, num_retries=0, **{**route, **request.settings}
                 )
                 attempt_latency = time.perf_counter() - attempt_started
                 text = response.choices[0].message.content or ""

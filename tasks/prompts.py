@@ -88,6 +88,8 @@ def choose_demos(spec: FeatureSpec, train: tuple[Example, ...], k: int, seed: in
             if len(by_label[label]) > depth and len(chosen) < k:
                 chosen.append(by_label[label][depth])
         depth += 1
+    # Round-robin order would always end on the last label, right before the input: shuffle (seeded).
+    random.Random(seed + 1).shuffle(chosen)
     return chosen
 
 

@@ -1,0 +1,135 @@
+"""The `offramp` command as a user runs it: separate processes, exit codes, formats."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.helpers import make_feature
+
+OFFRAMP = [sys.executable, "-m", "flows.cli"]
+
+
+def offramp(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OFFRAMP_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    return subprocess.run([*OFFRAMP, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+WRITER = textwrap.dedent(
+    """
+    import datetime as dt, sys, time
+    from warehouse import Warehouse, records
+    wh = Warehouse(sys.argv[1])
+    records.start_study(wh, study_id="s", feature="f", deprecated_model=None, incumbent_model="m", trigger="cli",
+                        space_name="x", space={}, params={}, seed=0)
+    print("ready", flush=True)
+    deadline = time.monotonic() + float(sys.argv[2])
+    trial = 0
+    while time.monotonic() < deadline:
+        records.start_trial(wh, study_id="s", trial_id=trial, role="candidate", split="dev", source_trial_id=None,
+                            config_hash="h", model="m", settings={})
+        now = dt.datetime.now()
+        calls = [records.CallRecord("s", trial, f"e{i}", "m", "{}", "p", "k", "o", None, 1.0, 10, 2, 0.1, 0.1, 0.1,
+                                    0.1, None, False, 1, "eval", now) for i in range(200)]
+        agg = records.TrialAggregates("completed", 200, 1.0, 1.0, 1.0, 100.0, 0.1, 0.1, 0.0, 0.0, 2000, 400, 20.0)
+        records.finish_trial(wh, study_id="s", trial_id=trial, aggregates=agg, calls=calls)
+        trial += 1
+    print("trials", trial, flush=True)
+    """
+)
+
+
+def test_sql_reads_while_a_study_writes(home):
+    home.mkdir(parents=True)
+    db = home / "warehouse.duckdb"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db), "8"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        counts = []
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            result = offramp("sql", "select count(*) as n from calls", "--format", "json", home=home)
+            assert result.returncode == 0, result.stderr
+            counts.append(json.loads(result.stdout)[0]["n"])
+        assert writer.poll() is None, "the writer must still be running while we read"
+    finally:
+        out, _ = writer.communicate(timeout=60)
+    assert writer.returncode == 0
+    written_trials = int(out.split()[-1])
+    assert len(counts) >= 3
+    assert counts == sorted(counts) and counts[-1] > counts[0]  # we saw the study grow
+    assert written_trials * 200 >= counts[-1]
+    final = offramp("sql", "select count(*) from calls", "--format", "csv", home=home)
+    assert final.stdout.splitlines()[1] == str(written_trials * 200)
+
+
+def test_sql_formats_and_read_only(home):
+    home.mkdir(parents=True)
+    from warehouse import Warehouse, records
+
+    wh = Warehouse(home / "warehouse.duckdb")
+    records.start_study(wh, study_id="s1", feature="f", deprecated_model=None, incumbent_model="m", trigger="cli",
+                        space_name="x", space={}, params={}, seed=0)
+    result = offramp("sql", "select id, feature, status from studies", "--format", "csv", home=home)
+    assert result.returncode == 0
+    assert list(csv.reader(io.StringIO(result.stdout))) == [["id", "feature", "status"], ["s1", "f", "running"]]
+    result = offramp("sql", "select id, status from studies", "--format", "json", home=home)
+    assert json.loads(result.stdout) == [{"id": "s1", "status": "running"}]
+    result = offramp("sql", "select id from studies", home=home)
+    assert result.returncode == 0 and "s1" in result.stdout
+    result = offramp("sql", "delete from studies", home=home)
+    assert result.returncode == 2 and "read-only" in result.stderr.lower()
+    _, [(n,)] = wh.fetch("select count(*) from studies")
+    assert n == 1
+
+
+def test_sql_without_a_warehouse_says_so(home):
+    result = offramp("sql", "select 1", home=home)
+    assert result.returncode == 2 and "no warehouse yet" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (lambda root: (root / "feature.yaml").write_text("name: [oops\n"), "not valid YAML"),
+        (lambda root: (root / "data.csv").unlink(), "does not exist"),
+        (lambda root: (root / "data.csv").write_text("id,text,label,group\n"), "hold no examples"),
+    ],
+)
+def test_migrate_bad_input_exits_2_and_writes_nothing(home, tmp_path, setup, expected):
+    root = make_feature(tmp_path / "feature")
+    setup(root)
+    result = offramp("migrate", str(root), "--space", "local-zoo", home=home)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr and str(root) in result.stderr.replace("\n", "")
+    assert "Traceback" not in result.stderr
+    assert not (home / "warehouse.duckdb").exists()
+
+
+def test_migrate_unknown_space_and_unknown_model(home, tmp_path):
+    root = make_feature(tmp_path / "feature")
+    result = offramp("migrate", str(root), "--space", "no-such-space", home=home)
+    assert result.returncode == 2 and "no such search space" in result.stderr
+    space = tmp_path / "s.yaml"
+    space.write_text("name: s\nmodels: [made-up/model-9]\n")
+    result = offramp("migrate", str(root), "--space", str(space), home=home)
+    assert result.returncode == 2 and "made-up/model-9" in result.stderr
+    assert not (home / "warehouse.duckdb").exists()
+
+
+def test_every_command_has_help(home):
+    result = offramp("--help", home=home)
+    for command in ("migrate", "demo", "sql", "models"):
+        assert command in result.stdout
+        assert offramp(command, "--help", home=home).returncode == 0

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.errors import UserError
+from tasks.features import load_feature, split_examples
+from tests.conftest import BANK
+from tests.helpers import make_feature
+
+
+def edit(root: Path, change) -> None:
+    spec = yaml.safe_load((root / "feature.yaml").read_text())
+    change(spec)
+    (root / "feature.yaml").write_text(yaml.safe_dump(spec))
+
+
+def test_bundled_feature_loads():
+    feature = load_feature(BANK)
+    assert feature.spec.name == "bank-support-routing"
+    assert len(feature.examples) > 10_000
+    assert {e.outputs["queue"] for e in feature.examples} == set(feature.spec.signature.outputs[0].labels)
+
+
+def test_splits_are_disjoint_deterministic_and_capped(tmp_path):
+    feature = load_feature(make_feature(tmp_path / "f"))
+    a, b = split_examples(feature), split_examples(feature)
+    assert a == b
+    ids = [e.id for split in (a.train, a.dev, a.test) for e in split]
+    assert len(ids) == len(set(ids)) == 60
+    capped = split_examples(feature, max_examples=5)
+    assert (len(capped.train), len(capped.dev), len(capped.test)) == (20, 5, 5)
+    assert split_examples(feature, seed=99) != a
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda s: s.pop("metric"), r"field `metric`: Field required"),
+        (lambda s: s.update(metric="bleu"), r"field `metric.name`"),
+        (lambda s: s.update(metric={"function": "not a path"}), r"field `metric.function`"),
+        (lambda s: s["signature"]["outputs"][0].pop("labels"), r"needs `labels`"),
+        (lambda s: s["data"]["columns"].pop("label"), r"data.columns must map every signature field.*label"),
+        (lambda s: s["splits"].update(dev=0), r"field `splits.dev`"),
+        (lambda s: s.update(name="Has Spaces"), r"field `name`"),
+        (lambda s: s.update(surprise=1), r"field `surprise`: Extra inputs"),
+    ],
+)
+def test_invalid_specs_name_file_and_field(tmp_path, change, expected):
+    root = make_feature(tmp_path / "f")
+    edit(root, change)
+    with pytest.raises(UserError, match=expected) as info:
+        load_feature(root)
+    assert str(root / "feature.yaml") in str(info.value)
+
+
+def test_malformed_yaml(tmp_path):
+    root = tmp_path / "f"
+    root.mkdir()
+    (root / "feature.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_feature(root)
+
+
+def test_missing_feature_file(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        load_feature(tmp_path / "nothing")
+
+
+def test_missing_data_file(tmp_path):
+    root = make_feature(tmp_path / "f")
+    edit(root, lambda s: s["data"]["files"][0].update(path="gone.csv"))
+    with pytest.raises(UserError, match=r"data.files.path.*gone.csv"):
+        load_feature(root)
+
+
+def test_missing_column(tmp_path):
+    root = make_feature(tmp_path / "f")
+    edit(root, lambda s: s["data"]["columns"].update(text="body"))
+    with pytest.raises(UserError, match=r"no column\(s\) \['body'\]"):
+        load_feature(root)
+
+
+def test_empty_dataset(tmp_path):
+    root = make_feature(tmp_path / "f")
+    (root / "data.csv").write_text("id,text,label,group\n")
+    with pytest.raises(UserError, match="hold no examples"):
+        load_feature(root)
+
+
+def test_label_outside_the_label_set(tmp_path):
+    root = make_feature(tmp_path / "f")
+    with (root / "data.csv").open("a") as handle:
+        handle.write("bad1,some text,delta,g1\n")
+    with pytest.raises(UserError, match=r"'delta' is not one of signature labels"):
+        load_feature(root)
+
+
+def test_jsonl_with_json_output_and_user_metric(tmp_path):
+    root = tmp_path / "f"
+    root.mkdir()
+    (root / "data.jsonl").write_text('{"q": "a", "a": {"x": 1}}\n{"q": "b", "a": {"x": 2}}\n{"q": "c", "a": {"x": 3}}\n')
+    (root / "my_metric.py").write_text("def score(gold, pred):\n    return float(gold['answer'] == pred['answer'])\n")
+    spec = {
+        "name": "extract",
+        "signature": {"inputs": [{"name": "question"}],
+                      "outputs": [{"name": "answer", "type": "json", "json_schema": {"type": "object", "properties": {"x": {"type": "integer"}}}}]},
+        "incumbent": {"model": "fake/old", "instructions": "Extract."},
+        "data": {"files": [{"path": "data.jsonl"}], "columns": {"question": "q", "answer": "a"}},
+        "metric": {"function": "my_metric:score"},
+        "splits": {"train": 1, "dev": 1, "test": 1},
+    }
+    (root / "feature.yaml").write_text(yaml.safe_dump(spec))
+    feature = load_feature(root)
+    assert feature.examples[0].outputs == {"answer": {"x": 1}}
+    from tasks.metrics import build_metric
+
+    metric = build_metric(feature)
+    assert metric.score({"answer": {"x": 1}}, {"answer": {"x": 1}}) == 1.0
+
+
+def test_split_larger_than_data(tmp_path):
+    root = make_feature(tmp_path / "f", n=30)
+    with pytest.raises(UserError, match=r"splits.*60 examples requested.*30"):
+        split_examples(load_feature(root))

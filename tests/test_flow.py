@@ -1,0 +1,143 @@
+"""The migrate-feature flow end to end under Prefect's test harness, on the fake provider."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.migrate_feature import migrate_feature
+from flows.params import MigrateParams
+from tasks.errors import UserError
+from tasks.pareto import Point, pareto_front
+from tests.helpers import make_feature, make_space, oracle
+from warehouse import Warehouse, warehouse_path
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def setup_models(fake):
+    fake.add("old", answer=lambda m: "alpha")  # the incumbent: always the same label (1/3 right)
+    fake.add("good", answer=oracle)  # always right
+    fake.add("sloppy", answer=lambda m: f"I think {oracle(m)}, or maybe not" if "1" in m[-1]["content"] else oracle(m))
+
+
+def run(tmp_path, **kwargs):
+    feature = make_feature(tmp_path / "feature")
+    space = make_space(tmp_path / "space.yaml", ["fake/good", "fake/sloppy"], output_mode=["text"], demos=[0, 3])
+    params = MigrateParams(feature_dir=str(feature), space=str(space), trigger="cli", **kwargs)
+    return migrate_feature(params)
+
+
+def test_flow_stores_study_trials_calls_and_selects(harness, home, fake, tmp_path):
+    setup_models(fake)
+    summary = run(tmp_path, deprecated_model="fake/old")
+    wh = Warehouse(warehouse_path())
+    _, [(status, selected, selection)] = wh.fetch(
+        "select status, selected_trial_id, selection from studies where id = ?", [summary.study_id]
+    )
+    assert status == "completed"
+    # plan: incumbent, 2 naive swaps, grid of 2 models x demos {0,3} minus the 2 already planned = 2 more
+    _, dev = wh.fetch("select trial_id, role, status, n_examples, quality from trials where study_id = ? and split = 'dev' order by trial_id", [summary.study_id])
+    assert [r[1] for r in dev] == ["incumbent", "naive_swap", "naive_swap", "candidate", "candidate"]
+    assert all(r[2] == "completed" and r[3] == 20 for r in dev)
+    _, dev_labels = wh.fetch(
+        "select c.prediction from calls c where c.study_id = ? and c.trial_id = 0", [summary.study_id]
+    )
+    assert {json.loads(r[0])["label"] for r in dev_labels} == {"alpha"}  # the incumbent's behaviour, recorded
+    # every dev example of every trial is a call row with its score
+    _, [(n_calls, n_scored)] = wh.fetch(
+        "select count(*), count(score) from calls where study_id = ? and purpose = 'eval'", [summary.study_id]
+    )
+    test_trials = [t for t in summary.trials if t.split == "test"]
+    assert n_calls == n_scored == 20 * (len(dev) + len(test_trials))
+    # the 'good' model is perfect and is selected or dominated only by an equally perfect cheaper one
+    assert selected is not None
+    _, [(selected_model, selected_quality)] = wh.fetch(
+        "select model, quality from trials where study_id = ? and trial_id = ?", [summary.study_id, selected]
+    )
+    assert selected_model == "fake/good" and selected_quality == 1.0
+    assert json.loads(selection)["rule"].startswith("cheapest")
+
+
+def test_view_front_equals_python_front(harness, home, fake, tmp_path):
+    setup_models(fake)
+    summary = run(tmp_path)
+    _, rows = Warehouse(warehouse_path()).fetch(
+        "select trial_id, quality, cost_per_1k_usd, latency_p95_s, role from v_trials where study_id = ? and split = 'dev'",
+        [summary.study_id],
+    )
+    points = [Point(r[0], r[1], r[2], r[3]) for r in rows if r[4] != "incumbent"]
+    _, front_rows = Warehouse(warehouse_path()).fetch("select trial_id from v_pareto_front where study_id = ?", [summary.study_id])
+    assert sorted(r[0] for r in front_rows) == sorted(p.key for p in pareto_front(points)) == sorted(summary.front)
+
+
+def test_second_run_is_served_from_the_cache(harness, home, fake, tmp_path):
+    setup_models(fake)
+    first = run(tmp_path)
+    calls_after_first = {name: m.calls for name, m in fake.models.items()}
+    second = run(tmp_path)
+    assert {name: m.calls for name, m in fake.models.items()} == calls_after_first
+    wh = Warehouse(warehouse_path())
+    _, [(hits, total, spend)] = wh.fetch(
+        "select count(*) filter (where cache_hit), count(*), sum(cost_usd) from calls where study_id = ?", [second.study_id]
+    )
+    assert hits == total and spend == 0
+    # objectives do not depend on the cache: same cost per 1k in both studies
+    _, rows = wh.fetch(
+        "select study_id, trial_id, cost_per_1k_usd, quality from trials where split = 'dev' order by study_id, trial_id"
+    )
+    by_study = {}
+    for study_id, trial_id, cost, quality in rows:
+        by_study.setdefault(study_id, []).append((trial_id, cost, quality))
+    first_rows, second_rows = by_study[first.study_id], by_study[second.study_id]
+    assert [r[0] for r in first_rows] == [r[0] for r in second_rows]
+    assert [v for r in first_rows for v in r[1:]] == pytest.approx([v for r in second_rows for v in r[1:]])
+
+
+def test_wrong_deprecated_model_is_refused_before_any_call(harness, home, fake, tmp_path):
+    setup_models(fake)
+    with pytest.raises(UserError, match="does not use it"):
+        run(tmp_path, deprecated_model="fake/other")
+    assert sum(m.calls for m in fake.models.values()) == 0
+
+
+def test_unknown_model_is_refused_before_any_call(harness, home, fake, tmp_path):
+    setup_models(fake)
+    feature = make_feature(tmp_path / "feature")
+    space = tmp_path / "space.yaml"
+    space.write_text("name: s\nmodels: [fake/good, nosuchprovider/model-x]\nprices:\n  fake/good: {input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}\n  fake/old: {input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}\n")
+    with pytest.raises(UserError, match="nosuchprovider/model-x"):
+        migrate_feature(MigrateParams(feature_dir=str(feature), space=str(space)))
+    assert sum(m.calls for m in fake.models.values()) == 0
+
+
+def test_artifacts_exist_on_the_flow_run(harness, home, fake, tmp_path):
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    setup_models(fake)
+    run(tmp_path)
+
+    async def keys():
+        async with get_client() as client:
+            arts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["migration-report", "migration-front"]))
+            )
+            return {a.key for a in arts}
+
+    assert asyncio.run(keys()) == {"migration-report", "migration-front"}
+
+
+def test_local_server_not_up_is_a_clear_error_when_not_allowed_to_start(home):
+    from flows.migrate_feature import ensure_local_models
+
+    with pytest.raises(UserError, match=r"not up: \['qwen2.5-0.5b'\].*offramp models up qwen2.5-0.5b"):
+        ensure_local_models.fn(["local/qwen2.5-0.5b", "fake/x"], start=False)

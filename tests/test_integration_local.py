@@ -1,0 +1,65 @@
+"""The real thing: the bundled feature on the real local models (llama.cpp via litellm), through
+the migrate-feature flow under Prefect's test harness, into a real DuckDB file. The servers are
+started by the flow and stopped here by PID."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.migrate_feature import migrate_feature
+from flows.params import GatewayParams, MigrateParams
+from tasks import local_models
+from tests.conftest import BANK
+from warehouse import Warehouse, warehouse_path
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def servers(home):
+    yield home
+    pids = [s.pid for s in local_models.status(home) if s.pid]
+    local_models.down(None, home)
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # gone (reaped by down) -- never left behind
+
+
+def test_migration_on_real_local_models(servers, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({
+        "name": "tiny-local",
+        "models": ["local/qwen2.5-0.5b", "local/smollm2-135m"],
+        "settings": {"max_tokens": [32], "output_mode": ["json_schema"], "demos": [0]},
+    }))
+    with prefect_test_harness(server_startup_timeout=120):
+        summary = migrate_feature(MigrateParams(
+            feature_dir=str(BANK), deprecated_model="local/smollm2-135m", space=str(space), max_examples=4,
+            trigger="cli", gateway=GatewayParams(concurrency=2),
+        ))
+    wh = Warehouse(warehouse_path())
+    _, [(status,)] = wh.fetch("select status from studies where id = ?", [summary.study_id])
+    assert status == "completed"
+    _, rows = wh.fetch(
+        "select model, count(*), sum(prompt_tokens), sum(completion_tokens), count(error), count(output_text), sum(cost_usd) "
+        "from calls where study_id = ? group by model order by model", [summary.study_id]
+    )
+    by_model = {r[0]: r[1:] for r in rows}
+    assert set(by_model) == {"local/qwen2.5-0.5b", "local/smollm2-135m"}
+    for model, (n, prompt_tokens, completion_tokens, errors, outputs, cost) in by_model.items():
+        assert n >= 4 and errors == 0 and outputs == n, model
+        assert prompt_tokens > 50 * n and completion_tokens > 0, model  # real usage from the server
+        assert cost > 0, model  # priced by tasks/prices.yaml
+    # JSON-schema output on the real server parses into a label
+    _, [(parsed, total)] = wh.fetch(
+        "select count(prediction), count(*) from calls c join trials t using (study_id, trial_id) "
+        "where c.study_id = ? and t.model = 'local/qwen2.5-0.5b' and json_extract_string(t.settings, '$.output_mode') = 'json_schema'",
+        [summary.study_id],
+    )
+    assert total > 0 and parsed == total
+    _, [(n_front,)] = wh.fetch("select count(*) from v_pareto_front where study_id = ?", [summary.study_id])
+    assert n_front >= 1

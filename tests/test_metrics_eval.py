@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from search_spaces.schema import Config, Settings
+from tasks.evaluate import aggregate, bootstrap_interval, evaluate_config
+from tasks.features import load_feature, split_examples
+from tasks.llm import Gateway, LLMResult
+from tasks.metrics import build_metric, json_field_f1, macro_f1
+from tasks.pareto import Point, dominates, pareto_front
+from tasks.prices import PriceBook
+from tasks.prompts import parse_answer
+from tests import fake_provider as fp
+from tests.helpers import make_feature, oracle
+from warehouse import Warehouse
+
+
+def test_macro_f1_known_case():
+    gold = ["a", "a", "b", "b", "c"]
+    pred = ["a", "b", "b", "b", None]
+    # a: tp1 fp0 fn1 -> 2/3 ; b: tp2 fp1 fn0 -> 4/5 ; c: tp0 -> 0
+    assert macro_f1(gold, pred, ["a", "b", "c"]) == pytest.approx((2 / 3 + 4 / 5 + 0) / 3)
+
+
+def test_json_field_f1_known_cases():
+    assert json_field_f1({"a": 1, "b": "x"}, {"a": 1, "b": "x"}) == 1.0
+    assert json_field_f1({"a": 1, "b": "x"}, {"a": 1}) == pytest.approx(2 * 1 * 0.5 / 1.5)
+    assert json_field_f1({"a": 1}, None) == 0.0
+    assert json_field_f1({"a": {"b": [1, 2]}}, {"a": {"b": [1, 3]}}) == pytest.approx(0.5)
+
+
+def test_bootstrap_interval_contains_mean_and_narrows_with_n():
+    rng = random.Random(0)
+    small = [float(rng.random() < 0.7) for _ in range(30)]
+    large = [float(rng.random() < 0.7) for _ in range(3000)]
+    lo_s, hi_s = bootstrap_interval(small)
+    lo_l, hi_l = bootstrap_interval(large)
+    assert lo_s <= np.mean(small) <= hi_s and lo_l <= np.mean(large) <= hi_l
+    assert (hi_l - lo_l) < (hi_s - lo_s) / 5
+    # normal approximation for a proportion: half-width ~ 1.96 sqrt(p(1-p)/n)
+    p = np.mean(large)
+    assert (hi_l - lo_l) / 2 == pytest.approx(1.96 * np.sqrt(p * (1 - p) / len(large)), rel=0.15)
+
+
+def test_parse_failures_and_errors_are_counted_and_scored_zero(tmp_path, home, fake):
+    feature = load_feature(make_feature(tmp_path / "f"))
+    metric = build_metric(feature)
+    splits = split_examples(feature)
+    answers = iter(["alpha", "no idea", "gamma"] * 100)
+    fake.add("m", answer=lambda m: next(answers), failures=[fp.bad_request()])
+    gw = Gateway(Warehouse(home / "w.duckdb"), PriceBook({"fake/m": fp.FAKE_PRICE}), home=home, concurrency=1, use_cache=False)
+    config = Config(model="fake/m", instructions="Route.", settings=Settings(max_tokens=8))
+    ev = evaluate_config(feature.spec, metric, config, splits.dev, gw)
+    a = ev.aggregates
+    assert a.status == "completed" and a.n_examples == 20
+    assert a.error_rate == pytest.approx(1 / 20)
+    assert a.parse_failure_rate == pytest.approx(sum(1 for c in ev.calls if c.error is None and c.prediction is None) / 20)
+    assert a.parse_failure_rate > 0
+    assert a.quality == pytest.approx(np.mean(ev.scores))
+    assert all(c.score == 0 for c in ev.calls if c.prediction is None)
+    ok = [c for c in ev.calls if c.error is None]
+    assert a.cost_per_1k_usd == pytest.approx(1000 * np.mean([c.orig_cost_usd for c in ok]))
+    assert a.latency_p95_s == pytest.approx(np.percentile([c.orig_latency_s for c in ok], 95))
+    assert a.quality_ci_low <= a.quality <= a.quality_ci_high
+
+
+def test_all_calls_failing_marks_the_trial_failed(tmp_path, home, fake):
+    feature = load_feature(make_feature(tmp_path / "f"))
+    fake.add("m", failures=[fp.bad_request() for _ in range(100)])
+    gw = Gateway(Warehouse(home / "w.duckdb"), PriceBook({"fake/m": fp.FAKE_PRICE}), home=home)
+    ev = evaluate_config(feature.spec, build_metric(feature), Config(model="fake/m", instructions="x"), split_examples(feature).dev, gw)
+    assert ev.aggregates.status == "failed" and "BadRequestError" in ev.aggregates.error
+
+
+def test_demos_make_prompts_longer_and_dearer(tmp_path, home, fake):
+    from tasks.prompts import choose_demos
+
+    feature = load_feature(make_feature(tmp_path / "f"))
+    splits = split_examples(feature)
+    fake.add("m", answer=oracle)
+    gw = Gateway(Warehouse(home / "w.duckdb"), PriceBook({"fake/m": fp.FAKE_PRICE}), home=home)
+    metric = build_metric(feature)
+    zero = evaluate_config(feature.spec, metric, Config(model="fake/m", instructions="x"), splits.dev, gw)
+    six = Config(model="fake/m", instructions="x", settings=Settings(demos=6))
+    few = evaluate_config(feature.spec, metric, six, splits.dev, gw, demos=choose_demos(feature.spec, splits.train, 6, 0))
+    assert few.aggregates.prompt_tokens > 2 * zero.aggregates.prompt_tokens
+    assert few.aggregates.cost_per_1k_usd > zero.aggregates.cost_per_1k_usd
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("beta", "beta"), (" Beta.\n", "beta"), ("The answer is gamma", "gamma"), ("alpha or beta", None), ("", None), ("alphabet", None)],
+)
+def test_label_parsing(tmp_path, text, expected):
+    feature = load_feature(make_feature(tmp_path / "f"))
+    parsed = parse_answer(feature.spec, Config(model="m", instructions="x"), text)
+    assert (parsed and parsed["label"]) == expected
+
+
+def test_json_mode_parsing(tmp_path):
+    feature = load_feature(make_feature(tmp_path / "f"))
+    config = Config(model="m", instructions="x", settings=Settings(output_mode="json_schema"))
+    assert parse_answer(feature.spec, config, '{\n "label": "gamma"\n}') == {"label": "gamma"}
+    assert parse_answer(feature.spec, config, '{"label": "delta"}') is None
+    assert parse_answer(feature.spec, config, '{"label": "gam') is None
+
+
+def test_pareto_front_matches_brute_force():
+    rng = random.Random(5)
+    for _ in range(50):
+        points = [Point(i, rng.choice([0.5, 0.6, 0.7, rng.random()]), rng.choice([1.0, 2.0, rng.random()]), rng.random()) for i in range(30)]
+        front = {p.key for p in pareto_front(points)}
+        brute = {p.key for p in points if not any(
+            q.quality >= p.quality and q.cost <= p.cost and q.latency <= p.latency and (q.quality, q.cost, q.latency) != (p.quality, p.cost, p.latency)
+            for q in points
+        )}
+        assert front == brute
+        assert all(not dominates(a, b) for a in pareto_front(points) for b in pareto_front(points))
