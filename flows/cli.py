@@ -109,6 +109,8 @@ def _print_study(summary) -> None:
             _fmt(t.parse_failure_rate, 2),
         )
     console.print(table)
+    if summary.status != "completed":
+        console.print(f"[bold red]Study {summary.status}[/]: see `offramp sql \"select error from studies where id = '{summary.study_id}'\"`")
     selection = summary.selection or {}
     chosen = selection.get("trial_id")
     if chosen is not None:
@@ -134,13 +136,14 @@ def migrate(
     prices: Annotated[Optional[Path], typer.Option("--prices", help="YAML of model prices overriding litellm's map")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="calls in flight at once")] = 4,
     seed: Annotated[Optional[int], typer.Option("--seed", help="split/demo seed (default: the feature's)")] = None,
+    max_spend: Annotated[Optional[float], typer.Option("--max-spend", help="spend cap in USD for the whole study")] = None,
 ) -> None:
     """Run a migration study now (ephemeral Prefect, or the server in PREFECT_API_URL)."""
     from flows.params import GatewayParams, MigrateParams
 
     params = MigrateParams(
         feature_dir=str(feature_dir), deprecated_model=deprecated, space=space, max_examples=max_examples,
-        prices_file=str(prices) if prices else None, seed=seed, trigger="cli",
+        prices_file=str(prices) if prices else None, seed=seed, trigger="cli", max_spend_usd=max_spend,
         gateway=GatewayParams(concurrency=concurrency),
     )
     _print_study(_run_migration(params))
@@ -250,7 +253,9 @@ def main() -> None:
     from tasks.errors import UserError
     from warehouse.db import WarehouseBusy
 
-    user_errors: tuple[type[BaseException], ...] = (UserError, SpaceError, WarehouseBusy, FileNotFoundError)
+    from pydantic import ValidationError
+
+    user_errors: tuple[type[BaseException], ...] = (UserError, SpaceError, WarehouseBusy, FileNotFoundError, ValidationError)
     try:
         from tasks.local_models import LocalModelError
 

@@ -31,6 +31,9 @@ class MigrateParams(BaseModel):
     prices_file: str | None = Field(default=None, description="YAML of model prices overriding litellm's map")
     max_examples: int | None = Field(default=None, ge=1, description="cap dev and test sizes (a quick run)")
     seed: int | None = Field(default=None, description="split/demo seed (default: the feature's splits.seed)")
+    max_spend_usd: float | None = Field(
+        default=None, gt=0, description="spend cap for the whole study (evaluation + optimization), USD; none = no cap"
+    )
     start_local_models: bool = Field(default=True, description="start the local model servers the study needs")
     trigger: Literal["cli", "demo", "event", "ui"] = "ui"
     gateway: GatewayParams = GatewayParams()

@@ -1,8 +1,9 @@
 """Search spaces (one YAML file each) and the configs they contain.
 
 A config is what runs a feature: a model (a litellm id, or `local/<alias>` for the bundled local
-models), the instructions, and settings. A search space names the candidate models and the values
-each setting may take; for now offramp evaluates its full grid (Optuna's search arrives later).
+models), the instructions, a prompt strategy and decoding settings. A search space names the
+candidate models, the strategies and the values each setting may take; for now offramp evaluates
+its full grid.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 HERE = Path(__file__).parent
 
@@ -35,14 +36,63 @@ class Settings(_Frozen):
     output_mode: Literal["text", "json_schema"] = Field(
         default="text", description="text: parse the answer from free text; json_schema: ask the provider for JSON matching the outputs"
     )
-    demos: int = Field(default=0, ge=0, le=200, description="labelled train examples shown as chat turns before the input")
+    demos: int = Field(
+        default=0, ge=0, le=200,
+        description="strategy `incumbent` only: labelled train examples shown as chat turns before the input (the shipped prompt's demos)",
+    )
+
+
+STRATEGIES = ("incumbent", "zero_shot", "few_shot", "mipro", "gepa")
+StrategyName = Literal["incumbent", "zero_shot", "few_shot", "mipro", "gepa"]
+
+
+class Strategy(_Frozen):
+    """How the prompt is made (see tasks/programs.py for what each strategy does).
+
+    - `incumbent`: the shipped instructions and demos, rendered exactly as shipped (the naive swap).
+    - `zero_shot`: a DSPy Predict of the feature's signature with the incumbent's instructions.
+    - `few_shot`: DSPy BootstrapFewShot with up to `k` demos, compiled on the train split.
+    - `mipro`: DSPy MIPROv2 (auto="light"), `k` demos at most, `budget` trials; proposals by
+      `optimizer_model` (default: the candidate model itself).
+    - `gepa`: DSPy GEPA, reflection by `optimizer_model` (required), `budget` metric calls.
+    """
+
+    name: StrategyName = "incumbent"
+    k: int = Field(default=0, ge=0, le=64)
+    optimizer_model: str | None = None
+    budget: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _parameters_fit(self) -> Strategy:
+        if self.name == "few_shot" and self.k < 1:
+            raise ValueError("few_shot needs k >= 1 demos")
+        if self.name == "gepa" and not self.optimizer_model:
+            raise ValueError("gepa needs a reflection model (optimizer_model)")
+        if self.name in ("incumbent", "zero_shot") and (self.k or self.optimizer_model or self.budget):
+            raise ValueError(f"{self.name} takes no k, optimizer_model or budget")
+        return self
+
+    @property
+    def compiles(self) -> bool:
+        return self.name in ("few_shot", "mipro", "gepa")
+
+    def label(self) -> str:
+        parts = [self.name]
+        if self.k:
+            parts.append(f"k={self.k}")
+        if self.optimizer_model:
+            parts.append(f"by={self.optimizer_model}")
+        if self.budget:
+            parts.append(f"budget={self.budget}")
+        return " ".join(parts)
 
 
 class Config(_Frozen):
-    """One point of a search space."""
+    """One point of a search space: model x prompt strategy x decoding settings."""
 
     model: str = Field(min_length=1)
     instructions: str = Field(min_length=1)
+    strategy: Strategy = Strategy()
     settings: Settings = Settings()
 
     def config_hash(self) -> str:
@@ -51,7 +101,8 @@ class Config(_Frozen):
     def label(self) -> str:
         s = self.settings
         mode = "json" if s.output_mode == "json_schema" else "text"
-        return f"{self.model} k={s.demos} {mode} t={s.temperature:g} max={s.max_tokens}"
+        prompt = f"incumbent k={s.demos}" if self.strategy.name == "incumbent" else self.strategy.label()
+        return f"{self.model} {prompt} {mode} t={s.temperature:g} max={s.max_tokens}"
 
 
 class Price(_Frozen):
@@ -66,7 +117,6 @@ class SettingsGrid(_Frozen):
     temperature: list[float] = Field(default=[0.0], min_length=1)
     max_tokens: list[int] = Field(default=[64], min_length=1)
     output_mode: list[Literal["text", "json_schema"]] = Field(default=["text"], min_length=1)
-    demos: list[int] = Field(default=[0], min_length=1)
 
     @field_validator("*")
     @classmethod
@@ -76,10 +126,26 @@ class SettingsGrid(_Frozen):
         return values
 
 
+class StrategyOptions(_Frozen):
+    """The values a strategy's parameters may take in a space."""
+
+    k: list[int] = Field(default_factory=list)
+    optimizer_models: list[str] = Field(default_factory=list)
+    budget: int | None = Field(default=None, ge=1)
+
+
 class SearchSpace(_Frozen):
+    """Candidate models x prompt strategies x decoding settings.
+
+    `strategies` maps a strategy name to the values of its parameters, e.g.
+    `{incumbent: {}, zero_shot: {}, few_shot: {k: [4, 8]}, gepa: {optimizer_models: [m], budget: 40}}`;
+    when omitted, only the incumbent's prompt is tried on each model.
+    """
+
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = ""
     models: list[str] = Field(min_length=1)
+    strategies: dict[StrategyName, StrategyOptions] = Field(default_factory=lambda: {"incumbent": StrategyOptions()})
     settings: SettingsGrid = SettingsGrid()
     prices: dict[str, Price] = Field(default_factory=dict)
 
@@ -90,17 +156,52 @@ class SearchSpace(_Frozen):
             raise ValueError(f"models repeat: {models}")
         return models
 
-    def grid(self, instructions: str, exclude_models: set[str] = frozenset()) -> list[Config]:
-        """Every config of the space (models x settings), minus the excluded models."""
+    @field_validator("strategies")
+    @classmethod
+    def _strategies_complete(cls, strategies: dict[str, StrategyOptions]) -> dict[str, StrategyOptions]:
+        if not strategies:
+            raise ValueError("at least one strategy is needed (e.g. `incumbent: {}`)")
+        for name, options in strategies.items():
+            if name in ("few_shot", "mipro") and not options.k:
+                raise ValueError(f"{name} needs `k`: a non-empty list of demo counts")
+            if name == "gepa" and not options.optimizer_models:
+                raise ValueError("gepa needs `optimizer_models`: the reflection model(s) it may use")
+            if name in ("incumbent", "zero_shot") and (options.k or options.optimizer_models or options.budget):
+                raise ValueError(f"{name} takes no parameters")
+            if len(set(options.k)) != len(options.k) or any(k < 1 for k in options.k):
+                raise ValueError(f"{name}.k must be distinct positive demo counts, got {options.k}")
+        return strategies
+
+    def strategy_variants(self) -> list[Strategy]:
+        variants = []
+        for name, options in self.strategies.items():
+            if name in ("incumbent", "zero_shot"):
+                variants.append(Strategy(name=name))
+            elif name == "few_shot":
+                variants += [Strategy(name=name, k=k) for k in options.k]
+            elif name == "mipro":
+                for k, optimizer in itertools.product(options.k, options.optimizer_models or [None]):
+                    variants.append(Strategy(name=name, k=k, optimizer_model=optimizer, budget=options.budget))
+            else:
+                variants += [Strategy(name=name, optimizer_model=m, budget=options.budget) for m in options.optimizer_models]
+        return variants
+
+    def optimizer_models(self) -> list[str]:
+        return sorted({m for options in self.strategies.values() for m in options.optimizer_models})
+
+    def grid(self, incumbent: Config, exclude_models: set[str] = frozenset()) -> list[Config]:
+        """Every config of the space (models x strategies x settings), minus the excluded models.
+        The `incumbent` strategy keeps the incumbent's instructions and shipped demos."""
         g = self.settings
         configs = []
-        for model, temperature, max_tokens, mode, demos in itertools.product(
-            self.models, g.temperature, g.max_tokens, g.output_mode, g.demos
+        for model, strategy, temperature, max_tokens, mode in itertools.product(
+            self.models, self.strategy_variants(), g.temperature, g.max_tokens, g.output_mode
         ):
             if model in exclude_models:
                 continue
+            demos = incumbent.settings.demos if strategy.name == "incumbent" else 0
             settings = Settings(temperature=temperature, max_tokens=max_tokens, output_mode=mode, demos=demos)
-            configs.append(Config(model=model, instructions=instructions, settings=settings))
+            configs.append(Config(model=model, instructions=incumbent.instructions, strategy=strategy, settings=settings))
         return configs
 
 

@@ -76,12 +76,29 @@ def _macro_f1_statistic(golds: Sequence, preds: Sequence, labels: Sequence[str])
     return statistic
 
 
-def build_requests(spec: FeatureSpec, config: Config, demos: list[Example], examples: Sequence[Example]) -> list[LLMRequest]:
+def prompt_runner(
+    spec: FeatureSpec, config: Config, demos: list[Example], program: dict | None
+) -> tuple[Callable[[Example], list[dict]], Callable[[str | None], dict | None]]:
+    """(render, parse) for a config: the shipped prompt for strategy `incumbent`, else the DSPy
+    program's adapter on its compiled state."""
+    if config.strategy.name == "incumbent":
+        return (lambda e: render_messages(spec, config, demos, e)), (lambda text: parse_answer(spec, config, text))
+    if program is None:
+        raise ValueError(f"strategy {config.strategy.name} needs a compiled program state")
+    from tasks.programs import ProgramRunner
+
+    runner = ProgramRunner(spec, config, program)
+    return runner.messages, runner.parse
+
+
+def build_requests(
+    spec: FeatureSpec, config: Config, render: Callable[[Example], list[dict]], examples: Sequence[Example]
+) -> list[LLMRequest]:
     settings = {"temperature": config.settings.temperature, "max_tokens": config.settings.max_tokens}
     fmt = response_format(spec, config)
     if fmt is not None:
         settings["response_format"] = fmt
-    return [LLMRequest(model=config.model, messages=render_messages(spec, config, demos, e), settings=settings) for e in examples]
+    return [LLMRequest(model=config.model, messages=render(e), settings=settings) for e in examples]
 
 
 def aggregate(
@@ -126,20 +143,23 @@ def evaluate_config(
     gateway: Gateway,
     *,
     demos: list[Example] | None = None,
+    program: dict | None = None,
     study_id: str | None = None,
     trial_id: int | None = None,
     purpose: str = "eval",
     seed: int = 0,
     on_result: Callable[[int, LLMResult], None] | None = None,
 ) -> Evaluation:
-    """Run `config` on `examples` through the gateway and score every answer."""
-    requests = build_requests(spec, config, demos or [], examples)
+    """Run `config` on `examples` through the gateway and score every answer. `demos` feed the
+    `incumbent` strategy's shipped prompt; `program` is a DSPy strategy's compiled state."""
+    render, parse = prompt_runner(spec, config, demos or [], program)
+    requests = build_requests(spec, config, render, examples)
     results = gateway.complete_many(requests, on_result=on_result)
     settings_json = json.dumps(config.settings.model_dump(mode="json"), sort_keys=True)
     now = dt.datetime.now()
     predictions, scores, calls = [], [], []
     for example, request, result in zip(examples, requests, results):
-        prediction = parse_answer(spec, config, result.text) if result.error is None else None
+        prediction = parse(result.text) if result.error is None else None
         score = metric.score(example.outputs, prediction)
         predictions.append(prediction)
         scores.append(score)

@@ -48,10 +48,14 @@ class LLMRequest:
     model: str
     messages: list[dict[str, str]]
     settings: dict[str, Any]
+    cache_salt: str | None = None  # tells apart deliberate repeats (DSPy rollouts); keyed, not sent
 
     @property
     def cache_key(self) -> str:
-        return _digest({"model": self.model, "messages": self.messages, "settings": self.settings})
+        key = {"model": self.model, "messages": self.messages, "settings": self.settings}
+        if self.cache_salt is not None:
+            key["salt"] = self.cache_salt
+        return _digest(key)
 
     @property
     def prompt_hash(self) -> str:
@@ -101,6 +105,40 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(status, int) and (status in (408, 429) or status >= 500)
 
 
+class BudgetExceeded(RuntimeError):
+    """A call was refused because its worst-case cost would break the spend cap."""
+
+
+class Budget:
+    """A spend cap in USD, shared by the calls of one study. Before a call is made its worst case
+    (every character of the prompt a token, all `max_tokens` generated) is reserved; after it,
+    the reservation is replaced by the real cost. So the cap is never exceeded, only approached."""
+
+    def __init__(self, max_usd: float | None, spent_usd: float = 0.0) -> None:
+        if max_usd is not None and max_usd <= 0:
+            raise ValueError("a spend cap must be > 0 USD")
+        self.max_usd = max_usd
+        self.spent_usd = spent_usd
+        self.reserved_usd = 0.0
+        self.exhausted = False
+        self._lock = threading.Lock()
+
+    def reserve(self, usd: float) -> None:
+        with self._lock:
+            if self.max_usd is not None and self.spent_usd + self.reserved_usd + usd > self.max_usd:
+                self.exhausted = True
+                raise BudgetExceeded(
+                    f"spend cap ${self.max_usd:.4f} reached: spent ${self.spent_usd:.4f}, in flight "
+                    f"${self.reserved_usd:.4f}, next call may cost up to ${usd:.6f}"
+                )
+            self.reserved_usd += usd
+
+    def settle(self, reserved_usd: float, actual_usd: float) -> None:
+        with self._lock:
+            self.reserved_usd -= reserved_usd
+            self.spent_usd += actual_usd
+
+
 class Gateway:
     """Calls models for one process. Thread-safe; holds no open warehouse connection."""
 
@@ -116,6 +154,7 @@ class Gateway:
         backoff_s: float = 0.5,
         use_cache: bool = True,
         cache_flush_every: int = 50,
+        budget: Budget | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -128,6 +167,7 @@ class Gateway:
         self.backoff_s = backoff_s
         self.use_cache = use_cache and warehouse is not None
         self.cache_flush_every = cache_flush_every
+        self.budget = budget
         self._routes: dict[str, dict[str, Any]] = {}
         self._routes_lock = threading.Lock()
 
@@ -150,7 +190,25 @@ class Gateway:
                     self._routes[model] = {"model": model}
             return self._routes[model]
 
+    def worst_case_usd(self, request: LLMRequest) -> float:
+        """An upper bound on a call's cost: one token per prompt character, all max_tokens generated."""
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)
+        max_tokens = int(request.settings.get("max_tokens") or 4096)
+        return self.prices.cost(request.model, prompt_chars, max_tokens)
+
     def _call(self, request: LLMRequest) -> LLMResult:
+        if self.budget is None:
+            return self._call_unbudgeted(request)
+        worst = self.worst_case_usd(request)
+        self.budget.reserve(worst)
+        result = None
+        try:
+            result = self._call_unbudgeted(request)
+            return result
+        finally:
+            self.budget.settle(worst, result.cost_usd if result is not None else 0.0)
+
+    def _call_unbudgeted(self, request: LLMRequest) -> LLMResult:
         import litellm
 
         route = self.route(request.model)
@@ -207,7 +265,8 @@ class Gateway:
     ) -> list[LLMResult]:
         """Answer every request, in order: cache hits first, the rest through the thread pool.
         Identical requests in one batch are called once. Paid answers reach the cache in batches
-        of `cache_flush_every`, so a crash loses at most that many."""
+        of `cache_flush_every`, so a crash loses at most that many. A call the spend cap refuses
+        comes back as an unpaid error starting with "BudgetExceeded" (and `budget.exhausted`)."""
         keys = [r.cache_key for r in requests]
         cached = cache_lookup(self.warehouse, sorted(set(keys))) if self.use_cache else {}
         results: list[LLMResult | None] = [None] * len(requests)
@@ -229,7 +288,15 @@ class Gateway:
             try:
                 for future in concurrent.futures.as_completed(futures):
                     i = futures[future]
-                    result = future.result()
+                    try:
+                        result = future.result()
+                    except BudgetExceeded as exc:
+                        # refused before it was made: recorded as an unpaid error; later calls are refused too
+                        result = LLMResult(
+                            text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0, latency_s=0.0,
+                            orig_cost_usd=None, orig_latency_s=None, error=f"BudgetExceeded: {exc}", cache_hit=False,
+                            attempts=0,
+                        )
                     results[i] = result
                     if on_result:
                         on_result(i, result)

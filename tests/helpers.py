@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 from pathlib import Path
 
 import yaml
@@ -43,20 +44,42 @@ def make_feature(root: Path, *, n: int = 60, incumbent: str = "fake/old", extra:
     return root
 
 
-def oracle(messages: list[dict]) -> str:
-    """The right label for the fruit in the last message."""
-    text = messages[-1]["content"]
+def _label_for(text: str) -> str:
     for label in LABELS:
         if word_of(label) in text:
             return label
     return "?"
 
 
-def make_space(path: Path, models: list[str], **settings) -> Path:
+_OUTPUT_FIELD = re.compile(r"^\d+\. `(\w+)`", re.MULTILINE)
+
+
+def dspy_reply(messages: list[dict], value_for) -> str | None:
+    """If the request is DSPy-formatted (ChatAdapter markers), answer every requested output field
+    in that format: `value_for(field_name, last_user_text)` gives each value. None otherwise."""
+    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+    if "[[ ## " not in system:
+        return None
+    outputs_part = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
+    fields = _OUTPUT_FIELD.findall(outputs_part)
+    last = messages[-1]["content"]
+    body = "\n\n".join(f"[[ ## {name} ## ]]\n{value_for(name, last)}" for name in fields)
+    return body + "\n\n[[ ## completed ## ]]"
+
+
+def oracle(messages: list[dict]) -> str:
+    """The right label for the fruit in the last message, in plain text or DSPy's format
+    (non-label fields get a fixed sentence: instructions proposed by an optimizer, reasoning...)."""
+    reply = dspy_reply(messages, lambda name, text: _label_for(text) if name == "label" else "Route by the fruit named.")
+    return reply if reply is not None else _label_for(messages[-1]["content"])
+
+
+def make_space(path: Path, models: list[str], strategies: dict | None = None, **settings) -> Path:
     space = {
         "name": "fake-space",
         "models": models,
-        "settings": {"max_tokens": [8], **settings},
+        "strategies": strategies or {"incumbent": {}},
+        "settings": {"max_tokens": [64], **settings},
         "prices": {m: {"input_cost_per_token": 1e-6 * (i + 1), "output_cost_per_token": 2e-6 * (i + 1)} for i, m in enumerate(models + ["fake/old"])},
     }
     path.write_text(yaml.safe_dump(space, sort_keys=False))

@@ -11,7 +11,7 @@ from flows.migrate_feature import migrate_feature
 from flows.params import MigrateParams
 from tasks.errors import UserError
 from tasks.pareto import Point, pareto_front
-from tests.helpers import make_feature, make_space, oracle
+from tests.helpers import dspy_reply, make_feature, make_space, oracle
 from warehouse import Warehouse, warehouse_path
 
 
@@ -25,11 +25,15 @@ def setup_models(fake):
     fake.add("old", answer=lambda m: "alpha")  # the incumbent: always the same label (1/3 right)
     fake.add("good", answer=oracle)  # always right
     fake.add("sloppy", answer=lambda m: f"I think {oracle(m)}, or maybe not" if "1" in m[-1]["content"] else oracle(m))
+    fake.models["old"].answer = lambda m: dspy_reply(m, lambda name, text: "alpha") or "alpha"
 
 
 def run(tmp_path, **kwargs):
     feature = make_feature(tmp_path / "feature")
-    space = make_space(tmp_path / "space.yaml", ["fake/good", "fake/sloppy"], output_mode=["text"], demos=[0, 3])
+    space = make_space(
+        tmp_path / "space.yaml", ["fake/good", "fake/sloppy"], strategies={"incumbent": {}, "few_shot": {"k": [3]}},
+        output_mode=["text"],
+    )
     params = MigrateParams(feature_dir=str(feature), space=str(space), trigger="cli", **kwargs)
     return migrate_feature(params)
 
@@ -42,9 +46,9 @@ def test_flow_stores_study_trials_calls_and_selects(harness, home, fake, tmp_pat
         "select status, selected_trial_id, selection from studies where id = ?", [summary.study_id]
     )
     assert status == "completed"
-    # plan: incumbent, 2 naive swaps, grid of 2 models x demos {0,3} minus the 2 already planned = 2 more
+    # plan: incumbent, 2 naive swaps, grid of 2 models x {incumbent (max_tokens differs), few_shot k=3} = 4 more
     _, dev = wh.fetch("select trial_id, role, status, n_examples, quality from trials where study_id = ? and split = 'dev' order by trial_id", [summary.study_id])
-    assert [r[1] for r in dev] == ["incumbent", "naive_swap", "naive_swap", "candidate", "candidate"]
+    assert [r[1] for r in dev] == ["incumbent", "naive_swap", "naive_swap", "candidate", "candidate", "candidate", "candidate"]
     assert all(r[2] == "completed" and r[3] == 20 for r in dev)
     _, dev_labels = wh.fetch(
         "select c.prediction from calls c where c.study_id = ? and c.trial_id = 0", [summary.study_id]
@@ -95,6 +99,12 @@ def test_second_run_is_served_from_the_cache(harness, home, fake, tmp_path):
     by_study = {}
     for study_id, trial_id, cost, quality in rows:
         by_study.setdefault(study_id, []).append((trial_id, cost, quality))
+    # compiled programs are reused from the warehouse: the second study made no optimizer calls
+    _, [(optimize_calls,)] = wh.fetch("select count(*) from calls where study_id = ? and purpose = 'optimize'", [second.study_id])
+    _, reuse = wh.fetch("select reused_program from trials where study_id = ? and strategy = 'few_shot'", [second.study_id])
+    assert optimize_calls == 0 and reuse and all(r[0] for r in reuse)
+    _, [(first_optimize,)] = wh.fetch("select count(*) from calls where study_id = ? and purpose = 'optimize'", [first.study_id])
+    assert first_optimize > 0
     first_rows, second_rows = by_study[first.study_id], by_study[second.study_id]
     assert [r[0] for r in first_rows] == [r[0] for r in second_rows]
     assert [v for r in first_rows for v in r[1:]] == pytest.approx([v for r in second_rows for v in r[1:]])
@@ -141,3 +151,21 @@ def test_local_server_not_up_is_a_clear_error_when_not_allowed_to_start(home):
 
     with pytest.raises(UserError, match=r"not up: \['qwen2.5-0.5b'\].*offramp models up qwen2.5-0.5b"):
         ensure_local_models.fn(["local/qwen2.5-0.5b", "fake/x"], start=False)
+
+
+def test_spend_cap_stops_the_study_cleanly(harness, home, fake, tmp_path):
+    setup_models(fake)
+    cap = 0.004
+    summary = run(tmp_path, max_spend_usd=cap)
+    wh = Warehouse(warehouse_path())
+    _, [(status, max_spend)] = wh.fetch("select status, max_spend_usd from studies where id = ?", [summary.study_id])
+    assert status == summary.status == "stopped_by_budget" and max_spend == cap
+    _, [(spent, refused)] = wh.fetch(
+        "select sum(cost_usd), count(*) filter (where error like 'BudgetExceeded%') from calls where study_id = ?", [summary.study_id]
+    )
+    assert 0 < spent <= cap and refused > 0
+    _, statuses = wh.fetch("select status from trials where study_id = ? order by trial_id", [summary.study_id])
+    assert statuses[-1][0] == "stopped_by_budget"
+    assert all(s[0] == "completed" for s in statuses[:-1])
+    _, [(running,)] = wh.fetch("select count(*) from trials where status = 'running'")
+    assert running == 0

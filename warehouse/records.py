@@ -100,6 +100,7 @@ def start_study(
     space: dict,
     params: dict,
     seed: int,
+    max_spend_usd: float | None = None,
 ) -> None:
     with wh.writer() as con:
         con.execute(
@@ -114,6 +115,7 @@ def start_study(
                 "space": _json(space),
                 "params": _json(params),
                 "seed": seed,
+                "max_spend_usd": max_spend_usd,
             },
         )
 
@@ -131,7 +133,7 @@ def finish_study(
 
 def start_trial(
     wh: Warehouse, *, study_id: str, trial_id: int, role: str, split: str, source_trial_id: int | None,
-    config_hash: str, model: str, settings: dict,
+    config_hash: str, model: str, settings: dict, strategy: str = "incumbent", compile_key: str | None = None,
 ) -> None:
     with wh.writer() as con:
         con.execute(
@@ -139,21 +141,78 @@ def start_trial(
             {
                 "study_id": study_id, "trial_id": trial_id, "role": role, "split": split,
                 "source_trial_id": source_trial_id, "config_hash": config_hash, "model": model,
-                "settings": _json(settings),
+                "settings": _json(settings), "strategy": strategy, "compile_key": compile_key,
             },
         )
 
 
 def finish_trial(
     wh: Warehouse, *, study_id: str, trial_id: int, aggregates: TrialAggregates, calls: list[CallRecord],
+    program_hash: str | None = None, reused_program: bool | None = None,
 ) -> None:
     """Store a trial's calls and its aggregates in one transaction: both land or neither."""
     with wh.writer() as con:
         insert_rows(con, "insert_calls", [dataclasses.asdict(c) for c in calls])
         con.execute(
             query("finish_trial"),
-            {"study_id": study_id, "trial_id": trial_id, **dataclasses.asdict(aggregates)},
+            {
+                "study_id": study_id, "trial_id": trial_id, "program_hash": program_hash,
+                "reused_program": reused_program, **dataclasses.asdict(aggregates),
+            },
         )
+
+
+def failed_aggregates(n_examples: int, status: str, error: str) -> TrialAggregates:
+    """Aggregates of a trial that produced no measurement (failed, or stopped before evaluating)."""
+    return TrialAggregates(
+        status=status, n_examples=n_examples, quality=None, quality_ci_low=None, quality_ci_high=None,
+        cost_per_1k_usd=None, latency_p50_s=None, latency_p95_s=None, error_rate=None, parse_failure_rate=None,
+        prompt_tokens=0, completion_tokens=0, spend_usd=0.0, error=error[:2000],
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProgramRecord:
+    """A compiled program (see table `programs`)."""
+
+    compile_key: str
+    program_hash: str
+    feature: str
+    model: str
+    strategy: str
+    strategy_params: str  # JSON text
+    settings: str  # JSON text
+    train_size: int
+    seed: int
+    program: str  # JSON text
+    study_id: str | None
+    trial_id: int | None
+    compile_calls: int
+    compile_tokens: int
+    compile_cost_usd: float
+    compile_seconds: float
+
+
+def store_program(wh: Warehouse, program: ProgramRecord, calls: list[CallRecord]) -> None:
+    """Store a compiled program with the optimizer calls that made it, in one transaction."""
+    with wh.writer() as con:
+        insert_rows(con, "insert_calls", [dataclasses.asdict(c) for c in calls])
+        con.execute(query("insert_program"), dataclasses.asdict(program))
+
+
+def find_program(wh: Warehouse, compile_key: str) -> tuple[str, dict] | None:
+    """(program_hash, program state) compiled earlier for this key, by any study."""
+    wh.ensure_schema()
+    with wh.reader() as con:
+        row = con.execute(query("find_program"), {"compile_key": compile_key}).fetchone()
+    return None if row is None else (row[0], json.loads(row[1]))
+
+
+def study_spend(wh: Warehouse, study_id: str) -> float:
+    """What a study has paid so far, all purposes."""
+    wh.ensure_schema()
+    with wh.reader() as con:
+        return float(con.execute(query("study_spend"), {"study_id": study_id}).fetchone()[0])
 
 
 def insert_calls(wh: Warehouse, calls: list[CallRecord]) -> None:

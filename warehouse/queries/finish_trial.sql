@@ -14,5 +14,7 @@ UPDATE trials SET
     completion_tokens = $completion_tokens,
     spend_usd = $spend_usd,
     error = $error,
+    program_hash = $program_hash,
+    reused_program = $reused_program,
     finished_at = now()
 WHERE study_id = $study_id AND trial_id = $trial_id;

@@ -8,7 +8,13 @@ SELECT
     t.split,
     t.source_trial_id,
     t.model,
+    t.strategy,
     t.settings,
+    t.program_hash,
+    t.reused_program,
+    p.compile_cost_usd,
+    p.compile_calls,
+    p.compile_seconds,
     t.status,
     t.n_examples,
     t.quality,
@@ -29,4 +35,5 @@ SELECT
     t.finished_at,
     t.error
 FROM trials t
-JOIN studies s ON s.id = t.study_id;
+JOIN studies s ON s.id = t.study_id
+LEFT JOIN programs p ON p.compile_key = t.compile_key;

@@ -8,6 +8,7 @@ SELECT
     d.trial_id,
     d.role,
     d.model,
+    d.strategy,
     d.settings,
     d.quality AS dev_quality,
     d.quality_ci_low AS dev_ci_low,

@@ -1,0 +1,124 @@
+"""DSPy's model calls, routed through offramp's gateway.
+
+DSPy calls models through litellm. We register a litellm custom provider, `offramp`, and give
+DSPy LMs named `offramp/<session>/<model>`: every call DSPy makes (a prediction, a bootstrap
+trace, a MIPRO proposal, a GEPA reflection) lands in the gateway of that session, so it goes
+through the same cache, retries and spend cap, and is recorded as a call with the session's
+purpose. DSPy's own cache is off on these LMs (it would hide, and double count, cost).
+A session is a plain registry entry, so it works from DSPy's worker threads too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import secrets
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import dspy
+import litellm
+from litellm import CustomLLM
+from litellm.types.utils import Choices, Message, ModelResponse, Usage
+
+from tasks.llm import BudgetExceeded, Gateway, LLMRequest
+from warehouse.records import CallRecord
+
+PROVIDER = "offramp"
+_PASSED_SETTINGS = ("temperature", "max_tokens", "response_format", "stop", "top_p")
+
+
+@dataclasses.dataclass
+class Session:
+    """Where a DSPy LM's calls go and what they are recorded as."""
+
+    id: str
+    gateway: Gateway
+    study_id: str | None
+    trial_id: int | None
+    purpose: str
+    calls: list[CallRecord] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @property
+    def spend_usd(self) -> float:
+        return sum(c.cost_usd for c in self.calls)
+
+
+_SESSIONS: dict[str, Session] = {}
+
+
+class CallFailed(RuntimeError):
+    """A call DSPy made failed after the gateway's retries (it is recorded as a call with its error)."""
+
+
+class _GatewayProvider(CustomLLM):
+    def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        session_id, _, target = model.partition("/")
+        session = _SESSIONS.get(session_id)
+        if session is None:
+            raise RuntimeError(f"no offramp gateway session {session_id!r} (the LM outlived its session)")
+        params = kwargs.get("optional_params") or {}
+        settings = {k: params[k] for k in _PASSED_SETTINGS if params.get(k) is not None}
+        salt = params.get("rollout_id")
+        request = LLMRequest(model=target, messages=[dict(m) for m in messages], settings=settings,
+                             cache_salt=None if salt is None else str(salt))
+        [result] = session.gateway.complete_many([request])
+        with session.lock:
+            session.calls.append(
+                CallRecord(
+                    study_id=session.study_id, trial_id=session.trial_id, example_id=None, model=target,
+                    settings=json.dumps(settings, sort_keys=True), prompt_hash=request.prompt_hash,
+                    cache_key=request.cache_key, output_text=result.text, prediction=None, score=None,
+                    prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                    cost_usd=result.cost_usd, latency_s=result.latency_s, orig_cost_usd=result.orig_cost_usd,
+                    orig_latency_s=result.orig_latency_s, error=result.error, cache_hit=result.cache_hit,
+                    attempts=result.attempts, purpose=session.purpose, created_at=dt.datetime.now(),
+                )
+            )
+        if result.error is not None:
+            if result.error.startswith("BudgetExceeded"):
+                raise BudgetExceeded(result.error)
+            raise CallFailed(result.error)
+        prompt_tokens, completion_tokens = result.prompt_tokens or 0, result.completion_tokens or 0
+        return ModelResponse(
+            model=target,
+            choices=[Choices(index=0, finish_reason="stop", message=Message(role="assistant", content=result.text))],
+            usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                        total_tokens=prompt_tokens + completion_tokens),
+        )
+
+
+_INSTALL_LOCK = threading.Lock()
+
+
+def install() -> None:
+    """Register the `offramp` provider with litellm (idempotent)."""
+    with _INSTALL_LOCK:
+        if not any(p.get("provider") == PROVIDER for p in litellm.custom_provider_map):
+            litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": _GatewayProvider()})
+            from litellm.utils import custom_llm_setup
+
+            custom_llm_setup()
+
+
+@contextlib.contextmanager
+def session(gateway: Gateway, *, study_id: str | None, trial_id: int | None, purpose: str) -> Iterator[Session]:
+    """A gateway session for DSPy LMs; its calls are collected in `Session.calls`."""
+    install()
+    current = Session(id=secrets.token_hex(6), gateway=gateway, study_id=study_id, trial_id=trial_id, purpose=purpose)
+    _SESSIONS[current.id] = current
+    try:
+        yield current
+    finally:
+        _SESSIONS.pop(current.id, None)
+
+
+def lm(current: Session, model: str, *, temperature: float = 0.0, max_tokens: int = 256) -> dspy.LM:
+    """A DSPy LM for `model` whose calls go through the session's gateway (DSPy's cache off)."""
+    return dspy.LM(
+        f"{PROVIDER}/{current.id}/{model}", cache=False, num_retries=0, temperature=temperature, max_tokens=max_tokens
+    )

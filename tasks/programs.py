@@ -1,0 +1,274 @@
+"""Features as DSPy programs, and the prompt strategies that compile them.
+
+A feature's signature becomes a DSPy Signature: the instructions are its docstring, inputs are
+strings, a label output is a `Literal` of the labels, a number a float, free text a str, and a
+JSON output a pydantic model built from its JSON schema. A program is `dspy.Predict(signature)`
+with its demos; its state (instructions + demos) is saved as DSPy JSON and hashed.
+
+Strategies (search_spaces.schema.Strategy): `incumbent` is not DSPy at all (the shipped prompt,
+rendered by tasks.prompts); `zero_shot` is the uncompiled Predict; `few_shot` (BootstrapFewShot),
+`mipro` (MIPROv2) and `gepa` (GEPA) compile on the train split only, holding out part of train
+as their own validation set: dev and test never reach an optimizer.
+
+Evaluation renders and parses with the same DSPy adapter a released program uses at run time
+(ChatAdapter for text, JSONAdapter for JSON output; no fallback to a second call), so one example
+is one call and its cost and latency are the program's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import dspy
+from pydantic import create_model
+
+from search_spaces.schema import Config
+from tasks import dspy_bridge
+from tasks.errors import UserError
+from tasks.features import Example, FeatureSpec, OutputField
+from tasks.llm import BudgetExceeded, Gateway
+from tasks.metrics import Metric
+from warehouse.records import CallRecord
+
+_JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool}
+
+
+def _json_schema_type(schema: dict[str, Any], where: str) -> Any:
+    """A Python type for a JSON schema: objects become pydantic models; unsupported shapes fail."""
+    kind = schema.get("type")
+    if "enum" in schema and kind in (None, "string"):
+        return Literal[tuple(schema["enum"])]
+    if kind in _JSON_TYPES:
+        return _JSON_TYPES[kind]
+    if kind == "array":
+        return list[_json_schema_type(schema.get("items", {"type": "string"}), f"{where}.items")]
+    if kind == "object" and isinstance(schema.get("properties"), dict):
+        required = set(schema.get("required", schema["properties"].keys()))
+        fields = {
+            name: (_json_schema_type(sub, f"{where}.{name}"), ... if name in required else None)
+            for name, sub in schema["properties"].items()
+        }
+        return create_model(f"Output_{abs(hash(where)) % 10**8}", **fields)
+    raise UserError(
+        f"field `{where}`: JSON schema {json.dumps(schema)[:120]} cannot be expressed as a DSPy output type "
+        "(supported: object with properties, array with items, string/enum, integer, number, boolean)"
+    )
+
+
+def _output_type(field: OutputField) -> Any:
+    if field.type == "label":
+        return Literal[tuple(field.labels or ())]
+    if field.type == "number":
+        return float
+    if field.type == "json":
+        return _json_schema_type(field.json_schema or {}, f"signature.outputs.{field.name}.json_schema")
+    return str
+
+
+def signature_for(spec: FeatureSpec, instructions: str) -> type[dspy.Signature]:
+    """The feature's signature as a DSPy Signature with `instructions` as its docstring."""
+    fields: dict[str, tuple[Any, Any]] = {}
+    for f in spec.signature.inputs:
+        fields[f.name] = (str, dspy.InputField(desc=f.description or f.name))
+    for f in spec.signature.outputs:
+        fields[f.name] = (_output_type(f), dspy.OutputField(desc=f.description or f.name))
+    return dspy.Signature(fields, instructions.strip())
+
+
+def adapter_for(config: Config) -> dspy.Adapter:
+    """The adapter a program of this config runs with (no second-call fallback)."""
+    if config.settings.output_mode == "json_schema":
+        return dspy.JSONAdapter()
+    return dspy.ChatAdapter(use_json_adapter_fallback=False)
+
+
+def program_for(spec: FeatureSpec, instructions: str, state: dict[str, Any] | None = None) -> dspy.Predict:
+    program = dspy.Predict(signature_for(spec, instructions))
+    if state is not None:
+        program.load_state(state)
+    return program
+
+
+def program_state(program: dspy.Predict) -> dict[str, Any]:
+    """The JSON-able state of a program (instructions + demos), without LM or traces."""
+    state = dict(program.dump_state())
+    state.update(lm=None, traces=[], train=[])  # never persist an LM (keys) or run traces
+    return json.loads(json.dumps(state, default=str))
+
+
+def program_hash(state: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def to_dspy_examples(spec: FeatureSpec, examples: Sequence[Example]) -> list[dspy.Example]:
+    inputs = [f.name for f in spec.signature.inputs]
+    return [dspy.Example(**e.inputs, **e.outputs).with_inputs(*inputs) for e in examples]
+
+
+def _prediction_dict(spec: FeatureSpec, pred: Any) -> dict[str, Any] | None:
+    try:
+        values = {f.name: getattr(pred, f.name) for f in spec.signature.outputs}
+    except AttributeError:
+        return None
+    return {k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in values.items()}
+
+
+def dspy_metric(spec: FeatureSpec, metric: Metric):
+    """The feature's metric in DSPy's shape: metric(example, prediction, trace=None) -> float."""
+    outputs = [f.name for f in spec.signature.outputs]
+
+    def score(example: dspy.Example, pred: Any, trace: Any = None) -> float:
+        return metric.score({k: example[k] for k in outputs}, _prediction_dict(spec, pred))
+
+    return score
+
+
+def gepa_metric(spec: FeatureSpec, metric: Metric):
+    """GEPA's feedback metric: the score, and in words what was expected."""
+    base = dspy_metric(spec, metric)
+    target = spec.target.name
+
+    def feedback(example, pred, trace=None, pred_name=None, pred_trace=None):
+        value = base(example, pred)
+        got = getattr(pred, target, None)
+        text = "correct" if value >= 1 else f"expected {target}={example[target]!r}, got {got!r}"
+        return dspy.Prediction(score=value, feedback=text)
+
+    return feedback
+
+
+class ProgramRunner:
+    """Renders an example into the messages a program sends, and parses the answer back, as the
+    program's adapter does at run time. Built once per evaluation."""
+
+    def __init__(self, spec: FeatureSpec, config: Config, state: dict[str, Any]) -> None:
+        self.spec = spec
+        self.program = program_for(spec, config.instructions, state)
+        self.adapter = adapter_for(config)
+        self.demos = [dspy.Example(**d) for d in self.program.demos]
+
+    def messages(self, example: Example) -> list[dict]:
+        return self.adapter.format(self.program.signature, self.demos, dict(example.inputs))
+
+    def parse(self, text: str | None) -> dict | None:
+        if text is None:
+            return None
+        try:
+            parsed = self.adapter.parse(self.program.signature, text)
+        except Exception:  # noqa: BLE001 - an unparseable answer is a scored outcome, not a crash
+            return None
+        return _prediction_dict(self.spec, dspy.Prediction(**parsed))
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """The outcome of compiling one strategy for one model."""
+
+    status: str  # compiled | stopped_by_budget | failed
+    state: dict[str, Any] | None
+    program_hash: str | None
+    calls: list[CallRecord]
+    seconds: float
+    error: str | None = None
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(c.cost_usd for c in self.calls)
+
+    @property
+    def tokens(self) -> int:
+        return sum((c.prompt_tokens or 0) + (c.completion_tokens or 0) for c in self.calls)
+
+
+def compile_key(spec: FeatureSpec, config: Config, train: Sequence[Example], seed: int) -> str:
+    """What makes two compilations the same: feature, instructions, model, strategy, decoding
+    settings, the train examples and the seed."""
+    payload = {
+        "feature": spec.name, "signature": spec.signature.model_dump(mode="json"), "config": config.model_dump(mode="json"),
+        "train": [e.id for e in train], "seed": seed,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _split_train(train: Sequence[Example], seed: int) -> tuple[list[Example], list[Example]]:
+    """Optimizers validate on a third of train (never on dev/test)."""
+    order = list(train)
+    random.Random(seed).shuffle(order)
+    cut = max(1, len(order) * 2 // 3)
+    return order[:cut], order[cut:] or order[:1]
+
+
+def _optimizer(config: Config, metric_fn, spec: FeatureSpec, metric: Metric, current: dspy_bridge.Session, seed: int):
+    strategy = config.strategy
+    if strategy.name == "few_shot":
+        return dspy.BootstrapFewShot(
+            metric=metric_fn, max_bootstrapped_demos=strategy.k, max_labeled_demos=strategy.k, max_rounds=1, max_errors=1_000_000
+        )
+    if strategy.name == "mipro":
+        proposer = dspy_bridge.lm(current, strategy.optimizer_model or config.model, temperature=1.0, max_tokens=512)
+        options: dict[str, Any] = {"auto": "light"} if strategy.budget is None else {"auto": None, "num_candidates": 3}
+        return dspy.MIPROv2(
+            metric=metric_fn, prompt_model=proposer, max_bootstrapped_demos=strategy.k, max_labeled_demos=strategy.k,
+            num_threads=current.gateway.concurrency, seed=seed, verbose=False, track_stats=False,
+            max_errors=1_000_000, **options,
+        )
+    reflection = dspy_bridge.lm(current, strategy.optimizer_model, temperature=1.0, max_tokens=1024)
+    budget = {"max_metric_calls": strategy.budget} if strategy.budget else {"auto": "light"}
+    return dspy.GEPA(
+        metric=gepa_metric(spec, metric), reflection_lm=reflection, num_threads=current.gateway.concurrency,
+        seed=seed, track_stats=False, use_merge=False, **budget,
+    )
+
+
+def compile_program(
+    spec: FeatureSpec, metric: Metric, config: Config, train: Sequence[Example], gateway: Gateway, *,
+    seed: int, study_id: str | None = None, trial_id: int | None = None,
+) -> Compiled:
+    """Compile `config`'s strategy on the train split; every optimizer call goes through the
+    gateway and is returned (purpose=optimize). A spend cap reached mid-way stops it cleanly."""
+    strategy = config.strategy
+    if strategy.name == "incumbent":
+        raise ValueError("the incumbent strategy is not a DSPy program")
+    if strategy.name in ("few_shot", "mipro") and strategy.k > len(train):
+        raise UserError(f"splits.train: {len(train)} train examples cannot give k={strategy.k} demos for {strategy.name}")
+    started = time.perf_counter()
+    student = program_for(spec, config.instructions)
+    if not strategy.compiles:
+        state = program_state(student)
+        return Compiled("compiled", state, program_hash(state), [], time.perf_counter() - started)
+    with dspy_bridge.session(gateway, study_id=study_id, trial_id=trial_id, purpose="optimize") as current:
+        task_lm = dspy_bridge.lm(current, config.model, temperature=config.settings.temperature, max_tokens=config.settings.max_tokens)
+        metric_fn = dspy_metric(spec, metric)
+        fit, val = _split_train(train, seed)
+        try:
+            with dspy.context(lm=task_lm, adapter=adapter_for(config)):
+                optimizer = _optimizer(config, metric_fn, spec, metric, current, seed)
+                if strategy.name == "few_shot":
+                    compiled = optimizer.compile(student, trainset=to_dspy_examples(spec, fit))
+                elif strategy.name == "mipro":
+                    extra = {"num_trials": strategy.budget} if strategy.budget else {}
+                    compiled = optimizer.compile(
+                        student, trainset=to_dspy_examples(spec, fit), valset=to_dspy_examples(spec, val),
+                        minibatch_size=min(35, len(val)), **extra,
+                    )
+                else:
+                    compiled = optimizer.compile(student, trainset=to_dspy_examples(spec, fit), valset=to_dspy_examples(spec, val))
+        except BudgetExceeded as exc:
+            return Compiled("stopped_by_budget", None, None, list(current.calls), time.perf_counter() - started, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a budget hit inside DSPy's threads may surface wrapped
+            budget = gateway.budget
+            status = "stopped_by_budget" if budget is not None and budget.exhausted else "failed"
+            return Compiled(status, None, None, list(current.calls), time.perf_counter() - started, f"{type(exc).__name__}: {exc}"[:2000])
+        budget = gateway.budget
+        if budget is not None and budget.exhausted:
+            # DSPy swallows per-example errors: a compile that ran out of budget is not a result
+            return Compiled("stopped_by_budget", None, None, list(current.calls), time.perf_counter() - started,
+                            "spend cap reached during compilation")
+        state = program_state(compiled)
+        return Compiled("compiled", state, program_hash(state), list(current.calls), time.perf_counter() - started)
