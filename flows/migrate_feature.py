@@ -1,64 +1,46 @@
 """Flow `migrate-feature`: one study that moves a feature off a retiring model.
 
 load feature -> fixed-seed splits -> incumbent on dev (its outputs are the behavioural snapshot)
--> naive swaps (the incumbent's prompt and settings on each candidate model) and the search
-space's grid on dev -> front (quality, cost, p95 latency) -> incumbent and front configs on the
-held-out test split -> selection (tasks.select) -> markdown + table artifacts.
+-> multi-objective search with Optuna (naive swaps first, then sampled configs; trials raced on
+growing slices of dev; budgets: trials, wall time, USD) -> front (quality, cost, p95 latency;
+feasible trials only) -> incumbent and front configs on the held-out test split -> selection
+(tasks.select) -> markdown + table artifacts.
+
+A study is resumable: its id is derived from its parameters, so running the same command again
+after a crash continues it (completed trials kept, paid calls served from the cache).
 Trials are tasks inside this one flow (a subflow per trial would cost ~1 s each).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import hashlib
 import json
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import optuna
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.params import GatewayParams, MigrateParams
+from flows.params import MigrateParams
+from flows.trials import LISTENERS, StudyContext, TrialRun, TrialSummary, evaluate_full, evaluate_stage, finish, notify
 from search_spaces.schema import Config, Price, SearchSpace, SpaceError, load_space
 from tasks import local_models
 from tasks.errors import UserError
-from tasks.evaluate import evaluate_config
-from tasks.features import Example, Feature, Splits, load_feature, split_examples
-from tasks.llm import LOCAL_PREFIX, Budget, Gateway, LLMResult
+from tasks.evaluate import Evaluation, combine
+from tasks.features import Feature, load_feature, split_examples
+from tasks.llm import LOCAL_PREFIX, Budget, Gateway
 from tasks.metrics import build_metric
-from tasks.pareto import Point, pareto_front
 from tasks.prices import PriceBook, load_price_file
-from tasks.programs import Compiled, compile_key, compile_program
-from tasks.prompts import choose_demos
+from tasks.search import (
+    DEFAULT_STAGES, DIRECTIONS, Limits, Observation, StopSearch, naive_swap_params, run_search, suggest_config,
+)
 from tasks.select import Candidate, Selection, select_release
-from warehouse import Warehouse, state_dir, warehouse_path
-from warehouse import records
+from warehouse import Warehouse, records, state_dir, warehouse_path
 
-
-@dataclass(frozen=True)
-class TrialSummary:
-    trial_id: int
-    role: str
-    split: str
-    label: str
-    model: str
-    status: str
-    quality: float | None
-    ci_low: float | None
-    ci_high: float | None
-    cost_per_1k_usd: float | None
-    latency_p95_s: float | None
-    error_rate: float | None
-    parse_failure_rate: float | None
-    source_trial_id: int | None = None
-    program_hash: str | None = None
-    error: str | None = None
-
-
-class StudyStopped(Exception):
-    """The spend cap stopped the study: it ends cleanly as `stopped_by_budget`."""
+__all__ = ["LISTENERS", "StudySummary", "migrate_feature", "preflight"]
 
 
 @dataclass
@@ -68,19 +50,11 @@ class StudySummary:
     incumbent_model: str
     warehouse: str
     status: str = "completed"
+    stopped_by: str | None = None
+    resumed: bool = False
     trials: list[TrialSummary] = field(default_factory=list)
     front: list[int] = field(default_factory=list)
     selection: dict | None = None
-
-
-# Progress listeners (the CLI's progress bar). Called from the flow's thread and the gateway's pool.
-ProgressListener = Callable[[str, dict], None]
-LISTENERS: list[ProgressListener] = []
-
-
-def _notify(event: str, **data: object) -> None:
-    for listener in LISTENERS:
-        listener(event, data)
 
 
 def _run_name() -> str:
@@ -91,8 +65,16 @@ def _run_name() -> str:
     return f"migrate {feature_dir} off {params.get('deprecated_model') or 'incumbent model'}"
 
 
-def new_study_id(feature: str) -> str:
-    return f"{feature}-{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+def optuna_storage_url(params: MigrateParams) -> str:
+    return params.optuna_storage or f"sqlite:///{state_dir() / 'optuna.db'}"
+
+
+def study_key(params: MigrateParams, feature: Feature, space: SearchSpace, seed: int) -> str:
+    """What makes two runs the same study (so a rerun resumes it): feature, space, budgets,
+    search settings and seed; not how calls are made (concurrency) or who triggered it."""
+    payload = params.model_dump(mode="json", exclude={"trigger", "gateway", "start_local_models", "new_study", "feature_dir", "space"})
+    payload.update(spec=feature.spec.spec_hash(), space=space.model_dump(mode="json"), seed=seed)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def preflight(params: MigrateParams) -> tuple[Feature, SearchSpace, dict[str, Price]]:
@@ -125,6 +107,7 @@ def preflight(params: MigrateParams) -> tuple[Feature, SearchSpace, dict[str, Pr
         raise UserError(" ".join(problems))
     if not [m for m in space.models if m != incumbent]:
         raise UserError(f"search space {space.name!r}: every model in it is the retiring one ({incumbent}); add candidates")
+    _open_storage(optuna_storage_url(params))
     return feature, space, overrides
 
 
@@ -145,150 +128,6 @@ def ensure_local_models(models: list[str], start: bool) -> None:
     if missing:
         get_run_logger().info("starting local model servers: %s", missing)
         local_models.up(missing, state_dir())
-
-
-def _summary(trial_id: int, role: str, split: str, config: Config, a: records.TrialAggregates,
-             source_trial_id: int | None, program_hash: str | None) -> TrialSummary:
-    return TrialSummary(
-        trial_id=trial_id, role=role, split=split, label=config.label(), model=config.model, status=a.status,
-        quality=a.quality, ci_low=a.quality_ci_low, ci_high=a.quality_ci_high, cost_per_1k_usd=a.cost_per_1k_usd,
-        latency_p95_s=a.latency_p95_s, error_rate=a.error_rate, parse_failure_rate=a.parse_failure_rate,
-        source_trial_id=source_trial_id, program_hash=program_hash, error=a.error,
-    )
-
-
-def _program(
-    wh: Warehouse, feature: Feature, config: Config, train: tuple[Example, ...], gateway: Gateway, *,
-    seed: int, study_id: str, trial_id: int, key: str,
-) -> tuple[Compiled | None, str | None, dict | None]:
-    """(compile outcome or None if reused, program hash, program state) for a DSPy strategy:
-    compiled once per compile key and reused from the warehouse afterwards, by any study."""
-    found = records.find_program(wh, key)
-    if found is not None:
-        return None, found[0], found[1]
-    compiled = compile_program(
-        feature.spec, build_metric(feature), config, train, gateway, seed=seed, study_id=study_id, trial_id=trial_id
-    )
-    if compiled.status != "compiled":
-        records.insert_calls(wh, compiled.calls)
-        return compiled, None, None
-    records.store_program(
-        wh,
-        records.ProgramRecord(
-            compile_key=key, program_hash=compiled.program_hash, feature=feature.spec.name, model=config.model,
-            strategy=config.strategy.name, strategy_params=json.dumps(config.strategy.model_dump(mode="json"), sort_keys=True),
-            settings=json.dumps(config.settings.model_dump(mode="json"), sort_keys=True), train_size=len(train), seed=seed,
-            program=json.dumps(compiled.state, sort_keys=True), study_id=study_id, trial_id=trial_id,
-            compile_calls=len(compiled.calls), compile_tokens=compiled.tokens, compile_cost_usd=compiled.cost_usd,
-            compile_seconds=compiled.seconds,
-        ),
-        compiled.calls,
-    )
-    return compiled, compiled.program_hash, compiled.state
-
-
-@task(cache_policy=NO_CACHE, task_run_name="trial {trial_id} {role} on {split}: {config.model}")
-def evaluate_trial(
-    feature: Feature,
-    config: Config,
-    examples: tuple[Example, ...],
-    train: tuple[Example, ...],
-    *,
-    study_id: str,
-    trial_id: int,
-    role: str,
-    split: str,
-    gateway_params: GatewayParams,
-    price_overrides: dict[str, Price],
-    seed: int,
-    max_spend_usd: float | None = None,
-    source_trial_id: int | None = None,
-) -> TrialSummary:
-    """Compile the config's prompt strategy if it needs it (on train), evaluate it on one split,
-    and store the trial with all its calls. Stops cleanly, with the calls it paid for recorded,
-    when the study's spend cap is reached."""
-    wh = Warehouse(warehouse_path())
-    spec = feature.spec
-    budget = Budget(max_spend_usd, records.study_spend(wh, study_id)) if max_spend_usd is not None else None
-    gateway = Gateway(
-        wh, PriceBook(price_overrides), home=state_dir(), concurrency=gateway_params.concurrency,
-        timeout_s=gateway_params.timeout_s, max_retries=gateway_params.max_retries,
-        use_cache=gateway_params.use_cache, budget=budget,
-    )
-    key = compile_key(spec, config, train, seed) if config.strategy.name != "incumbent" else None
-    records.start_trial(
-        wh, study_id=study_id, trial_id=trial_id, role=role, split=split, source_trial_id=source_trial_id,
-        config_hash=config.config_hash(), model=config.model, settings=config.settings.model_dump(mode="json"),
-        strategy=config.strategy.name, compile_key=key,
-    )
-    _notify("trial_started", trial_id=trial_id, label=config.label(), role=role, split=split, total=len(examples))
-
-    def on_result(_: int, result: LLMResult) -> None:
-        _notify("call_done", trial_id=trial_id, error=result.error is not None, cache_hit=result.cache_hit)
-
-    program_hash: str | None = None
-    reused: bool | None = None
-    try:
-        program = None
-        demos = choose_demos(spec, train, config.settings.demos, seed) if config.strategy.name == "incumbent" else []
-        if key is not None:
-            compiled, program_hash, program = _program(
-                wh, feature, config, train, gateway, seed=seed, study_id=study_id, trial_id=trial_id, key=key
-            )
-            reused = compiled is None
-            if compiled is not None and compiled.status != "compiled":
-                a = records.failed_aggregates(len(examples), compiled.status, f"compilation: {compiled.error}")
-                records.finish_trial(wh, study_id=study_id, trial_id=trial_id, aggregates=a, calls=[])
-                summary = _summary(trial_id, role, split, config, a, source_trial_id, None)
-                _notify("trial_finished", summary=summary)
-                return summary
-        evaluation = evaluate_config(
-            spec, build_metric(feature), config, examples, gateway, demos=demos, program=program,
-            study_id=study_id, trial_id=trial_id, seed=seed, on_result=on_result,
-        )
-    except BaseException as exc:
-        a = records.failed_aggregates(len(examples), "failed", f"{type(exc).__name__}: {exc}")
-        records.finish_trial(wh, study_id=study_id, trial_id=trial_id, aggregates=a, calls=[], program_hash=program_hash)
-        raise
-    a = evaluation.aggregates
-    if budget is not None and budget.exhausted:
-        # a partial evaluation is not a measurement of the config: keep its calls, not its numbers
-        a = records.failed_aggregates(len(examples), "stopped_by_budget", f"spend cap ${max_spend_usd} reached mid-trial")
-    records.finish_trial(
-        wh, study_id=study_id, trial_id=trial_id, aggregates=a, calls=evaluation.calls,
-        program_hash=program_hash, reused_program=reused,
-    )
-    summary = _summary(trial_id, role, split, config, a, source_trial_id, program_hash)
-    _notify("trial_finished", summary=summary)
-    return summary
-
-
-def plan_dev_trials(feature: Feature, space: SearchSpace, splits: Splits, seed: int) -> list[tuple[str, Config]]:
-    """(role, config) for the dev split: the incumbent, the naive swaps, then the grid (minus
-    configs already planned)."""
-    inc = feature.spec.incumbent
-    incumbent = Config(model=inc.model, instructions=inc.instructions, settings=inc.settings)
-    plan: list[tuple[str, Config]] = [("incumbent", incumbent)]
-    seen = {incumbent.config_hash()}
-    for model in space.models:
-        if model == inc.model:
-            continue
-        swap = incumbent.model_copy(update={"model": model})
-        plan.append(("naive_swap", swap))
-        seen.add(swap.config_hash())
-    for config in space.grid(incumbent, exclude_models={inc.model}):
-        if config.config_hash() not in seen:
-            plan.append(("candidate", config))
-            seen.add(config.config_hash())
-    needed = max((max(c.settings.demos, c.strategy.k) for _, c in plan), default=0)
-    if needed > len(splits.train):
-        raise UserError(
-            f"{feature.spec_path}: field `splits.train`: {len(splits.train)} train examples, but the plan asks "
-            f"for up to {needed} demos"
-        )
-    if any(c.strategy.compiles for _, c in plan) and len(splits.train) < 3:
-        raise UserError(f"{feature.spec_path}: field `splits.train`: compiling strategies need at least 3 train examples")
-    return plan
 
 
 def _table_rows(trials: list[TrialSummary], front: set[int], selected: int | None) -> list[dict]:
@@ -331,104 +170,241 @@ def _markdown(summary: StudySummary, selection: Selection, test_by_source: dict[
     return "\n".join(lines)
 
 
+def _open_storage(url: str) -> optuna.storages.BaseStorage:
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # noqa: BLE001 - any failure to open is the user's URL
+        raise UserError(f"Optuna storage {url.split('@')[-1]!r} cannot be opened: {exc}; expected sqlite:///path or postgresql://...") from None
+
+
+def _choose_study_id(wh: Warehouse, base: str, new_study: bool) -> tuple[str, bool]:
+    """(study id, resumed): the latest study with this key if it did not complete, else a new one."""
+    n = 1
+    while True:
+        candidate = base if n == 1 else f"{base}-{n}"
+        found = records.find_study(wh, candidate)
+        if found is None:
+            return candidate, False
+        if found[0] in ("running", "failed") and not new_study:
+            return candidate, True
+        n += 1
+
+
+def _summary_from_row(row: dict, config: Config) -> TrialSummary:
+    return TrialSummary(
+        trial_id=row["trial_id"], role=row["role"], split=row["split"], label=config.label(), model=config.model,
+        status=row["status"], quality=row["quality"], ci_low=row["quality_ci_low"], ci_high=row["quality_ci_high"],
+        cost_per_1k_usd=row["cost_per_1k_usd"], latency_p95_s=row["latency_p95_s"], error_rate=row["error_rate"],
+        parse_failure_rate=row["parse_failure_rate"], source_trial_id=row["source_trial_id"],
+        program_hash=row["program_hash"], error=row["error"], optuna_number=row["optuna_number"], stage=row["stage"],
+    )
+
+
 @flow(name="migrate-feature", flow_run_name=_run_name, log_prints=False)
 def migrate_feature(params: MigrateParams) -> StudySummary:
-    """Migrate one feature off a retiring model: evaluate the incumbent, the naive swaps and the
-    search space on dev, confirm the front on the held-out test split, select, report."""
+    """Migrate one feature off a retiring model: the incumbent as baseline, a multi-objective
+    search on dev, the front confirmed on the held-out test split, a selection, a report."""
     logger = get_run_logger()
     feature, space, price_overrides = prepare(params)
     spec = feature.spec
     seed = spec.splits.seed if params.seed is None else params.seed
     splits = split_examples(feature, max_examples=params.max_examples, seed=seed)
-    plan = plan_dev_trials(feature, space, splits, seed)
-    ensure_local_models([c.model for _, c in plan] + space.optimizer_models(), params.start_local_models)
+    inc = spec.incumbent
+    incumbent = Config(model=inc.model, instructions=inc.instructions, settings=inc.settings)
+    candidate_models = [m for m in space.models if m != inc.model]
+    _check_train_size(feature, space, incumbent, len(splits.train))
+    storage_url = optuna_storage_url(params)
+    storage = _open_storage(storage_url)
+    ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models)
 
     wh = Warehouse(warehouse_path())
-    study_id = new_study_id(spec.name)
+    study_id, resumed = _choose_study_id(wh, f"{spec.name}-{study_key(params, feature, space, seed)}", params.new_study)
     records.upsert_feature(
         wh, name=spec.name, description=spec.description, spec_path=str(feature.spec_path),
         spec_hash=spec.spec_hash(), spec=spec.model_dump(mode="json"),
     )
-    records.start_study(
-        wh, study_id=study_id, feature=spec.name, deprecated_model=params.deprecated_model or spec.incumbent.model,
-        incumbent_model=spec.incumbent.model, trigger=params.trigger, space_name=space.name,
-        space=space.model_dump(mode="json"), params=params.model_dump(mode="json"), seed=seed,
-        max_spend_usd=params.max_spend_usd,
-    )
-    summary = StudySummary(study_id=study_id, feature=spec.name, incumbent_model=spec.incumbent.model, warehouse=str(wh.path))
-    logger.info("study %s: %d dev trials, dev=%d test=%d examples", study_id, len(plan), len(splits.dev), len(splits.test))
-    _notify("study_started", study_id=study_id, trials=len(plan), dev=len(splits.dev), test=len(splits.test))
-    common = dict(
-        study_id=study_id, gateway_params=params.gateway, price_overrides=price_overrides, seed=seed,
-        max_spend_usd=params.max_spend_usd,
-    )
-    try:
-        configs: dict[int, Config] = {}
-        for trial_id, (role, config) in enumerate(plan):
-            configs[trial_id] = config
-            trial = evaluate_trial(feature, config, splits.dev, splits.train, trial_id=trial_id, role=role, split="dev", **common)
-            summary.trials.append(trial)
-            if trial.status == "stopped_by_budget":
-                raise StudyStopped(trial.error or "spend cap reached")
-        dev_candidates = [t for t in summary.trials if t.role != "incumbent" and t.status == "completed"]
-        front = pareto_front([Point(t.trial_id, t.quality, t.cost_per_1k_usd, t.latency_p95_s) for t in dev_candidates])
-        summary.front = [p.key for p in front]
-
-        next_id = len(plan)
-        incumbent_test = evaluate_trial(
-            feature, configs[0], splits.test, splits.train,
-            trial_id=next_id, role="incumbent", split="test", source_trial_id=0, **common,
+    if resumed:
+        records.resume_study(wh, study_id)
+        logger.info("resuming study %s", study_id)
+    else:
+        records.start_study(
+            wh, study_id=study_id, feature=spec.name, deprecated_model=params.deprecated_model or inc.model,
+            incumbent_model=inc.model, trigger=params.trigger, space_name=space.name,
+            space=space.model_dump(mode="json"), params=params.model_dump(mode="json"), seed=seed,
+            max_spend_usd=params.max_spend_usd, optuna_storage=storage_url.split("@")[-1],
         )
+    study = optuna.create_study(storage=storage, study_name=study_id, directions=DIRECTIONS, load_if_exists=True)
+    study.set_metric_names(["quality", "cost_per_1k_usd", "latency_p95_s"])
+    study.set_user_attr("offramp_study_id", study_id)
+    study.set_user_attr("warehouse", str(wh.path))
+
+    budget = Budget(params.max_spend_usd, records.study_spend(wh, study_id)) if params.max_spend_usd else None
+    g = params.gateway
+    gateway = Gateway(
+        wh, PriceBook(price_overrides), home=state_dir(), concurrency=g.concurrency, timeout_s=g.timeout_s,
+        max_retries=g.max_retries, use_cache=g.use_cache, budget=budget,
+    )
+    previous = records.study_trials(wh, study_id)
+    ctx = StudyContext(
+        wh=wh, feature=feature, metric=build_metric(feature), train=splits.train, seed=seed, study_id=study_id,
+        gateway=gateway, next_trial_id=max((r["trial_id"] for r in previous), default=-1) + 1,
+    )
+    summary = StudySummary(study_id=study_id, feature=spec.name, incumbent_model=inc.model, warehouse=str(wh.path), resumed=resumed)
+    notify("study_started", study_id=study_id, trials=params.max_trials, dev=len(splits.dev), test=len(splits.test))
+    done = {(r["role"], r["split"], r["source_trial_id"], r["optuna_number"]): r for r in previous if r["status"] == "completed"}
+
+    def baseline(role: str, split: str, config: Config, examples, source: int | None) -> TrialSummary:
+        row = done.get((role, split, source, None))
+        if row is not None:  # a resumed study keeps what it measured
+            return _summary_from_row(row, config)
+        run = TrialRun(ctx.allocate_trial_id(), role, split, config, examples, source_trial_id=source)
+        result = evaluate_full(ctx, run)
+        if result.status == "stopped_by_budget":
+            raise StopSearch(result.error or "spend cap reached")
+        return result
+
+    try:
+        incumbent_dev = baseline("incumbent", "dev", incumbent, splits.dev, None)
+        summary.trials.append(incumbent_dev)
+        if incumbent_dev.status != "completed":
+            raise RuntimeError(f"the incumbent could not be evaluated on dev: {incumbent_dev.error}")
+        result = _search(ctx, params, space, incumbent, candidate_models, splits.dev, study, seed)
+        summary.stopped_by = result
+        if result == "budget":
+            raise StopSearch("spend cap reached during the search")
+        summary.front = _front(wh, study_id, study)
+        configs = _configs_by_trial_id(space, incumbent, candidate_models, study)
+        summary.trials = [incumbent_dev] + [
+            _summary_from_row(row, configs[row["trial_id"]])
+            for row in records.study_trials(wh, study_id)
+            if row["split"] == "dev" and row["trial_id"] in configs
+        ]
+        incumbent_test = baseline("incumbent", "test", incumbent, splits.test, incumbent_dev.trial_id)
         summary.trials.append(incumbent_test)
         test_by_source: dict[int, TrialSummary] = {}
-        for offset, dev_trial_id in enumerate(summary.front, start=1):
-            config = configs[dev_trial_id]
-            role = next(t.role for t in summary.trials if t.trial_id == dev_trial_id)
-            test_trial = evaluate_trial(
-                feature, config, splits.test, splits.train,
-                trial_id=next_id + offset, role=role, split="test", source_trial_id=dev_trial_id, **common,
-            )
-            summary.trials.append(test_trial)
-            if test_trial.status == "stopped_by_budget":
-                raise StudyStopped(test_trial.error or "spend cap reached")
-            test_by_source[dev_trial_id] = test_trial
-
         by_id = {t.trial_id: t for t in summary.trials}
-        candidates = [
-            Candidate(
-                trial_id=dev_id, label=by_id[dev_id].label, test_quality=t.quality,
-                cost_per_1k_usd=by_id[dev_id].cost_per_1k_usd, latency_p95_s=by_id[dev_id].latency_p95_s,
-            )
-            for dev_id, t in test_by_source.items()
-            if t.status == "completed"
-        ]
+        for dev_id in summary.front:
+            role = by_id[dev_id].role
+            test_by_source[dev_id] = baseline(role, "test", configs[dev_id], splits.test, dev_id)
+            summary.trials.append(test_by_source[dev_id])
         if incumbent_test.status != "completed":
-            raise RuntimeError(f"the incumbent could not be evaluated on the test split: {incumbent_test}")
+            raise RuntimeError(f"the incumbent could not be evaluated on the test split: {incumbent_test.error}")
+        candidates = [
+            Candidate(trial_id=dev_id, label=by_id[dev_id].label, test_quality=t.quality,
+                      cost_per_1k_usd=by_id[dev_id].cost_per_1k_usd, latency_p95_s=by_id[dev_id].latency_p95_s)
+            for dev_id, t in test_by_source.items() if t.status == "completed"
+        ]
         selection = select_release(incumbent_test.quality, candidates)
         summary.selection = selection.to_dict()
-        records.finish_study(
-            wh, study_id, status="completed", selected_trial_id=selection.trial_id, selection=selection.to_dict()
-        )
-        summary.status = "completed"
-    except StudyStopped as exc:
+        records.finish_study(wh, study_id, status="completed", selected_trial_id=selection.trial_id,
+                             selection=selection.to_dict(), stopped_by=summary.stopped_by)
+    except StopSearch as exc:
         logger.warning("study %s stopped by its spend cap: %s", study_id, exc)
-        records.finish_study(wh, study_id, status="stopped_by_budget", error=str(exc)[:2000])
-        summary.status = "stopped_by_budget"
-        _notify("study_finished", summary=summary)
+        records.finish_study(wh, study_id, status="stopped_by_budget", error=str(exc)[:2000], stopped_by="budget")
+        summary.status, summary.stopped_by = "stopped_by_budget", "budget"
+        notify("study_finished", summary=summary)
         return summary
     except BaseException as exc:
         records.finish_study(wh, study_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
 
+    _publish(summary, selection, test_by_source)
+    notify("study_finished", summary=summary)
+    return summary
+
+
+def _search(ctx, params, space, incumbent, candidate_models, dev, study, seed) -> str | None:
+    """Run the Optuna search; every trial lands in the warehouse. Returns what stopped it."""
+    runs: dict[int, TrialRun] = {}
+    naive = {json.dumps(naive_swap_params(incumbent, m), sort_keys=True) for m in candidate_models}
+
+    def evaluate(config: Config, number: int, fraction: float) -> Observation | None:
+        run = runs.get(number)
+        if run is None:
+            params_key = json.dumps(
+                {"model": config.model, "strategy": config.strategy.name, "temperature": config.settings.temperature,
+                 "max_tokens": config.settings.max_tokens, "output_mode": config.settings.output_mode}, sort_keys=True)
+            role = "naive_swap" if config.strategy.name == "incumbent" and params_key in naive else "candidate"
+            run = runs[number] = TrialRun(ctx.allocate_trial_id(), role, "dev", config, dev, optuna_number=number)
+        evaluation = evaluate_stage(ctx, run, fraction)
+        budget = ctx.gateway.budget
+        if budget is not None and budget.exhausted:
+            finish(ctx, run, evaluation, status="stopped_by_budget", stage=fraction)
+            raise StopSearch("spend cap reached")
+        if evaluation is None or evaluation.aggregates.status != "completed":
+            finish(ctx, run, evaluation, stage=fraction)
+            return None
+        a = evaluation.aggregates
+        return Observation(
+            quality=a.quality, quality_high=a.quality_ci_high, cost_per_1k_usd=a.cost_per_1k_usd,
+            latency_p95_s=a.latency_p95_s, error_rate=a.error_rate, n_examples=a.n_examples,
+            attrs={"offramp_study_id": ctx.study_id, "offramp_trial_id": run.trial_id, "program_hash": run.program_hash},
+        )
+
+    def on_outcome(outcome) -> None:
+        run = runs.get(outcome.number)
+        if run is None or outcome.state == "failed":
+            return
+        evaluation = combine_current(ctx, run)
+        status = "pruned" if outcome.state == "pruned" else None
+        finish(ctx, run, evaluation, status=status, feasible=outcome.feasible, stage=outcome.stage)
+
+    limits = Limits(max_error_rate=params.max_error_rate, max_latency_p95_s=params.max_latency_p95_s)
+    result = run_search(
+        study, space, incumbent, candidate_models, evaluate, seed=seed, max_trials=params.max_trials,
+        max_wall_s=params.max_wall_s, stages=DEFAULT_STAGES if params.racing else (1.0,), limits=limits,
+        parallel=params.parallel, sampler=params.sampler, on_outcome=on_outcome,
+    )
+    return result.stopped_by
+
+
+def combine_current(ctx: StudyContext, run: TrialRun) -> Evaluation | None:
+    """What the trial measured so far."""
+    return combine(ctx.metric, run.examples[: run.evaluated], run.parts, seed=ctx.seed) if run.parts else None
+
+
+def _front(wh: Warehouse, study_id: str, study: optuna.Study) -> list[int]:
+    """The front as the warehouse's view defines it; it must be Optuna's best trials too."""
+    _, rows = wh.fetch("SELECT trial_id FROM v_pareto_front WHERE study_id = ? ORDER BY trial_id", [study_id])
+    front = [r[0] for r in rows]
+    optuna_front = sorted(t.user_attrs.get("offramp_trial_id") for t in study.best_trials)
+    if front != optuna_front:
+        get_run_logger().warning("front mismatch: warehouse %s vs Optuna best_trials %s", front, optuna_front)
+    return front
+
+
+def _configs_by_trial_id(space, incumbent, candidate_models, study) -> dict[int, Config]:
+    """The config of every search trial (of this run or an earlier, interrupted one), rebuilt
+    from its Optuna params."""
+    out = {}
+    for t in study.get_trials(deepcopy=False):
+        trial_id = t.user_attrs.get("offramp_trial_id")
+        if trial_id is not None and t.params:
+            out[trial_id] = suggest_config(optuna.trial.FixedTrial(t.params), space, incumbent, candidate_models)
+    return out
+
+
+def _check_train_size(feature: Feature, space: SearchSpace, incumbent: Config, n_train: int) -> None:
+    needed = max([incumbent.settings.demos, *[k for o in space.strategies.values() for k in o.k]], default=0)
+    if needed > n_train:
+        raise UserError(
+            f"{feature.spec_path}: field `splits.train`: {n_train} train examples, but the search asks for up to {needed} demos"
+        )
+    compiles = any(name in ("few_shot", "mipro", "gepa") for name in space.strategies)
+    if compiles and n_train < 3:
+        raise UserError(f"{feature.spec_path}: field `splits.train`: compiling strategies need at least 3 train examples")
+
+
+def _publish(summary: StudySummary, selection: Selection, test_by_source: dict[int, TrialSummary]) -> None:
     front_set = set(summary.front)
     create_table_artifact(
         key="migration-front",
         table=_table_rows([t for t in summary.trials if t.split == "dev"], front_set, selection.trial_id),
-        description=f"Study {study_id}: every dev trial; on_front marks the Pareto front",
+        description=f"Study {summary.study_id}: every dev trial; on_front marks the Pareto front",
     )
     create_markdown_artifact(
         key="migration-report", markdown=_markdown(summary, selection, test_by_source),
-        description=f"Study {study_id}: front and selection",
+        description=f"Study {summary.study_id}: front and selection",
     )
-    _notify("study_finished", summary=summary)
-    return summary
+
+

@@ -34,6 +34,17 @@ class MigrateParams(BaseModel):
     max_spend_usd: float | None = Field(
         default=None, gt=0, description="spend cap for the whole study (evaluation + optimization), USD; none = no cap"
     )
+    max_trials: int = Field(default=16, ge=1, le=10_000, description="search trials (naive swaps included)")
+    max_wall_s: float | None = Field(default=None, gt=0, description="stop asking for new trials after this many seconds")
+    sampler: Literal["tpe", "nsga2", "random"] = Field(default="tpe", description="Optuna sampler (multi-objective)")
+    racing: bool = Field(default=True, description="stop hopeless trials early (20% -> 50% -> 100% of dev)")
+    parallel: int = Field(default=1, ge=1, le=64, description="trials evaluated at once")
+    max_error_rate: float = Field(default=0.2, ge=0, le=1, description="hard limit: a config failing more often is infeasible")
+    max_latency_p95_s: float | None = Field(default=None, gt=0, description="hard limit on p95 latency, seconds")
+    optuna_storage: str | None = Field(
+        default=None, description="Optuna RDB storage URL (default: sqlite file in the state dir; postgresql://... works)"
+    )
+    new_study: bool = Field(default=False, description="start a new study even if an identical one was interrupted")
     start_local_models: bool = Field(default=True, description="start the local model servers the study needs")
     trigger: Literal["cli", "demo", "event", "ui"] = "ui"
     gateway: GatewayParams = GatewayParams()

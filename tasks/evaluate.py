@@ -34,6 +34,7 @@ class Evaluation:
     calls: list[CallRecord]
     predictions: list[dict | None]
     scores: list[float]
+    results: list[LLMResult]
 
 
 def bootstrap_interval(
@@ -175,4 +176,15 @@ def evaluate_config(
             )
         )
     aggregates = aggregate(metric, examples, results, predictions, scores, seed=seed)
-    return Evaluation(aggregates=aggregates, calls=calls, predictions=predictions, scores=scores)
+    return Evaluation(aggregates=aggregates, calls=calls, predictions=predictions, scores=scores, results=list(results))
+
+
+def combine(metric: Metric, examples: Sequence[Example], parts: Sequence[Evaluation], *, seed: int = 0) -> Evaluation:
+    """One evaluation from consecutive parts (the stages of a raced trial), aggregated afresh.
+    `examples` are the examples of all parts, in order."""
+    calls = [c for p in parts for c in p.calls]
+    predictions = [x for p in parts for x in p.predictions]
+    scores = [x for p in parts for x in p.scores]
+    results = [x for p in parts for x in p.results]
+    aggregates = aggregate(metric, examples, results, predictions, scores, seed=seed)
+    return Evaluation(aggregates=aggregates, calls=calls, predictions=predictions, scores=scores, results=results)

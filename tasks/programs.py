@@ -6,7 +6,7 @@ JSON output a pydantic model built from its JSON schema. A program is `dspy.Pred
 with its demos; its state (instructions + demos) is saved as DSPy JSON and hashed.
 
 Strategies (search_spaces.schema.Strategy): `incumbent` is not DSPy at all (the shipped prompt,
-rendered by tasks.prompts); `zero_shot` is the uncompiled Predict; `few_shot` (BootstrapFewShot),
+rendered by tasks.prompts); `zero_shot` is the uncompiled Predict; `few_shot` (BootstrapFewShot over at most 4k train examples, so its cost is bounded),
 `mipro` (MIPROv2) and `gepa` (GEPA) compile on the train split only, holding out part of train
 as their own validation set: dev and test never reach an optimizer.
 
@@ -250,7 +250,8 @@ def compile_program(
             with dspy.context(lm=task_lm, adapter=adapter_for(config)):
                 optimizer = _optimizer(config, metric_fn, spec, metric, current, seed)
                 if strategy.name == "few_shot":
-                    compiled = optimizer.compile(student, trainset=to_dspy_examples(spec, fit))
+                    # bounded cost: bootstrap from at most 4k examples; labelled demos fill the rest
+                    compiled = optimizer.compile(student, trainset=to_dspy_examples(spec, fit[: 4 * strategy.k]))
                 elif strategy.name == "mipro":
                     extra = {"num_trials": strategy.budget} if strategy.budget else {}
                     compiled = optimizer.compile(

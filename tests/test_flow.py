@@ -34,6 +34,7 @@ def run(tmp_path, **kwargs):
         tmp_path / "space.yaml", ["fake/good", "fake/sloppy"], strategies={"incumbent": {}, "few_shot": {"k": [3]}},
         output_mode=["text"],
     )
+    kwargs.setdefault("max_trials", 6)
     params = MigrateParams(feature_dir=str(feature), space=str(space), trigger="cli", **kwargs)
     return migrate_feature(params)
 
@@ -46,20 +47,31 @@ def test_flow_stores_study_trials_calls_and_selects(harness, home, fake, tmp_pat
         "select status, selected_trial_id, selection from studies where id = ?", [summary.study_id]
     )
     assert status == "completed"
-    # plan: incumbent, 2 naive swaps, grid of 2 models x {incumbent (max_tokens differs), few_shot k=3} = 4 more
-    _, dev = wh.fetch("select trial_id, role, status, n_examples, quality from trials where study_id = ? and split = 'dev' order by trial_id", [summary.study_id])
-    assert [r[1] for r in dev] == ["incumbent", "naive_swap", "naive_swap", "candidate", "candidate", "candidate", "candidate"]
-    assert all(r[2] == "completed" and r[3] == 20 for r in dev)
+    # the incumbent as baseline, the 2 naive swaps enqueued first, then the sampler's trials
+    _, dev = wh.fetch(
+        "select trial_id, role, status, n_examples, quality, optuna_number, stage from trials "
+        "where study_id = ? and split = 'dev' order by trial_id", [summary.study_id])
+    assert [r[1] for r in dev][:3] == ["incumbent", "naive_swap", "naive_swap"]
+    assert len(dev) == 1 + 6 and {r[1] for r in dev[3:]} <= {"candidate", "naive_swap"}
+    assert [r[5] for r in dev] == [None, 0, 1, 2, 3, 4, 5]
+    assert all(r[2] in ("completed", "pruned") for r in dev)
+    assert all(r[6] == 1.0 for r in dev if r[2] == "completed") and all(r[6] < 1.0 for r in dev if r[2] == "pruned")
+    _, per_trial = wh.fetch(
+        "select t.trial_id, t.status, t.stage, count(c.example_id) from trials t join calls c using (study_id, trial_id) "
+        "where t.study_id = ? and t.split = 'dev' and c.purpose = 'eval' group by all", [summary.study_id])
+    assert len(per_trial) == len(dev)
+    for _, status, stage, n in per_trial:  # racing spends only on the stages a trial reached
+        assert n == (20 if status == "completed" else int(round(stage * 20)))
     _, dev_labels = wh.fetch(
         "select c.prediction from calls c where c.study_id = ? and c.trial_id = 0", [summary.study_id]
     )
     assert {json.loads(r[0])["label"] for r in dev_labels} == {"alpha"}  # the incumbent's behaviour, recorded
     # every dev example of every trial is a call row with its score
-    _, [(n_calls, n_scored)] = wh.fetch(
-        "select count(*), count(score) from calls where study_id = ? and purpose = 'eval'", [summary.study_id]
+    _, [(n_calls, n_scored, n_examples)] = wh.fetch(
+        "select count(*), count(score), (select sum(n_examples) from trials where study_id = ?) "
+        "from calls where study_id = ? and purpose = 'eval'", [summary.study_id, summary.study_id]
     )
-    test_trials = [t for t in summary.trials if t.split == "test"]
-    assert n_calls == n_scored == 20 * (len(dev) + len(test_trials))
+    assert n_calls == n_scored == n_examples
     # the 'good' model is perfect and is selected or dominated only by an equally perfect cheaper one
     assert selected is not None
     _, [(selected_model, selected_quality)] = wh.fetch(
@@ -69,16 +81,23 @@ def test_flow_stores_study_trials_calls_and_selects(harness, home, fake, tmp_pat
     assert json.loads(selection)["rule"].startswith("cheapest")
 
 
-def test_view_front_equals_python_front(harness, home, fake, tmp_path):
+def test_view_front_equals_python_front_and_optuna_best_trials(harness, home, fake, tmp_path):
+    import optuna
+
     setup_models(fake)
-    summary = run(tmp_path)
+    summary = run(tmp_path, max_trials=8)
     _, rows = Warehouse(warehouse_path()).fetch(
         "select trial_id, quality, cost_per_1k_usd, latency_p95_s, role from v_trials where study_id = ? and split = 'dev'",
         [summary.study_id],
     )
-    points = [Point(r[0], r[1], r[2], r[3]) for r in rows if r[4] != "incumbent"]
+    _, statuses = Warehouse(warehouse_path()).fetch(
+        "select trial_id, status, feasible from trials where study_id = ? and split = 'dev'", [summary.study_id])
+    complete = {r[0] for r in statuses if r[1] == "completed" and r[2]}
+    points = [Point(r[0], r[1], r[2], r[3]) for r in rows if r[4] != "incumbent" and r[0] in complete]
     _, front_rows = Warehouse(warehouse_path()).fetch("select trial_id from v_pareto_front where study_id = ?", [summary.study_id])
     assert sorted(r[0] for r in front_rows) == sorted(p.key for p in pareto_front(points)) == sorted(summary.front)
+    study = optuna.load_study(study_name=summary.study_id, storage=f"sqlite:///{home / 'optuna.db'}")
+    assert sorted(t.user_attrs["offramp_trial_id"] for t in study.best_trials) == sorted(summary.front)
 
 
 def test_second_run_is_served_from_the_cache(harness, home, fake, tmp_path):

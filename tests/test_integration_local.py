@@ -34,7 +34,8 @@ def test_migration_on_real_local_models(servers, tmp_path):
     space.write_text(yaml.safe_dump({
         "name": "tiny-local",
         "models": ["local/qwen2.5-0.5b", "local/smollm2-135m"],
-        "settings": {"max_tokens": [32], "output_mode": ["json_schema"], "demos": [0]},
+        "strategies": {"incumbent": {}, "few_shot": {"k": [2]}},
+        "settings": {"max_tokens": [32], "output_mode": ["json_schema"]},
     }))
     with prefect_test_harness(server_startup_timeout=120):
         summary = migrate_feature(MigrateParams(
@@ -63,3 +64,17 @@ def test_migration_on_real_local_models(servers, tmp_path):
     assert total > 0 and parsed == total
     _, [(n_front,)] = wh.fetch("select count(*) from v_pareto_front where study_id = ?", [summary.study_id])
     assert n_front >= 1
+    # DSPy few-shot compiled on train through the gateway, on the real model, and evaluated on dev
+    _, programs = wh.fetch(
+        "select model, compile_calls, compile_tokens, json_array_length(json_extract(program, '$.demos')) "
+        "from programs where study_id = ? and strategy = 'few_shot'", [summary.study_id]
+    )
+    assert {p[0] for p in programs} == {"local/qwen2.5-0.5b"}
+    assert all(calls > 0 and tokens > 0 and 1 <= demos <= 2 for _, calls, tokens, demos in programs)
+    _, [(optimize_calls,)] = wh.fetch("select count(*) from calls where study_id = ? and purpose = 'optimize'", [summary.study_id])
+    assert optimize_calls == sum(p[1] for p in programs)
+    _, [(few_shot_dev,)] = wh.fetch(
+        "select count(*) from trials where study_id = ? and strategy = 'few_shot' and split = 'dev' and status = 'completed'",
+        [summary.study_id],
+    )
+    assert few_shot_dev == 1

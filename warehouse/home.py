@@ -33,6 +33,7 @@ def configure_environment() -> Path:
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DSPY_CACHEDIR": str(home / "dspy-cache"),
+        "TQDM_DISABLE": "1",  # DSPy's optimizers draw tqdm bars; offramp reports progress itself
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

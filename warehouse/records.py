@@ -101,6 +101,7 @@ def start_study(
     params: dict,
     seed: int,
     max_spend_usd: float | None = None,
+    optuna_storage: str | None = None,
 ) -> None:
     with wh.writer() as con:
         con.execute(
@@ -116,24 +117,52 @@ def start_study(
                 "params": _json(params),
                 "seed": seed,
                 "max_spend_usd": max_spend_usd,
+                "optuna_storage": optuna_storage,
             },
         )
 
 
 def finish_study(
     wh: Warehouse, study_id: str, *, status: str, error: str | None = None,
-    selected_trial_id: int | None = None, selection: dict | None = None,
+    selected_trial_id: int | None = None, selection: dict | None = None, stopped_by: str | None = None,
 ) -> None:
     with wh.writer() as con:
         con.execute(
             query("finish_study"),
-            {"id": study_id, "status": status, "error": error, "selected_trial_id": selected_trial_id, "selection": _json(selection)},
+            {"id": study_id, "status": status, "error": error, "selected_trial_id": selected_trial_id,
+             "selection": _json(selection), "stopped_by": stopped_by},
         )
+
+
+def find_study(wh: Warehouse, study_id: str) -> tuple[str, dict] | None:
+    """(status, params) of a study, or None."""
+    if not wh.path.exists():
+        return None
+    wh.ensure_schema()
+    with wh.reader() as con:
+        row = con.execute(query("find_study"), {"study_id": study_id}).fetchone()
+    return None if row is None else (row[1], json.loads(row[2]))
+
+
+def resume_study(wh: Warehouse, study_id: str) -> None:
+    """Mark a study running again and its interrupted trials failed."""
+    with wh.writer() as con:
+        con.execute(query("resume_study"), {"study_id": study_id})
+        con.execute(query("interrupted_trials"), {"study_id": study_id})
+
+
+def study_trials(wh: Warehouse, study_id: str) -> list[dict]:
+    wh.ensure_schema()
+    with wh.reader() as con:
+        cursor = con.execute(query("study_trials"), {"study_id": study_id})
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, row)) for row in cursor.fetchall()]
 
 
 def start_trial(
     wh: Warehouse, *, study_id: str, trial_id: int, role: str, split: str, source_trial_id: int | None,
     config_hash: str, model: str, settings: dict, strategy: str = "incumbent", compile_key: str | None = None,
+    optuna_number: int | None = None,
 ) -> None:
     with wh.writer() as con:
         con.execute(
@@ -142,13 +171,15 @@ def start_trial(
                 "study_id": study_id, "trial_id": trial_id, "role": role, "split": split,
                 "source_trial_id": source_trial_id, "config_hash": config_hash, "model": model,
                 "settings": _json(settings), "strategy": strategy, "compile_key": compile_key,
+                "optuna_number": optuna_number,
             },
         )
 
 
 def finish_trial(
     wh: Warehouse, *, study_id: str, trial_id: int, aggregates: TrialAggregates, calls: list[CallRecord],
-    program_hash: str | None = None, reused_program: bool | None = None,
+    program_hash: str | None = None, reused_program: bool | None = None, feasible: bool | None = None,
+    stage: float | None = None,
 ) -> None:
     """Store a trial's calls and its aggregates in one transaction: both land or neither."""
     with wh.writer() as con:
@@ -157,7 +188,8 @@ def finish_trial(
             query("finish_trial"),
             {
                 "study_id": study_id, "trial_id": trial_id, "program_hash": program_hash,
-                "reused_program": reused_program, **dataclasses.asdict(aggregates),
+                "reused_program": reused_program, "feasible": feasible, "stage": stage,
+                **dataclasses.asdict(aggregates),
             },
         )
 

@@ -16,5 +16,7 @@ UPDATE trials SET
     error = $error,
     program_hash = $program_hash,
     reused_program = $reused_program,
+    feasible = $feasible,
+    stage = $stage,
     finished_at = now()
 WHERE study_id = $study_id AND trial_id = $trial_id;

@@ -1,3 +1,3 @@
 -- A study starts.
-INSERT INTO studies (id, feature, deprecated_model, incumbent_model, trigger, space_name, space, params, seed, max_spend_usd, started_at, status)
-VALUES ($id, $feature, $deprecated_model, $incumbent_model, $trigger, $space_name, $space, $params, $seed, $max_spend_usd, now(), 'running');
+INSERT INTO studies (id, feature, deprecated_model, incumbent_model, trigger, space_name, space, params, seed, max_spend_usd, optuna_storage, started_at, status)
+VALUES ($id, $feature, $deprecated_model, $incumbent_model, $trigger, $space_name, $space, $params, $seed, $max_spend_usd, $optuna_storage, now(), 'running');

@@ -1,10 +1,10 @@
--- Per study: the candidate configs (dev split, completed) that no other candidate beats on all of
+-- Per study: the candidate configs (dev split, completed, within the hard limits) that no other candidate beats on all of
 -- quality (max), cost per 1k requests (min) and p95 latency (min). The incumbent is the reference
 -- the study migrates away from, not a candidate, so it is not on the front. Ties are all kept.
 CREATE OR REPLACE VIEW v_pareto_front AS
 WITH c AS (
     SELECT * FROM v_trials
-    WHERE split = 'dev' AND status = 'completed' AND role IN ('candidate', 'naive_swap')
+    WHERE split = 'dev' AND status = 'completed' AND coalesce(feasible, true) AND role IN ('candidate', 'naive_swap')
 )
 SELECT c.*
 FROM c

@@ -1,0 +1,300 @@
+"""Multi-objective search over a space with Optuna: ask -> evaluate in growing stages -> tell.
+
+Objectives: maximise quality, minimise cost per 1k requests, minimise p95 latency. The naive
+swaps are enqueued first. Hard limits (error rate, p95 latency) are Optuna constraints, so an
+infeasible config never reaches `study.best_trials`.
+
+Racing (early stopping of hopeless trials): a trial is evaluated on growing fractions of dev
+(e.g. 20% -> 50% -> 100%; cached answers are reused between stages, so a completed trial costs
+the same as an unstaged one). After each partial stage, if even the upper end of its quality
+interval, at its observed cost and latency, would be dominated by a trial already on the front,
+it stops: told to Optuna as PRUNED, recorded with the calls it spent. Optuna has no pruner for
+multi-objective studies (optuna#3450); this is ours.
+
+Determinism: the sampler is re-seeded before every ask from (seed, number of finished trials),
+so a study resumed after a crash asks for the same configs an uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import optuna
+
+from search_spaces.schema import Config, SearchSpace, Settings, Strategy
+from tasks.pareto import Point, dominates, pareto_front
+
+DIRECTIONS = ["maximize", "minimize", "minimize"]
+DEFAULT_STAGES = (0.2, 0.5, 1.0)
+SamplerName = Literal["tpe", "nsga2", "random"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    """What a stage of a trial measured."""
+
+    quality: float
+    quality_high: float  # upper end of the 95% interval
+    cost_per_1k_usd: float
+    latency_p95_s: float
+    error_rate: float
+    n_examples: int
+    attrs: dict = dataclasses.field(default_factory=dict)  # Optuna user attributes (links to the warehouse)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Hard limits: a config beyond them is infeasible (never on the front)."""
+
+    max_error_rate: float = 0.2
+    max_latency_p95_s: float | None = None
+
+    def violations(self, o: Observation) -> dict[str, float]:
+        """Optuna constraint values (`trial.set_constraint`): <= 0 is feasible."""
+        values = {"error_rate": o.error_rate - self.max_error_rate}
+        if self.max_latency_p95_s is not None:
+            values["latency_p95_s"] = o.latency_p95_s - self.max_latency_p95_s
+        return values
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialOutcome:
+    number: int
+    config: Config
+    state: Literal["complete", "pruned", "failed", "stopped"]
+    observation: Observation | None
+    feasible: bool
+    stage: float  # the last fraction of dev evaluated
+
+
+# evaluate(config, trial number, fraction of dev) -> Observation, or None if the trial could not
+# be measured (failed, or stopped by the spend cap: raise StopSearch for the latter).
+Evaluate = Callable[[Config, int, float], Observation | None]
+
+
+class StopSearch(Exception):
+    """Raised by an evaluator when the study must stop (spend cap)."""
+
+
+def search_distributions(space: SearchSpace, incumbent: Config, candidate_models: Sequence[str]) -> dict[str, list]:
+    """The categorical choices of every parameter, widened so the naive swap is representable."""
+    g = space.settings
+    strategies = list(dict.fromkeys(["incumbent", *space.strategies]))
+    return {
+        "model": list(candidate_models),
+        "strategy": strategies,
+        "temperature": sorted(set(g.temperature) | {incumbent.settings.temperature}),
+        "max_tokens": sorted(set(g.max_tokens) | {incumbent.settings.max_tokens}),
+        "output_mode": list(dict.fromkeys([*g.output_mode, incumbent.settings.output_mode])),
+    }
+
+
+def suggest_config(trial: optuna.trial.BaseTrial, space: SearchSpace, incumbent: Config, candidate_models: Sequence[str]) -> Config:
+    """One config from an Optuna trial (a real Trial or a FixedTrial). Strategy parameters are
+    conditional: `few_shot.k` exists only when the strategy is few_shot, and so on."""
+    choices = search_distributions(space, incumbent, candidate_models)
+    model = trial.suggest_categorical("model", choices["model"])
+    name = trial.suggest_categorical("strategy", choices["strategy"])
+    options = space.strategies.get(name)
+    k = optimizer = budget = None
+    if name in ("few_shot", "mipro") and options is not None:
+        k = trial.suggest_categorical(f"{name}.k", options.k)
+    if name in ("mipro", "gepa") and options is not None and options.optimizer_models:
+        optimizer = trial.suggest_categorical(f"{name}.optimizer_model", options.optimizer_models)
+    if name in ("mipro", "gepa") and options is not None:
+        budget = options.budget
+    settings = Settings(
+        temperature=trial.suggest_categorical("temperature", choices["temperature"]),
+        max_tokens=trial.suggest_categorical("max_tokens", choices["max_tokens"]),
+        output_mode=trial.suggest_categorical("output_mode", choices["output_mode"]),
+        demos=incumbent.settings.demos if name == "incumbent" else 0,
+    )
+    strategy = Strategy(name=name, k=k or 0, optimizer_model=optimizer, budget=budget)
+    return Config(model=model, instructions=incumbent.instructions, strategy=strategy, settings=settings)
+
+
+def naive_swap_params(incumbent: Config, model: str) -> dict:
+    s = incumbent.settings
+    return {"model": model, "strategy": "incumbent", "temperature": s.temperature, "max_tokens": s.max_tokens,
+            "output_mode": s.output_mode}
+
+
+def make_sampler(name: SamplerName, seed: int) -> optuna.samplers.BaseSampler:
+    """TPE reads constraints set with `trial.set_constraint`; NSGA-II is offered for comparison."""
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=8, constant_liar=True, multivariate=True, group=True)
+
+
+def feasible_front(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
+    done = [o for o in outcomes if o.state == "complete" and o.feasible and o.observation is not None]
+    points = [Point(o.number, o.observation.quality, o.observation.cost_per_1k_usd, o.observation.latency_p95_s) for o in done]
+    keep = {p.key for p in pareto_front(points)}
+    return [o for o in done if o.number in keep]
+
+
+def hopeless(observation: Observation, front: Sequence[TrialOutcome]) -> bool:
+    """Even at the top of its interval, at its observed cost and latency, a front member dominates it."""
+    optimistic = Point(-1, observation.quality_high, observation.cost_per_1k_usd, observation.latency_p95_s)
+    return any(dominates(Point(o.number, o.observation.quality, o.observation.cost_per_1k_usd, o.observation.latency_p95_s), optimistic)
+               for o in front if o.observation is not None)
+
+
+@dataclasses.dataclass
+class SearchResult:
+    outcomes: list[TrialOutcome]
+    stopped_by: str | None  # None | "max_trials" | "max_wall_s" | "budget" | "space_exhausted"
+
+
+def run_search(
+    study: optuna.Study,
+    space: SearchSpace,
+    incumbent: Config,
+    candidate_models: Sequence[str],
+    evaluate: Evaluate,
+    *,
+    seed: int,
+    max_trials: int,
+    max_wall_s: float | None = None,
+    stages: Sequence[float] = DEFAULT_STAGES,
+    limits: Limits = Limits(),
+    parallel: int = 1,
+    sampler: SamplerName = "tpe",
+    on_outcome: Callable[[TrialOutcome], None] | None = None,
+) -> SearchResult:
+    """Ask/tell until a budget ends. Already finished trials of `study` (a resumed study) count
+    toward `max_trials` and the front; trials left RUNNING by a crash are failed and re-asked."""
+    started = time.monotonic()
+    stages = sorted(set(stages) | {1.0})
+    outcomes: list[TrialOutcome] = []
+    _recover(study)
+    for model in candidate_models:
+        params = naive_swap_params(incumbent, model)
+        if not any(t.params == params for t in study.get_trials(deepcopy=False)):
+            study.enqueue_trial(params, skip_if_exists=True)
+    prior = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.user_attrs.get("evaluated")]
+    for frozen in prior:
+        outcomes.append(_outcome_from_frozen(frozen, space, incumbent, candidate_models))
+
+    def one(trial: optuna.Trial) -> TrialOutcome:
+        config = suggest_config(trial, space, incumbent, candidate_models)
+        trial.set_user_attr("config", config.label())
+        observation: Observation | None = None
+        stage = 0.0
+        for stage in stages:
+            observation = evaluate(config, trial.number, stage)
+            if observation is None:
+                return TrialOutcome(trial.number, config, "failed", None, False, stage)
+            if stage < 1.0 and hopeless(observation, feasible_front(outcomes)):
+                return TrialOutcome(trial.number, config, "pruned", observation, False, stage)
+        assert observation is not None
+        feasible = all(v <= 0 for v in limits.violations(observation).values())
+        return TrialOutcome(trial.number, config, "complete", observation, feasible, stage)
+
+    stopped_by = None
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        while True:
+            finished = _finished(study)
+            if finished >= max_trials:
+                stopped_by = "max_trials"
+                break
+            if max_wall_s is not None and time.monotonic() - started > max_wall_s:
+                stopped_by = "max_wall_s"
+                break
+            batch = []
+            for offset in range(min(parallel, max_trials - finished)):
+                study.sampler = make_sampler(sampler, seed * 1_000_003 + finished + offset)
+                batch.append(study.ask())
+            # each thread runs in a copy of this context (the caller's run context, e.g. Prefect's)
+            futures = [(trial, pool.submit(contextvars.copy_context().run, one, trial)) for trial in batch]
+            stop = False
+            for trial, future in futures:
+                try:
+                    outcome = future.result()
+                except StopSearch:
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    stop = True
+                    continue
+                _tell(study, trial, outcome, limits)
+                outcomes.append(outcome)
+                if on_outcome:
+                    on_outcome(outcome)
+            if stop:
+                stopped_by = "budget"
+                break
+            if _exhausted(study, space, incumbent, candidate_models):
+                stopped_by = "space_exhausted"
+                break
+    return SearchResult(outcomes=outcomes, stopped_by=stopped_by)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, limits: Limits) -> None:
+    o = outcome.observation
+    trial.set_user_attr("evaluated", True)  # a FAIL without it was interrupted, not measured
+    if outcome.state == "failed" or o is None:
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    trial.set_user_attr("stage", outcome.stage)
+    trial.set_user_attr("feasible", outcome.feasible)
+    for key, value in o.attrs.items():
+        trial.set_user_attr(key, value)
+    for key, value in limits.violations(o).items():
+        trial.set_constraint(key, value)
+    if outcome.state == "pruned":
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    study.tell(trial, [o.quality, o.cost_per_1k_usd, o.latency_p95_s])
+
+
+def _finished(study: optuna.Study) -> int:
+    """Trials that were measured (complete, pruned, or failed when evaluated); a trial a crash
+    interrupted does not count, so a resumed study runs as many trials, with the same seeds."""
+    states = optuna.trial.TrialState
+    return sum(
+        1 for t in study.get_trials(deepcopy=False)
+        if t.state in (states.COMPLETE, states.PRUNED) or (t.state == states.FAIL and t.user_attrs.get("evaluated"))
+    )
+
+
+def _recover(study: optuna.Study) -> None:
+    """Trials a crash left RUNNING are failed and their params enqueued again (the cache makes
+    the calls they had paid free)."""
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        if t.params:
+            study.enqueue_trial(t.params, skip_if_exists=False)
+
+
+def _outcome_from_frozen(t: optuna.trial.FrozenTrial, space, incumbent, models) -> TrialOutcome:
+    config = suggest_config(optuna.trial.FixedTrial(t.params), space, incumbent, models) if t.params else None
+    if t.state == optuna.trial.TrialState.COMPLETE and t.values:
+        q, c, l = t.values
+        observation = Observation(q, q, c, l, 0.0, 0)
+        return TrialOutcome(t.number, config, "complete", observation, bool(t.user_attrs.get("feasible", True)), t.user_attrs.get("stage", 1.0))
+    state = "pruned" if t.state == optuna.trial.TrialState.PRUNED else "failed"
+    return TrialOutcome(t.number, config, state, None, False, t.user_attrs.get("stage", 0.0))
+
+
+def _exhausted(study: optuna.Study, space: SearchSpace, incumbent: Config, models: Sequence[str]) -> bool:
+    """Every distinct config of the space has been tried (a small space: stop instead of repeating)."""
+    choices = search_distributions(space, incumbent, models)
+    size = len(choices["model"]) * len(choices["temperature"]) * len(choices["max_tokens"]) * len(choices["output_mode"])
+    per_strategy = 0
+    for name in choices["strategy"]:
+        options = space.strategies.get(name)
+        n = 1
+        if options is not None and name in ("few_shot", "mipro"):
+            n *= max(1, len(options.k))
+        if options is not None and name in ("mipro", "gepa"):
+            n *= max(1, len(options.optimizer_models))
+        per_strategy += n
+    seen = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    return len(seen) >= size * per_strategy and not math.isinf(size)
