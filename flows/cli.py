@@ -94,7 +94,8 @@ def _print_study(summary) -> None:
     table = Table(title=f"Pareto front of study {summary.study_id} (dev split; test = held-out)")
     for column in ("trial", "config", "dev quality [95% CI]", "test quality", "$ / 1k req", "p95 s", "errors", "unparsed"):
         table.add_column(column)
-    rows = [("incumbent", by_id[0])] + [("front", by_id[i]) for i in summary.front]
+    incumbent = next(t for t in summary.trials if t.role == "incumbent" and t.split == "dev")
+    rows = [("incumbent", incumbent)] + [("front", by_id[i]) for i in summary.front]
     for kind, t in rows:
         test = tests.get(t.trial_id)
         selected = summary.selection and summary.selection.get("trial_id") == t.trial_id
@@ -137,14 +138,23 @@ def migrate(
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="calls in flight at once")] = 4,
     seed: Annotated[Optional[int], typer.Option("--seed", help="split/demo seed (default: the feature's)")] = None,
     max_spend: Annotated[Optional[float], typer.Option("--max-spend", help="spend cap in USD for the whole study")] = None,
+    max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="search trials (naive swaps included)")] = 16,
+    max_wall: Annotated[Optional[float], typer.Option("--max-wall", help="seconds after which no new trial starts")] = None,
+    parallel: Annotated[int, typer.Option("--parallel", min=1, help="trials evaluated at once")] = 1,
+    sampler: Annotated[str, typer.Option("--sampler", help="tpe | nsga2 | random")] = "tpe",
+    racing: Annotated[bool, typer.Option("--racing/--no-racing", help="stop hopeless trials early")] = True,
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (default: sqlite in the state dir)")] = None,
+    new_study: Annotated[bool, typer.Option("--new-study", help="do not resume an interrupted identical study")] = False,
 ) -> None:
-    """Run a migration study now (ephemeral Prefect, or the server in PREFECT_API_URL)."""
+    """Run a migration study now (ephemeral Prefect, or the server in PREFECT_API_URL). Running
+    the same command again after a crash resumes the study."""
     from flows.params import GatewayParams, MigrateParams
 
     params = MigrateParams(
         feature_dir=str(feature_dir), deprecated_model=deprecated, space=space, max_examples=max_examples,
         prices_file=str(prices) if prices else None, seed=seed, trigger="cli", max_spend_usd=max_spend,
-        gateway=GatewayParams(concurrency=concurrency),
+        max_trials=max_trials, max_wall_s=max_wall, parallel=parallel, sampler=sampler, racing=racing,
+        optuna_storage=storage, new_study=new_study, gateway=GatewayParams(concurrency=concurrency),
     )
     _print_study(_run_migration(params))
 

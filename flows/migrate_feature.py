@@ -35,7 +35,8 @@ from tasks.llm import LOCAL_PREFIX, Budget, Gateway
 from tasks.metrics import build_metric
 from tasks.prices import PriceBook, load_price_file
 from tasks.search import (
-    DEFAULT_STAGES, DIRECTIONS, Limits, Observation, StopSearch, naive_swap_params, run_search, suggest_config,
+    DEFAULT_STAGES, DIRECTIONS, Limits, Observation, StopSearch, TrialOutcome, naive_swap_params, run_search,
+    suggest_config,
 )
 from tasks.select import Candidate, Selection, select_release
 from warehouse import Warehouse, records, state_dir, warehouse_path
@@ -349,11 +350,28 @@ def _search(ctx, params, space, incumbent, candidate_models, dev, study, seed) -
         status = "pruned" if outcome.state == "pruned" else None
         finish(ctx, run, evaluation, status=status, feasible=outcome.feasible, stage=outcome.stage)
 
+    recorded = {
+        r["optuna_number"]: r for r in records.study_trials(ctx.wh, ctx.study_id)
+        if r["optuna_number"] is not None and r["status"] in ("completed", "pruned")
+    }
+
+    def recover(number: int, config: Config) -> TrialOutcome | None:
+        row = recorded.get(number)
+        if row is None:
+            return None
+        observation = Observation(
+            quality=row["quality"], quality_high=row["quality_ci_high"], cost_per_1k_usd=row["cost_per_1k_usd"],
+            latency_p95_s=row["latency_p95_s"], error_rate=row["error_rate"], n_examples=0,
+            attrs={"offramp_study_id": ctx.study_id, "offramp_trial_id": row["trial_id"], "program_hash": row["program_hash"]},
+        )
+        state = "complete" if row["status"] == "completed" else "pruned"
+        return TrialOutcome(number, config, state, observation, bool(row["feasible"]), row["stage"])
+
     limits = Limits(max_error_rate=params.max_error_rate, max_latency_p95_s=params.max_latency_p95_s)
     result = run_search(
         study, space, incumbent, candidate_models, evaluate, seed=seed, max_trials=params.max_trials,
         max_wall_s=params.max_wall_s, stages=DEFAULT_STAGES if params.racing else (1.0,), limits=limits,
-        parallel=params.parallel, sampler=params.sampler, on_outcome=on_outcome,
+        parallel=params.parallel, sampler=params.sampler, on_outcome=on_outcome, recover=recover,
     )
     return result.stopped_by
 

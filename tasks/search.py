@@ -169,13 +169,16 @@ def run_search(
     parallel: int = 1,
     sampler: SamplerName = "tpe",
     on_outcome: Callable[[TrialOutcome], None] | None = None,
+    recover: Callable[[int, Config], TrialOutcome | None] | None = None,
 ) -> SearchResult:
     """Ask/tell until a budget ends. Already finished trials of `study` (a resumed study) count
-    toward `max_trials` and the front; trials left RUNNING by a crash are failed and re-asked."""
+    toward `max_trials` and the front. `on_outcome` (the record) runs before Optuna is told, so
+    after a crash between the two, `recover(number, config)` returns the recorded outcome of a
+    trial Optuna still thinks is RUNNING; trials with no record are failed and asked again."""
     started = time.monotonic()
     stages = sorted(set(stages) | {1.0})
     outcomes: list[TrialOutcome] = []
-    _recover(study)
+    _recover(study, space, incumbent, candidate_models, limits, recover)
     for model in candidate_models:
         params = naive_swap_params(incumbent, model)
         if not any(t.params == params for t in study.get_trials(deepcopy=False)):
@@ -223,10 +226,10 @@ def run_search(
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     stop = True
                     continue
-                _tell(study, trial, outcome, limits)
-                outcomes.append(outcome)
                 if on_outcome:
                     on_outcome(outcome)
+                _tell(study, trial, outcome, limits)
+                outcomes.append(outcome)
             if stop:
                 stopped_by = "budget"
                 break
@@ -264,10 +267,15 @@ def _finished(study: optuna.Study) -> int:
     )
 
 
-def _recover(study: optuna.Study) -> None:
-    """Trials a crash left RUNNING are failed and their params enqueued again (the cache makes
-    the calls they had paid free)."""
+def _recover(study, space, incumbent, candidate_models, limits, recover) -> None:
+    """Trials a crash left RUNNING: told their recorded outcome if they have one, else failed
+    and their params enqueued again (the cache makes the calls they had paid free)."""
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        config = suggest_config(optuna.trial.FixedTrial(t.params), space, incumbent, candidate_models) if t.params else None
+        outcome = recover(t.number, config) if recover is not None and config is not None else None
+        if outcome is not None:
+            _tell(study, optuna.Trial(study, t._trial_id), outcome, limits)
+            continue
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         if t.params:
             study.enqueue_trial(t.params, skip_if_exists=False)
