@@ -162,6 +162,7 @@ def migrate(
 @app.command()
 def demo(
     max_examples: Annotated[int, typer.Option("--max-examples", min=1, help="dev and test size cap")] = 40,
+    max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="search trials")] = 10,
     keep_models: Annotated[bool, typer.Option("--keep-models", help="leave the model servers running")] = False,
 ) -> None:
     """Offline, on the real local models: migrate the bundled bank-support-routing feature off its
@@ -179,7 +180,7 @@ def demo(
     try:
         params = MigrateParams(
             feature_dir=str(BUNDLED_FEATURE), deprecated_model="local/smollm2-135m", space="local-zoo",
-            max_examples=max_examples, trigger="demo", gateway=GatewayParams(concurrency=2),
+            max_examples=max_examples, max_trials=max_trials, trigger="demo", gateway=GatewayParams(concurrency=2),
         )
         _print_study(_run_migration(params))
     finally:

@@ -133,3 +133,28 @@ def test_every_command_has_help(home):
     for command in ("migrate", "demo", "sql", "models"):
         assert command in result.stdout
         assert offramp(command, "--help", home=home).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "space_text", "expected"),
+    [
+        (["--storage", "postgresql://nobody@127.0.0.1:1/nothing"], None, "cannot be opened"),
+        (["--storage", "sqlite:////nonexistent-dir/x/optuna.db"], None, "cannot be opened"),
+        (["--max-spend", "0"], None, "max_spend_usd"),
+        (["--sampler", "grid"], None, "sampler"),
+        ([], "name: s\nmodels: []\n", "field `models`"),
+        ([], "name: s\nmodels: [fake/good]\nsettings: {temperature: []}\n", "field `settings.temperature`"),
+    ],
+)
+def test_search_bad_input_is_refused_before_any_call(home, tmp_path, args, space_text, expected):
+    from tests.helpers import make_space
+
+    root = make_feature(tmp_path / "feature")
+    space = make_space(tmp_path / "space.yaml", ["fake/good"])
+    if space_text is not None:
+        space.write_text(space_text)
+    result = offramp("migrate", str(root), "--space", str(space), *args, home=home)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr.replace("\n", " ")
+    assert "Traceback" not in result.stderr
+    assert not (home / "warehouse.duckdb").exists()

@@ -1,0 +1,116 @@
+"""The search: every shipped space through Optuna's FixedTrial (contract), racing, limits, bad input."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search_spaces.schema import HERE, Config, Settings, load_space
+from tasks.search import (
+    Limits, Observation, TrialOutcome, hopeless, naive_swap_params, run_search, search_distributions, suggest_config,
+)
+
+SHIPPED = sorted(HERE.glob("*.yaml"))
+INCUMBENT = Config(model="local/smollm2-135m", instructions="Route it.", settings=Settings(max_tokens=16, demos=14))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_every_shipped_space_yields_valid_configs_for_every_choice(path: Path):
+    space = load_space(path)
+    models = [m for m in space.models if m != INCUMBENT.model]
+    choices = search_distributions(space, INCUMBENT, models)
+    seen = set()
+    for model, strategy, temperature, max_tokens, mode in itertools.product(*choices.values()):
+        params = {"model": model, "strategy": strategy, "temperature": temperature, "max_tokens": max_tokens, "output_mode": mode}
+        options = space.strategies.get(strategy)
+        extra = []
+        if strategy in ("few_shot", "mipro"):
+            extra.append([(f"{strategy}.k", k) for k in options.k])
+        if strategy in ("mipro", "gepa") and options.optimizer_models:
+            extra.append([(f"{strategy}.optimizer_model", m) for m in options.optimizer_models])
+        for combo in itertools.product(*extra) if extra else [()]:
+            config = suggest_config(optuna.trial.FixedTrial({**params, **dict(combo)}), space, INCUMBENT, models)
+            assert config.model == model and config.strategy.name == strategy
+            seen.add(config.config_hash())
+    assert len(seen) >= len(models)
+    # the naive swap is a point of every space
+    for model in models:
+        naive = suggest_config(optuna.trial.FixedTrial(naive_swap_params(INCUMBENT, model)), space, INCUMBENT, models)
+        assert naive.settings == INCUMBENT.settings and naive.strategy.name == "incumbent"
+
+
+def test_hopeless_uses_the_optimistic_bound():
+    front = [TrialOutcome(0, None, "complete", Observation(0.8, 0.85, 1.0, 1.0, 0.0, 100), True, 1.0)]
+    assert hopeless(Observation(0.5, 0.7, 2.0, 2.0, 0.0, 20), front)  # even 0.7 loses, dearer and slower
+    assert not hopeless(Observation(0.5, 0.9, 2.0, 2.0, 0.0, 20), front)  # might still beat it on quality
+    assert not hopeless(Observation(0.5, 0.7, 0.5, 2.0, 0.0, 20), front)  # cheaper: a front member maybe
+
+
+def _universe():
+    """A tiny known universe: quality by model, cost by strategy."""
+    space = load_space(HERE / "local-zoo.yaml")
+    models = [m for m in space.models if m != INCUMBENT.model]
+    quality = {"local/qwen2.5-0.5b": 0.8, "local/gemma3-270m": 0.3}
+    calls = []
+
+    def evaluate(config: Config, number: int, fraction: float) -> Observation:
+        calls.append((number, fraction))
+        q = quality[config.model] - (0.2 if config.strategy.name == "zero_shot" else 0.0)
+        cost = 1.0 + (0.5 if config.strategy.name == "few_shot" else 0.0) + (0.1 if config.settings.output_mode == "json_schema" else 0)
+        error = 0.5 if config.settings.max_tokens == 16 and config.strategy.name != "incumbent" else 0.0
+        return Observation(q, q + 0.05 / fraction, cost, 0.1 * cost, error, int(100 * fraction))
+
+    return space, models, evaluate, calls
+
+
+def test_search_races_limits_and_matches_best_trials():
+    space, models, evaluate, calls = _universe()
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    result = run_search(study, space, INCUMBENT, models, evaluate, seed=1, max_trials=12, limits=Limits(max_error_rate=0.2))
+    assert len(result.outcomes) == 12 or result.stopped_by == "space_exhausted"
+    first_two = [o.config for o in sorted(result.outcomes, key=lambda o: o.number)[:2]]
+    assert all(c.strategy.name == "incumbent" and c.settings == INCUMBENT.settings for c in first_two)  # naive swaps first
+    pruned = [o for o in result.outcomes if o.state == "pruned"]
+    assert pruned and all(o.stage < 1.0 for o in pruned)
+    assert any(o.state == "complete" and not o.feasible for o in result.outcomes)  # error-rate limit
+    feasible = {o.number for o in result.outcomes if o.state == "complete" and o.feasible}
+    assert {t.number for t in study.best_trials} <= feasible
+    stages_of = {}
+    for number, fraction in calls:
+        stages_of.setdefault(number, []).append(fraction)
+    assert all(s == sorted(s) for s in stages_of.values())
+
+
+def test_same_seed_same_search():
+    space, models, evaluate, _ = _universe()
+    runs = []
+    for _ in range(2):
+        study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+        result = run_search(study, space, INCUMBENT, models, evaluate, seed=7, max_trials=10)
+        runs.append([(o.number, o.config.config_hash(), o.state) for o in sorted(result.outcomes, key=lambda o: o.number)])
+    assert runs[0] == runs[1]
+
+
+def test_parallel_trials_run_concurrently_and_all_land():
+    import threading
+    import time
+
+    space, models, evaluate, _ = _universe()
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def slow(config, number, fraction):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= 1
+        return evaluate(config, number, fraction)
+
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    result = run_search(study, space, INCUMBENT, models, slow, seed=3, max_trials=8, parallel=4, stages=(1.0,))
+    assert peak[0] >= 2
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == len(result.outcomes) == 8
