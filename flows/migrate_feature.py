@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,19 +26,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.params import MigrateParams
-from flows.trials import LISTENERS, StudyContext, TrialRun, TrialSummary, evaluate_full, evaluate_stage, finish, notify
+from flows.run_search import configs_by_trial_id, search_study, study_front
+from flows.trials import LISTENERS, StudyContext, TrialRun, TrialSummary, evaluate_full, notify
 from search_spaces.schema import Config, Price, SearchSpace, SpaceError, load_space
 from tasks import local_models
 from tasks.errors import UserError
-from tasks.evaluate import Evaluation, combine
 from tasks.features import Feature, load_feature, split_examples
 from tasks.llm import LOCAL_PREFIX, Budget, Gateway
 from tasks.metrics import build_metric
 from tasks.prices import PriceBook, load_price_file
-from tasks.search import (
-    DEFAULT_STAGES, DIRECTIONS, Limits, Observation, StopSearch, TrialOutcome, naive_swap_params, run_search,
-    suggest_config,
-)
+from tasks.search import DIRECTIONS, StopSearch
 from tasks.select import Candidate, Selection, select_release
 from warehouse import Warehouse, records, state_dir, warehouse_path
 
@@ -234,8 +232,11 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             space=space.model_dump(mode="json"), params=params.model_dump(mode="json"), seed=seed,
             max_spend_usd=params.max_spend_usd, optuna_storage=storage_url.split("@")[-1],
         )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=storage, study_name=study_id, directions=DIRECTIONS, load_if_exists=True)
-    study.set_metric_names(["quality", "cost_per_1k_usd", "latency_p95_s"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["quality", "cost_per_1k_usd", "latency_p95_s"])
     study.set_user_attr("offramp_study_id", study_id)
     study.set_user_attr("warehouse", str(wh.path))
 
@@ -269,12 +270,12 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         summary.trials.append(incumbent_dev)
         if incumbent_dev.status != "completed":
             raise RuntimeError(f"the incumbent could not be evaluated on dev: {incumbent_dev.error}")
-        result = _search(ctx, params, space, incumbent, candidate_models, splits.dev, study, seed)
+        result = search_study(ctx, params, space, incumbent, candidate_models, splits.dev, study, seed)
         summary.stopped_by = result
         if result == "budget":
             raise StopSearch("spend cap reached during the search")
-        summary.front = _front(wh, study_id, study)
-        configs = _configs_by_trial_id(space, incumbent, candidate_models, study)
+        summary.front = study_front(wh, study_id, study)
+        configs = configs_by_trial_id(space, incumbent, candidate_models, study)
         summary.trials = [incumbent_dev] + [
             _summary_from_row(row, configs[row["trial_id"]])
             for row in records.study_trials(wh, study_id)
@@ -312,94 +313,6 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     _publish(summary, selection, test_by_source)
     notify("study_finished", summary=summary)
     return summary
-
-
-def _search(ctx, params, space, incumbent, candidate_models, dev, study, seed) -> str | None:
-    """Run the Optuna search; every trial lands in the warehouse. Returns what stopped it."""
-    runs: dict[int, TrialRun] = {}
-    naive = {json.dumps(naive_swap_params(incumbent, m), sort_keys=True) for m in candidate_models}
-
-    def evaluate(config: Config, number: int, fraction: float) -> Observation | None:
-        run = runs.get(number)
-        if run is None:
-            params_key = json.dumps(
-                {"model": config.model, "strategy": config.strategy.name, "temperature": config.settings.temperature,
-                 "max_tokens": config.settings.max_tokens, "output_mode": config.settings.output_mode}, sort_keys=True)
-            role = "naive_swap" if config.strategy.name == "incumbent" and params_key in naive else "candidate"
-            run = runs[number] = TrialRun(ctx.allocate_trial_id(), role, "dev", config, dev, optuna_number=number)
-        evaluation = evaluate_stage(ctx, run, fraction)
-        budget = ctx.gateway.budget
-        if budget is not None and budget.exhausted:
-            finish(ctx, run, evaluation, status="stopped_by_budget", stage=fraction)
-            raise StopSearch("spend cap reached")
-        if evaluation is None or evaluation.aggregates.status != "completed":
-            finish(ctx, run, evaluation, stage=fraction)
-            return None
-        a = evaluation.aggregates
-        return Observation(
-            quality=a.quality, quality_high=a.quality_ci_high, cost_per_1k_usd=a.cost_per_1k_usd,
-            latency_p95_s=a.latency_p95_s, error_rate=a.error_rate, n_examples=a.n_examples,
-            attrs={"offramp_study_id": ctx.study_id, "offramp_trial_id": run.trial_id, "program_hash": run.program_hash},
-        )
-
-    def on_outcome(outcome) -> None:
-        run = runs.get(outcome.number)
-        if run is None or outcome.state == "failed":
-            return
-        evaluation = combine_current(ctx, run)
-        status = "pruned" if outcome.state == "pruned" else None
-        finish(ctx, run, evaluation, status=status, feasible=outcome.feasible, stage=outcome.stage)
-
-    recorded = {
-        r["optuna_number"]: r for r in records.study_trials(ctx.wh, ctx.study_id)
-        if r["optuna_number"] is not None and r["status"] in ("completed", "pruned")
-    }
-
-    def recover(number: int, config: Config) -> TrialOutcome | None:
-        row = recorded.get(number)
-        if row is None:
-            return None
-        observation = Observation(
-            quality=row["quality"], quality_high=row["quality_ci_high"], cost_per_1k_usd=row["cost_per_1k_usd"],
-            latency_p95_s=row["latency_p95_s"], error_rate=row["error_rate"], n_examples=0,
-            attrs={"offramp_study_id": ctx.study_id, "offramp_trial_id": row["trial_id"], "program_hash": row["program_hash"]},
-        )
-        state = "complete" if row["status"] == "completed" else "pruned"
-        return TrialOutcome(number, config, state, observation, bool(row["feasible"]), row["stage"])
-
-    limits = Limits(max_error_rate=params.max_error_rate, max_latency_p95_s=params.max_latency_p95_s)
-    result = run_search(
-        study, space, incumbent, candidate_models, evaluate, seed=seed, max_trials=params.max_trials,
-        max_wall_s=params.max_wall_s, stages=DEFAULT_STAGES if params.racing else (1.0,), limits=limits,
-        parallel=params.parallel, sampler=params.sampler, on_outcome=on_outcome, recover=recover,
-    )
-    return result.stopped_by
-
-
-def combine_current(ctx: StudyContext, run: TrialRun) -> Evaluation | None:
-    """What the trial measured so far."""
-    return combine(ctx.metric, run.examples[: run.evaluated], run.parts, seed=ctx.seed) if run.parts else None
-
-
-def _front(wh: Warehouse, study_id: str, study: optuna.Study) -> list[int]:
-    """The front as the warehouse's view defines it; it must be Optuna's best trials too."""
-    _, rows = wh.fetch("SELECT trial_id FROM v_pareto_front WHERE study_id = ? ORDER BY trial_id", [study_id])
-    front = [r[0] for r in rows]
-    optuna_front = sorted(t.user_attrs.get("offramp_trial_id") for t in study.best_trials)
-    if front != optuna_front:
-        get_run_logger().warning("front mismatch: warehouse %s vs Optuna best_trials %s", front, optuna_front)
-    return front
-
-
-def _configs_by_trial_id(space, incumbent, candidate_models, study) -> dict[int, Config]:
-    """The config of every search trial (of this run or an earlier, interrupted one), rebuilt
-    from its Optuna params."""
-    out = {}
-    for t in study.get_trials(deepcopy=False):
-        trial_id = t.user_attrs.get("offramp_trial_id")
-        if trial_id is not None and t.params:
-            out[trial_id] = suggest_config(optuna.trial.FixedTrial(t.params), space, incumbent, candidate_models)
-    return out
 
 
 def _check_train_size(feature: Feature, space: SearchSpace, incumbent: Config, n_train: int) -> None:

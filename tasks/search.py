@@ -21,6 +21,7 @@ import contextvars
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
@@ -127,6 +128,7 @@ def naive_swap_params(incumbent: Config, model: str) -> dict:
 
 def make_sampler(name: SamplerName, seed: int) -> optuna.samplers.BaseSampler:
     """TPE reads constraints set with `trial.set_constraint`; NSGA-II is offered for comparison."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module="optuna")
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     if name == "random":

@@ -23,7 +23,7 @@ def start(home, feature, space) -> subprocess.Popen:
     env.pop("PREFECT_API_URL", None)
     return subprocess.Popen(
         [sys.executable, "-m", "tests.run_fake_study", str(feature), str(space), str(MAX_TRIALS)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
 
 
@@ -77,7 +77,7 @@ def test_killed_study_resumes_to_the_uninterrupted_front(study_files):
             break
         assert victim.poll() is None, victim.stderr.read()[-3000:]
         time.sleep(0.2)
-    victim.send_signal(signal.SIGKILL)
+    os.killpg(victim.pid, signal.SIGKILL)  # the study and its ephemeral Prefect server, like a lost machine
     victim.wait(timeout=30)
     before = query(home, "select trial_id, status, quality from trials where status in ('completed', 'pruned') order by trial_id")
     paid_before = {r[0] for r in query(home, "select cache_key from calls where not cache_hit and error is null")}
