@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.params import MigrateParams
+from flows.evidence import judge_front
 from flows.run_search import configs_by_trial_id, search_study, study_front
 from flows.trials import LISTENERS, StudyContext, TrialRun, TrialSummary, evaluate_full, notify
 from search_spaces.schema import Config, Price, SearchSpace, SpaceError, load_space
@@ -36,7 +37,7 @@ from tasks.llm import LOCAL_PREFIX, Budget, Gateway
 from tasks.metrics import build_metric
 from tasks.prices import PriceBook, load_price_file
 from tasks.search import DIRECTIONS, StopSearch
-from tasks.select import Candidate, Selection, select_release
+from tasks.select import Selection
 from warehouse import Warehouse, records, state_dir, warehouse_path
 
 __all__ = ["LISTENERS", "StudySummary", "migrate_feature", "preflight"]
@@ -291,12 +292,9 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             summary.trials.append(test_by_source[dev_id])
         if incumbent_test.status != "completed":
             raise RuntimeError(f"the incumbent could not be evaluated on the test split: {incumbent_test.error}")
-        candidates = [
-            Candidate(trial_id=dev_id, label=by_id[dev_id].label, test_quality=t.quality,
-                      cost_per_1k_usd=by_id[dev_id].cost_per_1k_usd, latency_p95_s=by_id[dev_id].latency_p95_s)
-            for dev_id, t in test_by_source.items() if t.status == "completed"
-        ]
-        selection = select_release(incumbent_test.quality, candidates)
+        selection, _ = judge_front(
+            wh, study_id, feature, splits.test, incumbent_test, test_by_source, by_id, params.policy, seed
+        )
         summary.selection = selection.to_dict()
         records.finish_study(wh, study_id, status="completed", selected_trial_id=selection.trial_id,
                              selection=selection.to_dict(), stopped_by=summary.stopped_by)

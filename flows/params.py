@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.select import SelectionPolicy
+
 
 class GatewayParams(BaseModel):
     """How the study calls models."""
@@ -45,6 +47,7 @@ class MigrateParams(BaseModel):
         default=None, description="Optuna RDB storage URL (default: sqlite file in the state dir; postgresql://... works)"
     )
     new_study: bool = Field(default=False, description="start a new study even if an identical one was interrupted")
+    policy: SelectionPolicy = Field(default_factory=SelectionPolicy, description="how the release is chosen among the front")
     start_local_models: bool = Field(default=True, description="start the local model servers the study needs")
     trigger: Literal["cli", "demo", "event", "ui"] = "ui"
     gateway: GatewayParams = GatewayParams()

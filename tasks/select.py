@@ -1,32 +1,74 @@
-"""Choosing the config to ship among the front.
+"""Choosing the config to ship among the front, on evidence, slice by slice.
 
-Rule (the foundation's documented default): on the held-out test split, take the front configs
-whose quality is not below the incumbent's (point estimates), and among them the cheapest per
-1,000 requests (ties: higher quality, then lower p95 latency). If none qualifies, nothing is
-selected, and the study recommends the highest-quality front config, stating by how much it
-falls short, so a person can decide.
+A `SelectionPolicy` has constraints and a preference. A front config is accepted when, on the
+held-out split, compared pairwise with the incumbent (tasks.compare):
+- quality: the paired difference is not worse than `-quality_tolerance`, judged on its 95%
+  interval: `non_inferior` (default) needs the interval's LOWER end >= -tolerance (evidence that it
+  is not worse); `not_worse` only needs the interval's UPPER end >= -tolerance (no evidence that it
+  is worse: lenient, for small samples);
+- slices: no slice's point difference below `-max_slice_drop` (slices of at least `min_slice_n`);
+- cost, latency, error rate: at most `max_cost_per_1k_usd`, `max_latency_p95_s`, `max_error_rate`.
+Among the accepted, `prefer` picks: `cheapest` (default), `fastest`, `quality`, or `knee` (the
+accepted config closest to the ideal corner after scaling each objective to [0, 1]).
+Every candidate gets a verdict with its reasons. If none is accepted, nothing is selected and
+the least-bad one (fewest violated constraints, then highest quality) is named with its risks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
-RULE = "cheapest front config (cost per 1k requests) whose test quality >= the incumbent's test quality"
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SelectionPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quality_rule: Literal["non_inferior", "not_worse"] = "non_inferior"
+    quality_tolerance: float = Field(default=0.05, ge=0, le=1, description="points of quality a candidate may lose")
+    max_slice_drop: float | None = Field(default=0.15, ge=0, le=1, description="largest drop allowed in any slice")
+    min_slice_n: int = Field(default=5, ge=1, description="slices smaller than this are reported, not judged")
+    max_cost_per_1k_usd: float | None = Field(default=None, gt=0)
+    max_latency_p95_s: float | None = Field(default=None, gt=0)
+    max_error_rate: float | None = Field(default=0.05, ge=0, le=1)
+    prefer: Literal["cheapest", "fastest", "quality", "knee"] = "cheapest"
+
+    def describe(self) -> str:
+        bound = "lower" if self.quality_rule == "non_inferior" else "upper"
+        parts = [f"quality vs incumbent: {bound} end of the paired 95% interval >= -{self.quality_tolerance:g}"]
+        if self.max_slice_drop is not None:
+            parts.append(f"no slice (n >= {self.min_slice_n}) worse by more than {self.max_slice_drop:g}")
+        if self.max_cost_per_1k_usd is not None:
+            parts.append(f"cost <= ${self.max_cost_per_1k_usd:g} per 1k")
+        if self.max_latency_p95_s is not None:
+            parts.append(f"p95 <= {self.max_latency_p95_s:g} s")
+        if self.max_error_rate is not None:
+            parts.append(f"error rate <= {self.max_error_rate:g}")
+        return "; ".join(parts) + f"; then prefer: {self.prefer}"
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """A front config as measured on the held-out split, with its paired comparison."""
+
     trial_id: int
     label: str
     test_quality: float
     cost_per_1k_usd: float
     latency_p95_s: float
+    error_rate: float
+    diff: float  # candidate - incumbent, paired
+    diff_ci_low: float
+    diff_ci_high: float
+    slice_diffs: dict[str, tuple[float, int]] = field(default_factory=dict)  # "field=value" -> (diff, n)
 
 
 @dataclass(frozen=True)
 class Selection:
     trial_id: int | None
+    policy: dict
     rule: str
     reason: str
     incumbent_test_quality: float
@@ -37,37 +79,72 @@ class Selection:
         return asdict(self)
 
 
-def select_release(incumbent_test_quality: float, candidates: Sequence[Candidate]) -> Selection:
-    verdicts = []
-    passing = []
+def violations(c: Candidate, policy: SelectionPolicy) -> list[str]:
+    """What keeps a candidate from being accepted (empty: accepted)."""
+    problems = []
+    bound = c.diff_ci_low if policy.quality_rule == "non_inferior" else c.diff_ci_high
+    if bound < -policy.quality_tolerance:
+        end = "lower" if policy.quality_rule == "non_inferior" else "upper"
+        problems.append(
+            f"quality {c.diff:+.3f} vs incumbent, 95% CI [{c.diff_ci_low:+.3f}, {c.diff_ci_high:+.3f}]: "
+            f"{end} end below -{policy.quality_tolerance:g}"
+        )
+    if policy.max_slice_drop is not None:
+        for name, (diff, n) in sorted(c.slice_diffs.items()):
+            if n >= policy.min_slice_n and diff < -policy.max_slice_drop:
+                problems.append(f"slice {name} drops {diff:+.3f} (n={n}), more than {policy.max_slice_drop:g}")
+    if policy.max_cost_per_1k_usd is not None and c.cost_per_1k_usd > policy.max_cost_per_1k_usd:
+        problems.append(f"cost ${c.cost_per_1k_usd:.4f}/1k above ${policy.max_cost_per_1k_usd:g}")
+    if policy.max_latency_p95_s is not None and c.latency_p95_s > policy.max_latency_p95_s:
+        problems.append(f"p95 {c.latency_p95_s:.2f} s above {policy.max_latency_p95_s:g} s")
+    if policy.max_error_rate is not None and c.error_rate > policy.max_error_rate:
+        problems.append(f"error rate {c.error_rate:.3f} above {policy.max_error_rate:g}")
+    return problems
+
+
+def _preferred(accepted: Sequence[Candidate], prefer: str) -> Candidate:
+    if prefer == "fastest":
+        return min(accepted, key=lambda c: (c.latency_p95_s, c.cost_per_1k_usd, -c.test_quality))
+    if prefer == "quality":
+        return max(accepted, key=lambda c: (c.test_quality, -c.cost_per_1k_usd, -c.latency_p95_s))
+    if prefer == "knee":
+        def scaled(values: list[float], v: float) -> float:
+            lo, hi = min(values), max(values)
+            return 0.0 if hi == lo else (v - lo) / (hi - lo)
+
+        qs = [c.test_quality for c in accepted]
+        cs = [c.cost_per_1k_usd for c in accepted]
+        ls = [c.latency_p95_s for c in accepted]
+        return min(accepted, key=lambda c: ((1 - scaled(qs, c.test_quality)) ** 2 + scaled(cs, c.cost_per_1k_usd) ** 2
+                                            + scaled(ls, c.latency_p95_s) ** 2, c.trial_id))
+    return min(accepted, key=lambda c: (c.cost_per_1k_usd, -c.test_quality, c.latency_p95_s))
+
+
+def select_release(incumbent_test_quality: float, candidates: Sequence[Candidate], policy: SelectionPolicy | None = None) -> Selection:
+    policy = policy or SelectionPolicy()
+    verdicts, accepted = [], []
     for c in candidates:
-        accepted = c.test_quality >= incumbent_test_quality
-        delta = c.test_quality - incumbent_test_quality
-        why = (
-            f"test quality {c.test_quality:.3f} {'>=' if accepted else '<'} incumbent {incumbent_test_quality:.3f} "
-            f"({delta:+.3f})"
-        )
-        verdicts.append({"trial_id": c.trial_id, "config": c.label, "accepted": accepted, "why": why})
-        if accepted:
-            passing.append(c)
-    if passing:
-        best = min(passing, key=lambda c: (c.cost_per_1k_usd, -c.test_quality, c.latency_p95_s))
-        reason = (
-            f"{len(passing)} of {len(candidates)} front configs keep the incumbent's quality on the test split; "
-            f"trial {best.trial_id} is the cheapest of them (${best.cost_per_1k_usd:.4f} per 1k requests)"
-        )
+        problems = violations(c, policy)
+        verdicts.append({"trial_id": c.trial_id, "config": c.label, "accepted": not problems,
+                         "why": "; ".join(problems) if problems else "meets every constraint"})
+        if not problems:
+            accepted.append(c)
+    rule = policy.describe()
+    if accepted:
+        best = _preferred(accepted, policy.prefer)
         for v in verdicts:
             if v["trial_id"] == best.trial_id:
-                v["why"] += "; selected: cheapest of those that qualify"
+                v["why"] += f"; selected ({policy.prefer})"
             elif v["accepted"]:
-                v["why"] += "; qualifies but costs more"
-        return Selection(best.trial_id, RULE, reason, incumbent_test_quality, best.trial_id, verdicts)
+                v["why"] += f"; accepted, not preferred ({policy.prefer})"
+        reason = (f"{len(accepted)} of {len(candidates)} front configs meet the policy on the held-out split; "
+                  f"trial {best.trial_id} is preferred ({policy.prefer}): {best.label}")
+        return Selection(best.trial_id, policy.model_dump(), rule, reason, incumbent_test_quality, best.trial_id, verdicts)
     if not candidates:
-        return Selection(None, RULE, "no candidate completed: nothing to select", incumbent_test_quality, None, verdicts)
-    best = max(candidates, key=lambda c: (c.test_quality, -c.cost_per_1k_usd))
-    reason = (
-        f"no front config reaches the incumbent's test quality {incumbent_test_quality:.3f}. Least bad: trial "
-        f"{best.trial_id} ({best.label}) at {best.test_quality:.3f} ({best.test_quality - incumbent_test_quality:+.3f}); "
-        "shipping it is a quality regression: widen the search space or accept the loss explicitly"
-    )
-    return Selection(None, RULE, reason, incumbent_test_quality, best.trial_id, verdicts)
+        return Selection(None, policy.model_dump(), rule, "no front config could be evaluated on the held-out split: nothing to select",
+                         incumbent_test_quality, None, verdicts)
+    least_bad = min(candidates, key=lambda c: (len(violations(c, policy)), -c.test_quality, c.cost_per_1k_usd))
+    risks = "; ".join(violations(least_bad, policy))
+    reason = (f"no front config meets the policy. Least bad: trial {least_bad.trial_id} ({least_bad.label}); "
+              f"its risks: {risks}. Widen the search, collect more held-out examples, or relax the policy knowingly.")
+    return Selection(None, policy.model_dump(), rule, reason, incumbent_test_quality, least_bad.trial_id, verdicts)

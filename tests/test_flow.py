@@ -78,7 +78,18 @@ def test_flow_stores_study_trials_calls_and_selects(harness, home, fake, tmp_pat
         "select model, quality from trials where study_id = ? and trial_id = ?", [summary.study_id, selected]
     )
     assert selected_model == "fake/good" and selected_quality == 1.0
-    assert json.loads(selection)["rule"].startswith("cheapest")
+    selection = json.loads(selection)
+    assert selection["policy"]["prefer"] == "cheapest" and "paired 95% interval" in selection["rule"]
+    # the evidence: overall + per-slice comparisons of every front config, and the flips, in the views
+    _, regressions = wh.fetch(
+        "select trial_id, slice_field, slice_value, n, diff, diff_ci_low, better from v_regressions where study_id = ?",
+        [summary.study_id])
+    assert {r[0] for r in regressions} == set(summary.front)
+    overall = [r for r in regressions if r[1] == "(all)" and r[0] == selected]
+    assert overall and overall[0][3] == 20 and overall[0][6]  # selected: clearly better than the incumbent
+    assert {r[2] for r in regressions if r[1] == "group"} == {"g1", "g2"}
+    _, [(n_flips,)] = wh.fetch("select count(*) from v_flips where study_id = ? and trial_id = ?", [summary.study_id, selected])
+    assert n_flips > 0
 
 
 def test_view_front_equals_python_front_and_optuna_best_trials(harness, home, fake, tmp_path):
@@ -185,6 +196,6 @@ def test_spend_cap_stops_the_study_cleanly(harness, home, fake, tmp_path):
     assert 0 < spent <= cap and refused > 0
     _, statuses = wh.fetch("select status from trials where study_id = ? order by trial_id", [summary.study_id])
     assert statuses[-1][0] == "stopped_by_budget"
-    assert all(s[0] == "completed" for s in statuses[:-1])
+    assert all(s[0] in ("completed", "pruned") for s in statuses[:-1])
     _, [(running,)] = wh.fetch("select count(*) from trials where status = 'running'")
     assert running == 0

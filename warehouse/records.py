@@ -266,3 +266,20 @@ def cache_lookup(wh: Warehouse, keys: list[str]) -> dict[str, tuple]:
 def cache_store(wh: Warehouse, entries: list[CacheEntry]) -> None:
     with wh.writer() as con:
         insert_rows(con, "insert_cache", [dataclasses.asdict(e) for e in entries])
+
+
+def trial_answers(wh: Warehouse, study_id: str, trial_id: int) -> dict[str, tuple[float | None, Any]]:
+    """example_id -> (score, parsed prediction) of a trial's evaluation calls."""
+    with wh.reader() as con:
+        rows = con.execute(query("trial_answers"), {"study_id": study_id, "trial_id": trial_id}).fetchall()
+    return {r[0]: (r[1], None if r[2] is None else json.loads(r[2])) for r in rows}
+
+
+def store_evidence(wh: Warehouse, study_id: str, comparisons: list[dict], flips: list[dict], policy: dict) -> None:
+    """Replace a study's comparisons and flips (one transaction) and record its policy."""
+    with wh.writer() as con:
+        con.execute(query("clear_evidence"), {"study_id": study_id})
+        con.execute(query("clear_flips"), {"study_id": study_id})
+        insert_rows(con, "insert_comparisons", comparisons)
+        insert_rows(con, "insert_flips", flips)
+        con.execute(query("set_policy"), {"study_id": study_id, "policy": _json(policy)})

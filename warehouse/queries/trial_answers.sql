@@ -1,0 +1,3 @@
+-- A trial's answer per example (evaluation calls only).
+SELECT example_id, score, prediction FROM calls
+WHERE study_id = $study_id AND trial_id = $trial_id AND purpose = 'eval' AND example_id IS NOT NULL;
