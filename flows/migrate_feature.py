@@ -37,7 +37,7 @@ from tasks.llm import LOCAL_PREFIX, Budget, Gateway
 from tasks.metrics import build_metric
 from tasks.prices import PriceBook, load_price_file
 from tasks.search import DIRECTIONS, StopSearch
-from tasks.select import Selection
+from tasks.report import front_table, load_report, markdown, write_html
 from warehouse import Warehouse, records, state_dir, warehouse_path
 
 __all__ = ["LISTENERS", "StudySummary", "migrate_feature", "preflight"]
@@ -55,6 +55,7 @@ class StudySummary:
     trials: list[TrialSummary] = field(default_factory=list)
     front: list[int] = field(default_factory=list)
     selection: dict | None = None
+    report_path: str | None = None
 
 
 def _run_name() -> str:
@@ -128,46 +129,6 @@ def ensure_local_models(models: list[str], start: bool) -> None:
     if missing:
         get_run_logger().info("starting local model servers: %s", missing)
         local_models.up(missing, state_dir())
-
-
-def _table_rows(trials: list[TrialSummary], front: set[int], selected: int | None) -> list[dict]:
-    rows = []
-    for t in trials:
-        rows.append({
-            "trial": t.trial_id, "role": t.role, "split": t.split, "config": t.label,
-            "quality": None if t.quality is None else round(t.quality, 4),
-            "ci95": None if t.ci_low is None else f"[{t.ci_low:.3f}, {t.ci_high:.3f}]",
-            "cost_per_1k_usd": None if t.cost_per_1k_usd is None else round(t.cost_per_1k_usd, 6),
-            "p95_latency_s": None if t.latency_p95_s is None else round(t.latency_p95_s, 3),
-            "error_rate": t.error_rate, "parse_failures": t.parse_failure_rate,
-            "on_front": t.trial_id in front, "selected": t.trial_id == selected,
-        })
-    return rows
-
-
-def _markdown(summary: StudySummary, selection: Selection, test_by_source: dict[int, TrialSummary]) -> str:
-    by_id = {t.trial_id: t for t in summary.trials}
-    lines = [
-        f"# Migration study `{summary.study_id}`",
-        f"Feature **{summary.feature}**, moving off **{summary.incumbent_model}**.",
-        "",
-        "Front: dev split (search). Selection: held-out test split.",
-        "",
-        "| trial | config | dev quality (95% CI) | test quality | $ / 1k req | p95 latency s |",
-        "|---|---|---|---|---|---|",
-    ]
-    for trial_id in summary.front:
-        t = by_id[trial_id]
-        test = test_by_source.get(trial_id)
-        lines.append(
-            f"| {t.trial_id} | {t.label} | {t.quality:.3f} ({t.ci_low:.3f}-{t.ci_high:.3f}) | "
-            f"{'' if test is None or test.quality is None else f'{test.quality:.3f}'} | {t.cost_per_1k_usd:.5f} | {t.latency_p95_s:.3f} |"
-        )
-    lines += ["", f"**Rule:** {selection.rule}", "", f"**Decision:** {selection.reason}", ""]
-    for v in selection.verdicts:
-        lines.append(f"- trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
-    lines += ["", f"Query it: `offramp sql \"select * from v_leaderboard where study_id = '{summary.study_id}'\"`"]
-    return "\n".join(lines)
 
 
 def _open_storage(url: str) -> optuna.storages.BaseStorage:
@@ -308,7 +269,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         records.finish_study(wh, study_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
 
-    _publish(summary, selection, test_by_source)
+    _publish(summary, wh)
     notify("study_finished", summary=summary)
     return summary
 
@@ -324,16 +285,16 @@ def _check_train_size(feature: Feature, space: SearchSpace, incumbent: Config, n
         raise UserError(f"{feature.spec_path}: field `splits.train`: compiling strategies need at least 3 train examples")
 
 
-def _publish(summary: StudySummary, selection: Selection, test_by_source: dict[int, TrialSummary]) -> None:
-    front_set = set(summary.front)
+def _publish(summary: StudySummary, wh: Warehouse) -> None:
+    """The report, from the warehouse's views: markdown + table artifacts on the flow run, and a
+    standalone HTML file under the state dir."""
+    report = load_report(wh, summary.study_id)
+    summary.report_path = str(write_html(report, state_dir() / "reports" / f"{summary.study_id}.html"))
     create_table_artifact(
-        key="migration-front",
-        table=_table_rows([t for t in summary.trials if t.split == "dev"], front_set, selection.trial_id),
+        key="migration-front", table=front_table(report),
         description=f"Study {summary.study_id}: every dev trial; on_front marks the Pareto front",
     )
     create_markdown_artifact(
-        key="migration-report", markdown=_markdown(summary, selection, test_by_source),
-        description=f"Study {summary.study_id}: front and selection",
+        key="migration-report", markdown=markdown(report) + f"\n\nHTML report: `{summary.report_path}`",
+        description=f"Study {summary.study_id}: front, paired comparisons with the incumbent, selection",
     )
-
-

@@ -1,0 +1,200 @@
+"""The migration report: one model of the facts, read from the warehouse's documented views, and
+renderers (markdown for the Prefect artifact, a standalone HTML page with plotly; the terminal
+renderer lives in the CLI). Every number here is a row of `v_trials`, `v_pareto_front`,
+`v_regressions`, `v_flips` or `v_study_spend`; the report shows the queries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from warehouse import Warehouse
+from warehouse.db import query
+
+QUERIES = {
+    "trials": "SELECT * FROM v_trials WHERE study_id = '{id}' ORDER BY trial_id",
+    "front": "SELECT * FROM v_pareto_front WHERE study_id = '{id}'",
+    "regressions": "SELECT * FROM v_regressions WHERE study_id = '{id}' ORDER BY trial_id, slice_field, slice_value",
+    "flips": "SELECT * FROM v_flips WHERE study_id = '{id}'",
+    "spend": "SELECT * FROM v_study_spend WHERE study_id = '{id}'",
+}
+
+
+class ReportError(LookupError):
+    """No such study."""
+
+
+def _rows(wh: Warehouse, name: str, study_id: str) -> list[dict[str, Any]]:
+    with wh.reader() as con:
+        cursor = con.execute(query(name), {"study_id": study_id})
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, r)) for r in cursor.fetchall()]
+
+
+def _label(t: dict[str, Any]) -> str:
+    s = json.loads(t["settings"]) if isinstance(t["settings"], str) else t["settings"]
+    mode = "json" if s.get("output_mode") == "json_schema" else "text"
+    return f"{t['model']} {t['strategy']} {mode} max={s.get('max_tokens')}"
+
+
+@dataclasses.dataclass
+class StudyReport:
+    study: dict[str, Any]
+    trials: list[dict[str, Any]]
+    regressions: list[dict[str, Any]]
+    flips: list[dict[str, Any]]
+    spend: list[dict[str, Any]]
+
+    @property
+    def study_id(self) -> str:
+        return self.study["id"]
+
+    @property
+    def selection(self) -> dict[str, Any]:
+        return json.loads(self.study["selection"]) if self.study.get("selection") else {}
+
+    def trial(self, trial_id: int) -> dict[str, Any]:
+        return next(t for t in self.trials if t["trial_id"] == trial_id)
+
+    def test_of(self, trial_id: int) -> dict[str, Any] | None:
+        return next((t for t in self.trials if t["split"] == "test" and t["source_trial_id"] == trial_id), None)
+
+    @property
+    def incumbent(self) -> dict[str, Any] | None:
+        return next((t for t in self.trials if t["role"] == "incumbent" and t["split"] == "dev"), None)
+
+    @property
+    def front(self) -> list[dict[str, Any]]:
+        return [t for t in self.trials if t["on_front"]]
+
+    def overall(self, trial_id: int) -> dict[str, Any] | None:
+        return next((r for r in self.regressions if r["trial_id"] == trial_id and r["slice_field"] == "(all)"), None)
+
+    def label(self, t: dict[str, Any]) -> str:
+        return _label(t)
+
+    def queries(self) -> dict[str, str]:
+        return {k: v.format(id=self.study_id) for k, v in QUERIES.items()}
+
+
+def load_report(wh: Warehouse, study_id: str) -> StudyReport:
+    studies = _rows(wh, "report_study", study_id)
+    if not studies:
+        raise ReportError(f"no study {study_id!r} in {wh.path}; list them: offramp sql \"select id, feature, status from studies\"")
+    return StudyReport(
+        study=studies[0], trials=_rows(wh, "report_trials", study_id), regressions=_rows(wh, "report_regressions", study_id),
+        flips=_rows(wh, "report_flips", study_id), spend=_rows(wh, "report_spend", study_id),
+    )
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def markdown(r: StudyReport) -> str:
+    s, sel = r.study, r.selection
+    lines = [f"# Migration study `{r.study_id}`",
+             f"Feature **{s['feature']}**, moving off **{s['incumbent_model']}**; status **{s['status']}**.", "",
+             "Numbers: front on the dev split (the search); quality deltas on the held-out test split (the decision).", ""]
+    inc = r.incumbent
+    if inc:
+        t = r.test_of(inc["trial_id"])
+        lines.append(f"Incumbent: dev quality {_f(inc['quality'])}, test quality {_f(t and t['quality'])}, "
+                     f"${_f(inc['cost_per_1k_usd'], 5)} per 1k, p95 {_f(inc['latency_p95_s'])} s.")
+    lines += ["", "| trial | config | dev quality (95% CI) | test quality | vs incumbent (paired 95% CI) | agreement | $ / 1k | p95 s | verdict |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    verdicts = {v["trial_id"]: v for v in sel.get("verdicts", [])}
+    for t in r.front:
+        o, test, v = r.overall(t["trial_id"]), r.test_of(t["trial_id"]), verdicts.get(t["trial_id"], {})
+        delta = "-" if o is None else f"{o['diff']:+.3f} [{o['diff_ci_low']:+.3f}, {o['diff_ci_high']:+.3f}]"
+        verdict = ("**selected**" if sel.get("trial_id") == t["trial_id"] else "accepted" if v.get("accepted") else "rejected") if v else "-"
+        lines.append(f"| {t['trial_id']} | {r.label(t)} | {_f(t['quality'])} ({_f(t['quality_ci_low'])}-{_f(t['quality_ci_high'])}) | "
+                     f"{_f(test and test['quality'])} | {delta} | {_f(o and o['agreement_rate'], 2)} | {_f(t['cost_per_1k_usd'], 5)} | "
+                     f"{_f(t['latency_p95_s'])} | {verdict} |")
+    lines += ["", f"**Policy:** {sel.get('rule', '-')}", "", f"**Decision:** {sel.get('reason', s.get('error') or '-')}", ""]
+    for v in sel.get("verdicts", []):
+        lines.append(f"- trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+    worst = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:8]
+    if worst:
+        lines += ["", "Largest slice drops (test):", "", "| trial | slice | n | incumbent | candidate | diff (95% CI) | p |", "|---|---|---|---|---|---|---|"]
+        for x in worst:
+            lines.append(f"| {x['trial_id']} | {x['slice_field']}={x['slice_value']} | {x['n']} | {_f(x['incumbent_quality'])} | "
+                         f"{_f(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {_f(x['p_value'])} |")
+    spent = sum(x["spend_usd"] or 0 for x in r.spend)
+    by_purpose = ", ".join(f"{x['purpose']}: {x['n_calls']}" for x in r.spend)
+    lines += ["", f"Spend: ${spent:.4f} over {sum(x['n_calls'] for x in r.spend)} calls ({by_purpose}).", "",
+              "Re-derive every number:", ""]
+    lines += [f"- `{q}`" for q in r.queries().values()]
+    return "\n".join(lines)
+
+
+def front_table(r: StudyReport) -> list[dict[str, Any]]:
+    """Rows for the Prefect table artifact: every dev trial, front and selection marked."""
+    selected = r.selection.get("trial_id")
+    return [
+        {"trial": t["trial_id"], "role": t["role"], "config": r.label(t), "status": t["status"],
+         "quality": t["quality"], "ci_low": t["quality_ci_low"], "ci_high": t["quality_ci_high"],
+         "cost_per_1k_usd": t["cost_per_1k_usd"], "p95_latency_s": t["latency_p95_s"], "error_rate": t["error_rate"],
+         "on_front": bool(t["on_front"]), "selected": t["trial_id"] == selected}
+        for t in r.trials if t["split"] == "dev"
+    ]
+
+
+def write_html(r: StudyReport, path: Path) -> Path:
+    """A standalone page (plotly.js embedded: opens offline): the front (quality vs cost, latency as
+    colour), incumbent and naive swaps marked; slice deltas with intervals; the flips."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    dev = [t for t in r.trials if t["split"] == "dev" and t["quality"] is not None]
+    fig = go.Figure()
+    groups = [("candidates", [t for t in dev if t["role"] == "candidate" and not t["on_front"]], "circle-open", 9),
+              ("front", [t for t in dev if t["on_front"]], "circle", 14),
+              ("naive swap", [t for t in dev if t["role"] == "naive_swap"], "diamond", 14),
+              ("incumbent", [t for t in dev if t["role"] == "incumbent"], "star", 18)]
+    for name, items, symbol, size in groups:
+        if items:
+            fig.add_trace(go.Scatter(
+                x=[t["cost_per_1k_usd"] for t in items], y=[t["quality"] for t in items], mode="markers", name=name,
+                marker={"symbol": symbol, "size": size, "color": [t["latency_p95_s"] for t in items], "coloraxis": "coloraxis"},
+                text=[f"trial {t['trial_id']}: {r.label(t)}<br>p95 {_f(t['latency_p95_s'])} s" for t in items], hoverinfo="text",
+                error_y={"type": "data", "symmetric": False, "array": [t["quality_ci_high"] - t["quality"] for t in items],
+                         "arrayminus": [t["quality"] - t["quality_ci_low"] for t in items], "thickness": 1},
+            ))
+    fig.update_layout(title=f"Study {r.study_id}: quality vs cost (dev split; colour = p95 latency s)",
+                      xaxis_title="cost per 1,000 requests (USD)", yaxis_title="quality (95% CI)",
+                      coloraxis={"colorscale": "Viridis", "colorbar": {"title": "p95 s"}}, height=520)
+    parts = [fig.to_html(full_html=False, include_plotlyjs=True)]
+    slices = [x for x in r.regressions if x["slice_field"] != "(all)"]
+    if slices:
+        sfig = go.Figure()
+        for trial_id in sorted({x["trial_id"] for x in slices}):
+            rows = [x for x in slices if x["trial_id"] == trial_id]
+            sfig.add_trace(go.Bar(
+                name=f"trial {trial_id}", x=[f"{x['slice_field']}={x['slice_value']}" for x in rows], y=[x["diff"] for x in rows],
+                error_y={"type": "data", "symmetric": False, "array": [x["diff_ci_high"] - x["diff"] for x in rows],
+                         "arrayminus": [x["diff"] - x["diff_ci_low"] for x in rows]},
+            ))
+        sfig.update_layout(title="Per slice: candidate - incumbent on the held-out split (paired 95% CI)", barmode="group", height=420)
+        parts.append(sfig.to_html(full_html=False, include_plotlyjs=False))
+    page = [f"<html><head><meta charset='utf-8'><title>offramp study {html.escape(r.study_id)}</title>",
+            "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:4px 8px}</style>",
+            "</head><body>", f"<h1>Migration study {html.escape(r.study_id)}</h1>",
+            f"<p>{html.escape(r.selection.get('reason', r.study.get('error') or ''))}</p>",
+            f"<p><b>Policy:</b> {html.escape(r.selection.get('rule', '-'))}</p>", *parts, "<h2>Flips (held-out split)</h2>"]
+    if r.flips:
+        page.append("<table><tr><th>trial</th><th>example</th><th>direction</th><th>input</th><th>incumbent</th><th>candidate</th></tr>")
+        for f in r.flips:
+            page.append("<tr>" + "".join(f"<td>{html.escape(str(f[k]))}</td>" for k in
+                        ("trial_id", "example_id", "direction", "input_text", "incumbent_prediction", "candidate_prediction")) + "</tr>")
+        page.append("</table>")
+    else:
+        page.append("<p>No example changed correctness.</p>")
+    page += ["<h2>Queries</h2><ul>", *[f"<li><code>{html.escape(q)}</code></li>" for q in r.queries().values()], "</ul></body></html>"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(page), encoding="utf-8")
+    return path
