@@ -89,41 +89,20 @@ def _run_migration(params) -> object:
 
 
 def _print_study(summary) -> None:
-    by_id = {t.trial_id: t for t in summary.trials}
-    tests = {t.source_trial_id: t for t in summary.trials if t.split == "test"}
-    table = Table(title=f"Pareto front of study {summary.study_id} (dev split; test = held-out)")
-    for column in ("trial", "config", "dev quality [95% CI]", "test quality", "$ / 1k req", "p95 s", "errors", "unparsed"):
-        table.add_column(column)
-    incumbent = next(t for t in summary.trials if t.role == "incumbent" and t.split == "dev")
-    rows = [("incumbent", incumbent)] + [("front", by_id[i]) for i in summary.front]
-    for kind, t in rows:
-        test = tests.get(t.trial_id)
-        selected = summary.selection and summary.selection.get("trial_id") == t.trial_id
-        table.add_row(
-            f"{t.trial_id}{' *' if selected else ''}{' (incumbent)' if kind == 'incumbent' else ''}",
-            t.label,
-            f"{_fmt(t.quality)} [{_fmt(t.ci_low)}, {_fmt(t.ci_high)}]",
-            _fmt(test.quality if test else None),
-            _fmt(t.cost_per_1k_usd, 5),
-            _fmt(t.latency_p95_s),
-            _fmt(t.error_rate, 2),
-            _fmt(t.parse_failure_rate, 2),
-        )
-    console.print(table)
-    if summary.status != "completed":
-        console.print(f"[bold red]Study {summary.status}[/]: see `offramp sql \"select error from studies where id = '{summary.study_id}'\"`")
-    selection = summary.selection or {}
-    chosen = selection.get("trial_id")
-    if chosen is not None:
-        console.print(f"[bold green]Selected trial {chosen}[/]: {by_id[chosen].label}")
-    else:
-        console.print("[bold red]Nothing selected.[/]")
-    console.print(f"Rule: {selection.get('rule')}\nWhy: {selection.get('reason')}")
+    """After a study: the report (from the warehouse), where it is, and a query to paste."""
+    from tasks.report import load_report
+    from warehouse import Warehouse
+
+    if summary.resumed:
+        console.print(f"(resumed an interrupted study: {summary.study_id})")
+    _print_report(load_report(Warehouse(summary.warehouse), summary.study_id))
     console.print(f"Warehouse: {summary.warehouse}")
+    if summary.report_path:
+        console.print(f"Report: {summary.report_path}  (terminal: offramp report {summary.study_id})")
     console.print("Ask it anything, e.g.:")
     console.print(
-        f"  offramp sql \"select trial_id, role, model, dev_quality, test_quality, cost_per_1k_usd, latency_p95_s, on_front, selected "
-        f"from v_leaderboard where study_id = '{summary.study_id}' order by rank\"",
+        f"  offramp sql \"select trial_id, role, model, strategy, dev_quality, test_quality, cost_per_1k_usd, latency_p95_s, "
+        f"on_front, selected from v_leaderboard where study_id = '{summary.study_id}' order by rank\"",
         soft_wrap=True,
     )
 
@@ -219,6 +198,115 @@ def sql(
         for row in rows:
             table.add_row(*[_fmt(v, 4) for v in row])
         console.print(table)
+
+
+@app.command()
+def report(
+    study_id: Annotated[str, typer.Argument(help="the study id (offramp sql \"select id from studies\")")],
+    html_path: Annotated[Optional[Path], typer.Option("--html", help="also write the HTML report here")] = None,
+) -> None:
+    """The migration report of a study: front, paired comparisons with the incumbent, slices,
+    flips, the decision and why (the same facts as the HTML report and the Prefect artifact)."""
+    from tasks.report import ReportError, load_report, write_html
+    from warehouse import Warehouse, warehouse_path
+
+    try:
+        r = load_report(Warehouse(warehouse_path()), study_id)
+    except ReportError as exc:
+        raise _usage(str(exc)) from None
+    _print_report(r)
+    if html_path is not None:
+        console.print(f"HTML report: {write_html(r, html_path)}")
+
+
+def _print_report(r) -> None:
+    s, sel = r.study, r.selection
+    console.print(f"[bold]Study {r.study_id}[/]: feature {s['feature']}, off {s['incumbent_model']}, status {s['status']}")
+    inc = r.incumbent
+    if inc:
+        t = r.test_of(inc["trial_id"])
+        console.print(f"Incumbent: dev {_fmt(inc['quality'])}, test {_fmt(t and t['quality'])}, "
+                      f"${_fmt(inc['cost_per_1k_usd'], 5)}/1k, p95 {_fmt(inc['latency_p95_s'])} s")
+    table = Table(title="Front (dev split) and its check against the incumbent (held-out test split, paired)")
+    for column in ("trial", "config", "dev quality", "test quality", "vs incumbent [95% CI]", "p", "agree", "$ / 1k", "p95 s", "verdict"):
+        table.add_column(column)
+    verdicts = {v["trial_id"]: v for v in sel.get("verdicts", [])}
+    for t in r.front:
+        o, test, v = r.overall(t["trial_id"]), r.test_of(t["trial_id"]), verdicts.get(t["trial_id"], {})
+        verdict = "[green]selected[/]" if sel.get("trial_id") == t["trial_id"] else ("accepted" if v.get("accepted") else "[red]rejected[/]") if v else "-"
+        table.add_row(
+            str(t["trial_id"]), r.label(t), f"{_fmt(t['quality'])} [{_fmt(t['quality_ci_low'])}, {_fmt(t['quality_ci_high'])}]",
+            _fmt(test and test["quality"]), "-" if o is None else f"{o['diff']:+.3f} [{o['diff_ci_low']:+.3f}, {o['diff_ci_high']:+.3f}]",
+            _fmt(o and o["p_value"]), _fmt(o and o["agreement_rate"], 2), _fmt(t["cost_per_1k_usd"], 5), _fmt(t["latency_p95_s"]), verdict,
+        )
+    console.print(table)
+    slices = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:6]
+    if slices:
+        st = Table("trial", "slice", "n", "incumbent", "candidate", "diff [95% CI]", title="Largest slice drops (test)")
+        for x in slices:
+            st.add_row(str(x["trial_id"]), f"{x['slice_field']}={x['slice_value']}", str(x["n"]), _fmt(x["incumbent_quality"]),
+                       _fmt(x["candidate_quality"]), f"{x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}]")
+        console.print(st)
+    regressed = [f for f in r.flips if f["direction"] == "regressed" and f["trial_id"] == sel.get("trial_id", sel.get("recommended_trial_id"))]
+    if regressed:
+        console.print(f"Right -> wrong under trial {regressed[0]['trial_id']} ({len(regressed)}), e.g.:")
+        for f in regressed[:3]:
+            console.print(f"  {f['example_id']}: {f['input_text'][:90]!r}: {f['incumbent_prediction']} -> {f['candidate_prediction']}")
+    console.print(f"Policy: {sel.get('rule', '-')}")
+    console.print(f"Decision: {sel.get('reason', s.get('error') or '-')}")
+    for v in sel.get("verdicts", []):
+        console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+    console.print("Every number above is a row of: " + "; ".join(r.queries().values()), soft_wrap=True)
+
+
+@app.command()
+def promote(
+    study_id: Annotated[str, typer.Argument(help="the study whose config to pin")],
+    trial: Annotated[Optional[int], typer.Option("--trial", help="a dev trial of the study (default: its selection)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="promote a trial that is not on the front")] = False,
+    releases_dir: Annotated[Optional[Path], typer.Option("--releases-dir", help="default: $OFFRAMP_RELEASES or ./releases")] = None,
+) -> None:
+    """Pin a study's chosen config as the feature's current release (releases/<feature>.json)."""
+    from tasks.releases import promote as pin
+    from warehouse import Warehouse, warehouse_path
+
+    path, entry, warnings = pin(Warehouse(warehouse_path()), study_id, trial_id=trial, force=force, directory=releases_dir)
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}")
+    console.print(f"{entry['feature']}: release v{entry['version']} = trial {entry['trial_id']} of {study_id} "
+                  f"({entry['model']}, {entry['strategy']['name']}) written to {path}")
+    console.print(f"Load it: from tasks.releases import load_release; program = load_release(\"{path}\")")
+
+
+@app.command()
+def releases(
+    feature: Annotated[str, typer.Argument(help="feature name")],
+    releases_dir: Annotated[Optional[Path], typer.Option("--releases-dir")] = None,
+) -> None:
+    """List a feature's releases; * marks the current one."""
+    from tasks.releases import list_releases
+
+    current, items = list_releases(feature, directory=releases_dir)
+    table = Table("version", "action", "study", "trial", "model", "strategy", "test quality", "$ / 1k", "created")
+    for r in items:
+        m = r.get("metrics", {})
+        table.add_row(f"{r['version']}{' *' if r['version'] == current else ''}", r["action"], r["study_id"], str(r["trial_id"]),
+                      r["model"], r["strategy"]["name"], _fmt(m.get("test_quality")), _fmt(m.get("cost_per_1k_usd"), 5), r["created_at"])
+    console.print(table)
+
+
+@app.command()
+def rollback(
+    feature: Annotated[str, typer.Argument(help="feature name")],
+    releases_dir: Annotated[Optional[Path], typer.Option("--releases-dir")] = None,
+) -> None:
+    """Pin the previous release again (recorded as a new version)."""
+    from tasks.releases import rollback as unpin
+    from warehouse import Warehouse, warehouse_path
+
+    path, entry = unpin(Warehouse(warehouse_path()), feature, directory=releases_dir)
+    console.print(f"{feature}: v{entry['version']} re-pins v{entry['rolled_back_to']} (trial {entry['trial_id']} of "
+                  f"{entry['study_id']}, {entry['model']}) in {path}")
 
 
 @models_app.command("up")

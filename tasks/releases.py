@@ -1,0 +1,235 @@
+"""Releases: the config chosen for a feature, pinned in a versioned file an application loads.
+
+`releases/<feature>.json` holds every version and which one is current:
+`{"feature": ..., "current": 3, "releases": [{version, action, study_id, trial_id, model, strategy,
+settings, instructions, prompt | program, spec, metrics, evidence, created_at}, ...]}`.
+`promote` appends a version and makes it current; `rollback` appends a version that re-pins the
+previous one (history is never rewritten). Each action is also a row of the warehouse's
+`releases` table (`v_releases`).
+
+In an application, one call gives a ready-to-call program:
+
+    from tasks.releases import load_release
+    route = load_release("releases/bank-support-routing.json")
+    route(message="I still have not received my card")   # -> {"queue": "cards"}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from search_spaces.schema import Config, Settings, Strategy
+from tasks.errors import UserError
+from tasks.features import Example, FeatureSpec, load_feature, split_examples
+from tasks.prompts import choose_demos, parse_answer, render_input, render_messages, response_format
+from warehouse import Warehouse
+from warehouse.db import query
+
+
+def releases_dir(explicit: Path | str | None = None) -> Path:
+    """`--releases-dir`, else `OFFRAMP_RELEASES`, else `./releases`."""
+    return Path(explicit or os.environ.get("OFFRAMP_RELEASES") or "releases").expanduser().resolve()
+
+
+def _read(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise UserError(f"{path}: no release file yet (pin one with `offramp promote STUDY`)")
+    try:
+        data = json.loads(path.read_text())
+        data["current"], data["releases"]  # noqa: B018 - the shape every reader relies on
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: not a release file ({exc}); expected {{feature, current, releases}}") from None
+    return data
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)  # readers never see half a file
+
+
+def _record(wh: Warehouse, entry: dict[str, Any], path: Path) -> None:
+    with wh.writer() as con:
+        con.execute(query("insert_release"), {
+            "feature": entry["feature"], "version": entry["version"], "action": entry["action"],
+            "study_id": entry["study_id"], "trial_id": entry["trial_id"], "model": entry["model"],
+            "strategy": entry["strategy"], "program_hash": entry.get("program_hash"), "path": str(path),
+            "forced": entry.get("forced", False),
+        })
+
+
+def _candidate(wh: Warehouse, study_id: str, trial_id: int) -> dict[str, Any]:
+    with wh.reader() as con:
+        cursor = con.execute(query("release_candidate"), {"study_id": study_id, "trial_id": trial_id})
+        columns = [d[0] for d in cursor.description]
+        row = cursor.fetchone()
+    if row is None:
+        raise UserError(f"study {study_id!r} has no trial {trial_id}")
+    return dict(zip(columns, row))
+
+
+def _study(wh: Warehouse, study_id: str) -> tuple[str, dict, int | None, int]:
+    """(feature, params, selected trial, seed) of a study."""
+    with wh.reader() as con:
+        row = con.execute("SELECT feature, params, selected_trial_id, seed FROM studies WHERE id = ?", [study_id]).fetchone()
+    if row is None:
+        raise UserError(f"no study {study_id!r}; list them: offramp sql \"select id, feature, status from studies\"")
+    return row[0], json.loads(row[1]), row[2], row[3]
+
+
+def _shipped_prompt(spec: FeatureSpec, config: Config, demos: list[Example]) -> dict[str, Any]:
+    """The incumbent strategy's messages before the input (system + demo turns)."""
+    probe = Example(id="probe", inputs={f.name: "" for f in spec.signature.inputs}, outputs={})
+    return {"messages": render_messages(spec, config, demos, probe)[:-1]}
+
+
+def promote(
+    wh: Warehouse, study_id: str, *, trial_id: int | None = None, force: bool = False, directory: Path | None = None,
+) -> tuple[Path, dict[str, Any], list[str]]:
+    """Pin a study's selected trial (or `trial_id`) as the feature's current release.
+    Returns (file, the new entry, warnings)."""
+    feature_name, params, selected, seed = _study(wh, study_id)
+    warnings: list[str] = []
+    if trial_id is None:
+        if selected is None:
+            raise UserError(f"study {study_id!r} selected nothing; choose a trial with --trial N (see `offramp report {study_id}`)")
+        trial_id = selected
+    row = _candidate(wh, study_id, trial_id)
+    if row["split"] != "dev" or row["role"] == "incumbent" or row["status"] != "completed":
+        raise UserError(f"trial {trial_id} of {study_id} is not a completed candidate (role {row['role']}, split {row['split']}, status {row['status']})")
+    if not row["on_front"]:
+        if not force:
+            raise UserError(f"trial {trial_id} is not on the front of {study_id}: another config beats it on quality, cost "
+                            "and latency. Use --force to promote it anyway.")
+        warnings.append(f"trial {trial_id} is not on the front (forced)")
+    if trial_id != selected:
+        warnings.append(f"trial {trial_id} is not the study's selection ({selected}); the policy's verdict: see the report")
+    with wh.reader() as con:
+        spec_json, spec_path = con.execute(query("feature_spec"), {"name": feature_name}).fetchone()
+    spec = FeatureSpec.model_validate(json.loads(spec_json))
+    settings = Settings.model_validate(json.loads(row["settings"]))
+    strategy = Strategy.model_validate(json.loads(row["strategy_params"])) if row["strategy_params"] else Strategy()
+    config = Config(model=row["model"], instructions=spec.incumbent.instructions, strategy=strategy, settings=settings)
+    entry: dict[str, Any] = {
+        "feature": feature_name, "action": "promote", "study_id": study_id, "trial_id": trial_id,
+        "model": config.model, "strategy": strategy.model_dump(mode="json"), "settings": settings.model_dump(mode="json"),
+        "instructions": config.instructions, "spec": spec.model_dump(mode="json"), "program_hash": row["program_hash"],
+        "forced": bool(warnings and not row["on_front"]),
+        "metrics": {"dev_quality": row["quality"], "test_quality": row["test_quality"], "cost_per_1k_usd": row["cost_per_1k_usd"],
+                    "latency_p95_s": row["latency_p95_s"], "test_diff_vs_incumbent": row["diff"],
+                    "test_diff_ci": [row["diff_ci_low"], row["diff_ci_high"]]},
+        "evidence": json.loads(row["selection"]).get("reason") if row["selection"] else None,
+        "created_at": dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    if strategy.name == "incumbent":
+        feature = load_feature(spec_path)
+        splits = split_examples(feature, max_examples=params.get("max_examples"), seed=seed)
+        entry["prompt"] = _shipped_prompt(spec, config, choose_demos(spec, splits.train, settings.demos, seed))
+    else:
+        entry["program"] = json.loads(row["program"])
+    path = releases_dir(directory) / f"{feature_name}.json"
+    data = _read(path) if path.exists() else {"feature": feature_name, "current": None, "releases": []}
+    entry["version"] = max((r["version"] for r in data["releases"]), default=0) + 1
+    data["releases"].append(entry)
+    data["current"] = entry["version"]
+    _record(wh, entry, path)
+    _write(path, data)
+    return path, entry, warnings
+
+
+def rollback(wh: Warehouse, feature: str, *, directory: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Pin the release that was current before the current one (as a new version)."""
+    path = releases_dir(directory) / f"{feature}.json"
+    data = _read(path)
+    history = [r for r in data["releases"] if r["action"] == "promote"]
+    current = next(r for r in data["releases"] if r["version"] == data["current"])
+    target_version = current.get("rolled_back_to", current["version"])
+    earlier = [r for r in history if r["version"] < target_version]
+    if not earlier:
+        raise UserError(f"{path}: release {data['current']} is the first one; there is nothing to roll back to")
+    target = earlier[-1]
+    entry = {**target, "action": "rollback", "rolled_back_to": target["version"],
+             "version": max(r["version"] for r in data["releases"]) + 1,
+             "created_at": dt.datetime.now().isoformat(timespec="seconds")}
+    data["releases"].append(entry)
+    data["current"] = entry["version"]
+    _record(wh, entry, path)
+    _write(path, data)
+    return path, entry
+
+
+def list_releases(feature: str, *, directory: Path | None = None) -> tuple[int, list[dict[str, Any]]]:
+    data = _read(releases_dir(directory) / f"{feature}.json")
+    return data["current"], data["releases"]
+
+
+class ReleasedProgram:
+    """A released config, ready to call: `program(**inputs) -> outputs dict` (None if unparseable)."""
+
+    def __init__(self, entry: dict[str, Any], call_model: Callable[..., str] | None = None) -> None:
+        self.entry = entry
+        self.spec = FeatureSpec.model_validate(entry["spec"])
+        self.config = Config(model=entry["model"], instructions=entry["instructions"],
+                             strategy=Strategy.model_validate(entry["strategy"]), settings=Settings.model_validate(entry["settings"]))
+        self._call_model = call_model or self._litellm
+
+    def _route(self) -> dict[str, Any]:
+        from tasks import local_models
+        from tasks.llm import LOCAL_API_KEY, LOCAL_PREFIX
+        from warehouse import state_dir
+
+        if self.config.model.startswith(LOCAL_PREFIX):
+            alias = self.config.model[len(LOCAL_PREFIX):]
+            route = {"model": f"openai/{alias}", "api_base": local_models.api_base(alias, state_dir()), "api_key": LOCAL_API_KEY}
+            if local_models.get_spec(alias).stop:
+                route["stop"] = list(local_models.get_spec(alias).stop)
+            return route
+        return {"model": self.config.model}
+
+    def _litellm(self, messages: list[dict], **settings: Any) -> str:
+        import litellm
+
+        response = litellm.completion(messages=messages, **{**self._route(), **settings})
+        return response.choices[0].message.content or ""
+
+    def messages(self, inputs: dict[str, Any]) -> list[dict]:
+        example = Example(id="input", inputs=inputs, outputs={})
+        if self.config.strategy.name == "incumbent":
+            return [*self.entry["prompt"]["messages"], {"role": "user", "content": render_input(self.spec, example)}]
+        from tasks.programs import ProgramRunner
+
+        return ProgramRunner(self.spec, self.config, self.entry["program"]).messages(example)
+
+    def parse(self, text: str) -> dict | None:
+        if self.config.strategy.name == "incumbent":
+            return parse_answer(self.spec, self.config, text)
+        from tasks.programs import ProgramRunner
+
+        return ProgramRunner(self.spec, self.config, self.entry["program"]).parse(text)
+
+    def __call__(self, **inputs: Any) -> dict | None:
+        missing = [f.name for f in self.spec.signature.inputs if f.name not in inputs]
+        if missing:
+            raise TypeError(f"missing input field(s) {missing} for feature {self.spec.name}")
+        settings: dict[str, Any] = {"temperature": self.config.settings.temperature, "max_tokens": self.config.settings.max_tokens}
+        fmt = response_format(self.spec, self.config)
+        if fmt is not None:
+            settings["response_format"] = fmt
+        return self.parse(self._call_model(self.messages(inputs), **settings))
+
+
+def load_release(path: Path | str, *, version: int | None = None, call_model: Callable[..., str] | None = None) -> ReleasedProgram:
+    """The current (or a given) release of a feature, ready to call. `call_model(messages, **settings)
+    -> text` replaces the litellm call (tests, custom clients)."""
+    data = _read(Path(path))
+    wanted = data["current"] if version is None else version
+    entry = next((r for r in data["releases"] if r["version"] == wanted), None)
+    if entry is None:
+        raise UserError(f"{path}: no release version {wanted}")
+    return ReleasedProgram(entry, call_model)

@@ -1,0 +1,2 @@
+-- A feature's registered spec.
+SELECT spec, spec_path FROM features WHERE name = $name;
