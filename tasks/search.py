@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import math
+import itertools
+import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 import optuna
 
@@ -189,9 +190,7 @@ def run_search(
     for frozen in prior:
         outcomes.append(_outcome_from_frozen(frozen, space, incumbent, candidate_models))
 
-    def one(trial: optuna.Trial) -> TrialOutcome:
-        config = suggest_config(trial, space, incumbent, candidate_models)
-        trial.set_user_attr("config", config.label())
+    def one(trial: optuna.Trial, config: Config) -> TrialOutcome:
         observation: Observation | None = None
         stage = 0.0
         for stage in stages:
@@ -216,10 +215,17 @@ def run_search(
                 break
             batch = []
             for offset in range(min(parallel, max_trials - finished)):
-                study.sampler = make_sampler(sampler, seed * 1_000_003 + finished + offset)
-                batch.append(study.ask())
-            # each thread runs in a copy of this context (the caller's run context, e.g. Prefect's)
-            futures = [(trial, pool.submit(contextvars.copy_context().run, one, trial)) for trial in batch]
+                asked = _ask_new(study, space, incumbent, candidate_models, sampler, seed * 1_000_003 + finished + offset,
+                                 {o.config.config_hash() for o in outcomes if o.config is not None} | {c.config_hash() for _, c in batch})
+                if asked is None:
+                    break
+                batch.append(asked)
+            if not batch:
+                stopped_by = "space_exhausted"
+                break
+            # each thread runs in a copy of this context (the caller's run context, e.g. Prefect's);
+            # sampling stays in this thread: Optuna caches the trial list per thread
+            futures = [(trial, pool.submit(contextvars.copy_context().run, one, trial, config)) for trial, config in batch]
             stop = False
             for trial, future in futures:
                 try:
@@ -235,10 +241,51 @@ def run_search(
             if stop:
                 stopped_by = "budget"
                 break
-            if _exhausted(study, space, incumbent, candidate_models):
-                stopped_by = "space_exhausted"
-                break
     return SearchResult(outcomes=outcomes, stopped_by=stopped_by)
+
+
+DUPLICATE_ASKS = 3
+
+
+def _ask_new(
+    study: optuna.Study, space: SearchSpace, incumbent: Config, models: Sequence[str], sampler: SamplerName,
+    seed: int, seen: set[str],
+) -> tuple[optuna.Trial, Config] | None:
+    """Ask for a config not measured yet. A repeat is told FAIL (marked `duplicate`: not counted,
+    not on the front; its answers would all come from the cache anyway); after DUPLICATE_ASKS
+    repeats an untried config is enqueued, chosen at random (seeded). None: the space is exhausted."""
+    for attempt in range(DUPLICATE_ASKS + 1):
+        study.sampler = make_sampler(sampler, seed + 7919 * attempt)
+        if attempt == DUPLICATE_ASKS:
+            untried = [p for p in all_params(space, incumbent, models)
+                       if suggest_config(optuna.trial.FixedTrial(p), space, incumbent, models).config_hash() not in seen]
+            if not untried:
+                return None
+            study.enqueue_trial(untried[random.Random(seed).randrange(len(untried))])
+        trial = study.ask()
+        config = suggest_config(trial, space, incumbent, models)
+        if config.config_hash() not in seen:
+            trial.set_user_attr("config", config.label())
+            return trial, config
+        trial.set_user_attr("duplicate", True)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return None
+
+
+def all_params(space: SearchSpace, incumbent: Config, models: Sequence[str]) -> list[dict]:
+    """Every point of the space as Optuna params (conditional parameters included)."""
+    choices = search_distributions(space, incumbent, models)
+    points = []
+    for model, strategy, temperature, max_tokens, mode in itertools.product(*choices.values()):
+        base = {"model": model, "strategy": strategy, "temperature": temperature, "max_tokens": max_tokens, "output_mode": mode}
+        options = space.strategies.get(strategy)
+        extra: list[list[tuple[str, Any]]] = []
+        if options is not None and strategy in ("few_shot", "mipro"):
+            extra.append([(f"{strategy}.k", k) for k in options.k])
+        if options is not None and strategy in ("mipro", "gepa") and options.optimizer_models:
+            extra.append([(f"{strategy}.optimizer_model", m) for m in options.optimizer_models])
+        points += [{**base, **dict(combo)} for combo in itertools.product(*extra)]
+    return points
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, limits: Limits) -> None:
@@ -291,20 +338,3 @@ def _outcome_from_frozen(t: optuna.trial.FrozenTrial, space, incumbent, models) 
         return TrialOutcome(t.number, config, "complete", observation, bool(t.user_attrs.get("feasible", True)), t.user_attrs.get("stage", 1.0))
     state = "pruned" if t.state == optuna.trial.TrialState.PRUNED else "failed"
     return TrialOutcome(t.number, config, state, None, False, t.user_attrs.get("stage", 0.0))
-
-
-def _exhausted(study: optuna.Study, space: SearchSpace, incumbent: Config, models: Sequence[str]) -> bool:
-    """Every distinct config of the space has been tried (a small space: stop instead of repeating)."""
-    choices = search_distributions(space, incumbent, models)
-    size = len(choices["model"]) * len(choices["temperature"]) * len(choices["max_tokens"]) * len(choices["output_mode"])
-    per_strategy = 0
-    for name in choices["strategy"]:
-        options = space.strategies.get(name)
-        n = 1
-        if options is not None and name in ("few_shot", "mipro"):
-            n *= max(1, len(options.k))
-        if options is not None and name in ("mipro", "gepa"):
-            n *= max(1, len(options.optimizer_models))
-        per_strategy += n
-    seen = {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    return len(seen) >= size * per_strategy and not math.isinf(size)

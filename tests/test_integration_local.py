@@ -55,10 +55,11 @@ def test_migration_on_real_local_models(servers, tmp_path):
         assert n >= 4 and errors == 0 and outputs == n, model
         assert prompt_tokens > 50 * n and completion_tokens > 0, model  # real usage from the server
         assert cost > 0, model  # priced by tasks/prices.yaml
-    # JSON-schema output on the real server parses into a label
+    # JSON-schema output on the real server (the shipped prompt + provider-side schema) parses into a label
     _, [(parsed, total)] = wh.fetch(
         "select count(prediction), count(*) from calls c join trials t using (study_id, trial_id) "
-        "where c.study_id = ? and t.model = 'local/qwen2.5-0.5b' and json_extract_string(t.settings, '$.output_mode') = 'json_schema'",
+        "where c.study_id = ? and t.model = 'local/qwen2.5-0.5b' and t.strategy = 'incumbent' "
+        "and json_extract_string(t.settings, '$.output_mode') = 'json_schema'",
         [summary.study_id],
     )
     assert total > 0 and parsed == total
@@ -77,4 +78,4 @@ def test_migration_on_real_local_models(servers, tmp_path):
         "select count(*) from trials where study_id = ? and strategy = 'few_shot' and split = 'dev' and status = 'completed'",
         [summary.study_id],
     )
-    assert few_shot_dev == 1
+    assert few_shot_dev >= 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import optuna
@@ -10,7 +9,7 @@ import pytest
 
 from search_spaces.schema import HERE, Config, Settings, load_space
 from tasks.search import (
-    Limits, Observation, TrialOutcome, hopeless, naive_swap_params, run_search, search_distributions, suggest_config,
+    Limits, Observation, TrialOutcome, all_params, hopeless, naive_swap_params, run_search, suggest_config,
 )
 
 SHIPPED = sorted(HERE.glob("*.yaml"))
@@ -21,20 +20,12 @@ INCUMBENT = Config(model="local/smollm2-135m", instructions="Route it.", setting
 def test_every_shipped_space_yields_valid_configs_for_every_choice(path: Path):
     space = load_space(path)
     models = [m for m in space.models if m != INCUMBENT.model]
-    choices = search_distributions(space, INCUMBENT, models)
     seen = set()
-    for model, strategy, temperature, max_tokens, mode in itertools.product(*choices.values()):
-        params = {"model": model, "strategy": strategy, "temperature": temperature, "max_tokens": max_tokens, "output_mode": mode}
-        options = space.strategies.get(strategy)
-        extra = []
-        if strategy in ("few_shot", "mipro"):
-            extra.append([(f"{strategy}.k", k) for k in options.k])
-        if strategy in ("mipro", "gepa") and options.optimizer_models:
-            extra.append([(f"{strategy}.optimizer_model", m) for m in options.optimizer_models])
-        for combo in itertools.product(*extra) if extra else [()]:
-            config = suggest_config(optuna.trial.FixedTrial({**params, **dict(combo)}), space, INCUMBENT, models)
-            assert config.model == model and config.strategy.name == strategy
-            seen.add(config.config_hash())
+    for params in all_params(space, INCUMBENT, models):
+        config = suggest_config(optuna.trial.FixedTrial(params), space, INCUMBENT, models)
+        assert config.model == params["model"] and config.strategy.name == params["strategy"]
+        seen.add(config.config_hash())
+    assert len(seen) == len(all_params(space, INCUMBENT, models))  # every point is a distinct config
     assert len(seen) >= len(models)
     # the naive swap is a point of every space
     for model in models:
@@ -82,6 +73,15 @@ def test_search_races_limits_and_matches_best_trials():
     for number, fraction in calls:
         stages_of.setdefault(number, []).append(fraction)
     assert all(s == sorted(s) for s in stages_of.values())
+
+
+def test_repeats_are_not_counted_and_the_space_is_covered():
+    space, models, evaluate, _ = _universe()
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    size = len(all_params(space, INCUMBENT, models))
+    result = run_search(study, space, INCUMBENT, models, evaluate, seed=2, max_trials=size + 5, stages=(1.0,))
+    hashes = [o.config.config_hash() for o in result.outcomes]
+    assert len(hashes) == len(set(hashes)) == size and result.stopped_by == "space_exhausted"
 
 
 def test_same_seed_same_search():
