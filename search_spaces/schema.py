@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from search_spaces.validation import load_model
 
 HERE = Path(__file__).parent
 
@@ -205,10 +206,6 @@ class SearchSpace(_Frozen):
         return configs
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
-
-
 def load_space(path: Path | str) -> SearchSpace:
     """Read and validate a search space file. A bare name means `search_spaces/<name>.yaml`."""
     path = Path(path)
@@ -217,14 +214,5 @@ def load_space(path: Path | str) -> SearchSpace:
     if not path.exists():
         shipped = sorted(p.stem for p in HERE.glob("*.yaml"))
         raise SpaceError(f"{path}: no such search space file (shipped spaces: {shipped})")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpaceError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SpaceError(f"{path}: expected a mapping with name, models, settings, prices")
-    try:
-        return SearchSpace.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"field `{_field_path(e['loc'])}`: {e['msg']}" for e in exc.errors())
-        raise SpaceError(f"{path}: invalid search space: {problems}") from None
+    return load_model(path, SearchSpace, what="search space", expected="name, models, strategies, settings, prices",
+                      error=SpaceError)

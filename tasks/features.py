@@ -16,10 +16,10 @@ import random
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from search_spaces.schema import Settings
+from search_spaces.validation import load_model
 from tasks.errors import UserError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -181,25 +181,12 @@ class Splits(_Frozen):
     test: tuple[Example, ...]
 
 
-def _field_path(loc: tuple) -> str:
-    return ".".join(str(part) for part in loc if part not in ("function-after", "function-before")) or "(top level)"
-
-
 def load_spec(path: Path) -> FeatureSpec:
     """Read and validate a feature.yaml."""
     if not path.exists():
         raise UserError(f"{path}: no such file. A feature is a folder with a feature.yaml (see features/bank-support-routing).")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping of fields (name, signature, incumbent, data, metric, splits), got {type(raw).__name__}")
-    try:
-        return FeatureSpec.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"field `{_field_path(e['loc'])}`: {e['msg']}" for e in exc.errors())
-        raise UserError(f"{path}: invalid feature spec: {problems}") from None
+    return load_model(path, FeatureSpec, what="feature spec", error=UserError,
+                      expected="fields (name, signature, incumbent, data, metric, splits)")
 
 
 def _read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from search_spaces.schema import Price
+from search_spaces.validation import problems, read_yaml
 from tasks.errors import UserError
 
 BUNDLED = Path(__file__).with_name("prices.yaml")
@@ -38,16 +39,11 @@ def load_price_file(path: Path | str) -> dict[str, Price]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such price file")
+    raw = read_yaml(path, error=UserError, expected="model -> {input_cost_per_token, output_cost_per_token}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise UserError(f"{path}: expected a mapping of model -> price")
         return {str(model): Price.model_validate(entry) for model, entry in raw.items()}
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from exc
     except ValidationError as exc:
-        problems = "; ".join(f"field `{'.'.join(map(str, e['loc']))}`: {e['msg']}" for e in exc.errors())
-        raise UserError(f"{path}: invalid price entry: {problems}") from None
+        raise UserError(f"{path}: invalid price entry: {problems(exc)}") from None
 
 
 class PriceBook:
