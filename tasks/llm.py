@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -50,14 +51,14 @@ class LLMRequest:
     settings: dict[str, Any]
     cache_salt: str | None = None  # tells apart deliberate repeats (DSPy rollouts); keyed, not sent
 
-    @property
+    @functools.cached_property
     def cache_key(self) -> str:
         key = {"model": self.model, "messages": self.messages, "settings": self.settings}
         if self.cache_salt is not None:
             key["salt"] = self.cache_salt
         return _digest(key)
 
-    @property
+    @functools.cached_property
     def prompt_hash(self) -> str:
         return _digest(self.messages)
 
