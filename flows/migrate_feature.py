@@ -17,7 +17,6 @@ import hashlib
 import json
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import optuna
 from prefect import flow, get_run_logger, task

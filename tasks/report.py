@@ -148,7 +148,6 @@ def write_html(r: StudyReport, path: Path) -> Path:
     """A standalone page (plotly.js embedded: opens offline): the front (quality vs cost, latency as
     colour), incumbent and naive swaps marked; slice deltas with intervals; the flips."""
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
     dev = [t for t in r.trials if t["split"] == "dev" and t["quality"] is not None]
     fig = go.Figure()

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from search_spaces.schema import Config, Settings
-from tasks.evaluate import aggregate, bootstrap_interval, evaluate_config
+from tasks.evaluate import bootstrap_interval, evaluate_config
 from tasks.features import load_feature, split_examples
-from tasks.llm import Gateway, LLMResult
+from tasks.llm import Gateway
 from tasks.metrics import build_metric, json_field_f1, macro_f1
 from tasks.pareto import Point, dominates, pareto_front
 from tasks.prices import PriceBook

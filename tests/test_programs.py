@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import dspy
 import pytest
 
 from search_spaces.schema import Config, SearchSpace, Settings, SpaceError, Strategy, load_space
