@@ -28,8 +28,10 @@ It takes a while: every call is a real CPU inference on 2 cores. The reference r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import signal
 import sys
 import time
 import traceback
@@ -164,33 +166,37 @@ def main(argv: list[str] | None = None) -> int:
     gateway = Gateway(Warehouse(home / "warehouse.duckdb"), PriceBook(), home=home, concurrency=2)
     aliases = [m.removeprefix(LOCAL_PREFIX) for m in args.models if m.startswith(LOCAL_PREFIX)]
     rows: list[Row] = []
-    started = time.perf_counter()
+    started, interrupted = time.perf_counter(), ""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # run the finally: stop our servers
     try:
         log.print(f"starting local models {aliases} under {home}")
         local_models.up(aliases, home)
         for model in args.models:
             for name in args.strategies:
                 t0 = time.perf_counter()
-                try:
-                    row = run_one(feature, metric, splits, gateway, model, name, args.mipro_budget, seed)
+                try:  # DSPy prints progress bars and notes on stdout: keep stdout for the table and JSON
+                    with contextlib.redirect_stdout(sys.stderr):
+                        row = run_one(feature, metric, splits, gateway, model, name, args.mipro_budget, seed)
                 except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr, not hidden
                     log.print(traceback.format_exc())
                     row = Row(model=model, strategy=name, status="crashed", error=f"{type(exc).__name__}: {exc}")
                 rows.append(row)
                 log.print(f"{model} {name}: {row.status} dev={_q(row.dev)} test={_q(row.test)} "
                           f"compile={row.compile_s:.0f}s total={time.perf_counter() - t0:.0f}s")
+    except (KeyboardInterrupt, SystemExit) as exc:
+        interrupted = f"INTERRUPTED ({type(exc).__name__}) after {len(rows)} rows; "
     finally:
         local_models.down(None, home)
     wall = time.perf_counter() - started
     console = Console(width=220)
     render(rows, len(splits.dev), len(splits.test), console)
-    console.print(f"wall time {wall / 60:.1f} min; mipro budget {args.mipro_budget}; seed {seed}; "
+    console.print(f"{interrupted}wall time {wall / 60:.1f} min; mipro budget {args.mipro_budget}; seed {seed}; "
                   f"train={len(splits.train)} dev={len(splits.dev)} test={len(splits.test)}")
     if args.json:
-        print(json.dumps({"wall_s": wall, "seed": seed, "mipro_budget": args.mipro_budget,
+        print(json.dumps({"wall_s": wall, "interrupted": bool(interrupted), "seed": seed, "mipro_budget": args.mipro_budget,
                           "n": {"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)},
                           "rows": [dataclasses.asdict(r) for r in rows]}, default=str))
-    return 0
+    return 1 if interrupted else 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.helpers import make_feature, make_space
+from warehouse import Warehouse
 
 MAX_TRIALS = 8
 
@@ -28,19 +29,15 @@ def start(home, feature, space) -> subprocess.Popen:
 
 
 def query(home, sql, params=None):
-    for _ in range(200):
-        try:
-            con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
-        except duckdb.IOException:
-            time.sleep(0.05)
-            continue
-        try:
-            return con.execute(sql, params or []).fetchall()
-        except duckdb.CatalogException:
-            return []
-        finally:
-            con.close()
-    raise TimeoutError("warehouse stayed locked")
+    """Read the study's warehouse from this (another) process, as `offramp sql` does: read-only,
+    waiting out the writer's short write locks."""
+    wh = Warehouse(home / "warehouse.duckdb", wait_s=120)
+    if not wh.path.exists():
+        return []
+    try:
+        return wh.fetch(sql, params or [])[1]
+    except duckdb.CatalogException:  # the schema is not there yet
+        return []
 
 
 FRONT = (
