@@ -196,8 +196,10 @@ def _read_state(alias: str, home: Path) -> dict | None:
 def _alive(pid: int, alias: str) -> bool:
     """True if `pid` is a live (not zombie) `serve` process of `alias` (guards against reused pids)."""
     child = _children.get(pid)
-    if child is not None and child.poll() is not None:  # our own child, now reaped
-        del _children[pid]
+    if child is not None:  # our own child: poll() is the truth (its cmdline may not be exec'ed yet)
+        if child.poll() is None:
+            return True
+        del _children[pid]  # reaped
         return False
     try:
         os.kill(pid, 0)
