@@ -320,7 +320,7 @@ def _recover(study, space, incumbent, candidate_models, limits, recover) -> None
     """Trials a crash left RUNNING: told their recorded outcome if they have one, else failed
     and their params enqueued again (the cache makes the calls they had paid free)."""
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        config = suggest_config(optuna.trial.FixedTrial(t.params), space, incumbent, candidate_models) if t.params else None
+        config = _config_of(t, space, incumbent, candidate_models)
         outcome = recover(t.number, config) if recover is not None and config is not None else None
         if outcome is not None:
             _tell(study, optuna.Trial(study, t._trial_id), outcome, limits)
@@ -330,8 +330,19 @@ def _recover(study, space, incumbent, candidate_models, limits, recover) -> None
             study.enqueue_trial(t.params, skip_if_exists=False)
 
 
+def _config_of(t: optuna.trial.FrozenTrial, space, incumbent, models) -> Config | None:
+    """The trial's config; None when it has none yet (a crash can land while its parameters
+    are being suggested, leaving only some of them)."""
+    if not t.params:
+        return None
+    try:
+        return suggest_config(optuna.trial.FixedTrial(t.params), space, incumbent, models)
+    except ValueError:
+        return None
+
+
 def _outcome_from_frozen(t: optuna.trial.FrozenTrial, space, incumbent, models) -> TrialOutcome:
-    config = suggest_config(optuna.trial.FixedTrial(t.params), space, incumbent, models) if t.params else None
+    config = _config_of(t, space, incumbent, models)
     if t.state == optuna.trial.TrialState.COMPLETE and t.values:
         q, c, l = t.values
         observation = Observation(q, q, c, l, 0.0, 0)

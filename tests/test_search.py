@@ -9,7 +9,8 @@ import pytest
 
 from search_spaces.schema import HERE, Config, Settings, load_space
 from tasks.search import (
-    Limits, Observation, TrialOutcome, all_params, hopeless, naive_swap_params, run_search, suggest_config,
+    Limits, Observation, TrialOutcome, all_params, hopeless, naive_swap_params, run_search, search_distributions,
+    suggest_config,
 )
 
 SHIPPED = sorted(HERE.glob("*.yaml"))
@@ -114,3 +115,19 @@ def test_parallel_trials_run_concurrently_and_all_land():
     result = run_search(study, space, INCUMBENT, models, slow, seed=3, max_trials=8, parallel=4, stages=(1.0,))
     assert peak[0] >= 2
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == len(result.outcomes) == 8
+
+
+def test_a_crash_while_parameters_were_being_suggested_is_recovered():
+    """SIGKILL can land between two `suggest_*` calls: the trial is RUNNING with only some params."""
+    space, models, evaluate, _ = _universe()
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    half = study.ask()
+    choices = search_distributions(space, INCUMBENT, models)
+    half.suggest_categorical("model", choices["model"])
+    half.suggest_categorical("strategy", choices["strategy"])  # ... and the process died here
+    recovered = []
+    result = run_search(study, space, INCUMBENT, models, evaluate, seed=4, max_trials=6, stages=(1.0,),
+                        recover=lambda number, config: recovered.append(number))
+    assert recovered == []  # nothing to look up: the trial had no config yet
+    assert study.trials[half.number].state == optuna.trial.TrialState.FAIL
+    assert len(result.outcomes) == 6 and all(o.config is not None for o in result.outcomes)
