@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import warnings
 from dataclasses import dataclass, field
 
@@ -34,6 +35,7 @@ from tasks.errors import UserError
 from tasks.features import Feature, load_feature, split_examples
 from tasks.llm import LOCAL_PREFIX, Budget, Gateway
 from tasks.metrics import build_metric
+from tasks.plugins import load_plugins
 from tasks.prices import PriceBook, load_price_file
 from tasks.search import DIRECTIONS, StopSearch
 from tasks.report import front_table, load_report, markdown, write_html
@@ -72,7 +74,7 @@ def optuna_storage_url(params: MigrateParams) -> str:
 def study_key(params: MigrateParams, feature: Feature, space: SearchSpace, seed: int) -> str:
     """What makes two runs the same study (so a rerun resumes it): feature, space, budgets,
     search settings and seed; not how calls are made (concurrency) or who triggered it."""
-    payload = params.model_dump(mode="json", exclude={"trigger", "gateway", "start_local_models", "new_study", "feature_dir", "space"})
+    payload = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study", "feature_dir", "space"})
     payload.update(spec=feature.spec.spec_hash(), space=space.model_dump(mode="json"), seed=seed)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
 
@@ -80,12 +82,10 @@ def study_key(params: MigrateParams, feature: Feature, space: SearchSpace, seed:
 def preflight(params: MigrateParams) -> tuple[Feature, SearchSpace, dict[str, Price]]:
     """Load and check everything a study needs before a single call is paid (and before Prefect
     starts, when called from the CLI): feature, metric, search space, prices of every model."""
+    load_plugins()
     feature = load_feature(params.feature_dir)
     build_metric(feature)  # imports a user metric now, not mid-study
-    try:
-        space = load_space(params.space)
-    except SpaceError as exc:
-        raise UserError(str(exc)) from None
+    space = _load_space(params, feature)
     incumbent = feature.spec.incumbent.model
     if params.deprecated_model and params.deprecated_model != incumbent:
         raise UserError(
@@ -105,10 +105,39 @@ def preflight(params: MigrateParams) -> tuple[Feature, SearchSpace, dict[str, Pr
             problems.append(str(exc))
     if problems:
         raise UserError(" ".join(problems))
+    space = _with_replacement(space, params.replacement_model, incumbent, prices, zoo)
     if not [m for m in space.models if m != incumbent]:
         raise UserError(f"search space {space.name!r}: every model in it is the retiring one ({incumbent}); add candidates")
     _open_storage(optuna_storage_url(params))
     return feature, space, overrides
+
+
+def _load_space(params: MigrateParams, feature: Feature) -> SearchSpace:
+    """The space asked for, else the feature's own `search_space` (relative to its feature.yaml),
+    else the bundled local zoo."""
+    ref = params.space
+    if ref is None and feature.spec.search_space:
+        relative = feature.spec_path.parent / feature.spec.search_space
+        ref = str(relative) if relative.exists() else feature.spec.search_space
+    try:
+        return load_space(ref or "local-zoo")
+    except SpaceError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _with_replacement(space: SearchSpace, replacement: str | None, incumbent: str, prices: PriceBook, zoo) -> SearchSpace:
+    """The provider's suggested successor joins the candidates when offramp can call and price it;
+    otherwise the study goes on without it (a triggered run should not die on a vendor's hint)."""
+    if not replacement or replacement in space.models or replacement == incumbent:
+        return space
+    try:
+        if replacement.startswith(LOCAL_PREFIX) and replacement[len(LOCAL_PREFIX) :] not in zoo:
+            raise UserError(f"no such local model {replacement!r}")
+        prices.check(replacement)
+    except UserError as exc:
+        logging.getLogger("offramp").warning("replacement model %s left out of the search: %s", replacement, exc)
+        return space
+    return space.model_copy(update={"models": [*space.models, replacement]})
 
 
 @task(cache_policy=NO_CACHE)

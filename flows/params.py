@@ -29,7 +29,13 @@ class MigrateParams(BaseModel):
     deprecated_model: str | None = Field(
         default=None, description="the retiring model; must be the incumbent's (default: the incumbent's model)"
     )
-    space: str = Field(default="local-zoo", description="search space: a YAML path, or a name under search_spaces/")
+    space: str | None = Field(
+        default=None,
+        description="search space: a YAML path, or a name under search_spaces/ (default: the feature's `search_space`, else local-zoo)",
+    )
+    replacement_model: str | None = Field(
+        default=None, description="the successor the provider suggests: searched as a candidate too"
+    )
     prices_file: str | None = Field(default=None, description="YAML of model prices overriding litellm's map")
     max_examples: int | None = Field(default=None, ge=1, description="cap dev and test sizes (a quick run)")
     seed: int | None = Field(default=None, description="split/demo seed (default: the feature's splits.seed)")
@@ -50,4 +56,23 @@ class MigrateParams(BaseModel):
     policy: SelectionPolicy = Field(default_factory=SelectionPolicy, description="how the release is chosen among the front")
     start_local_models: bool = Field(default=True, description="start the local model servers the study needs")
     trigger: Literal["cli", "demo", "event", "ui"] = "ui"
+    event_id: str | None = Field(default=None, description="the deprecation event that started this run, if any")
     gateway: GatewayParams = GatewayParams()
+
+
+class WatchParams(BaseModel):
+    """Find features whose model retires soon and emit one `offramp.model.deprecation` event each."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    features_root: str = Field(default="features", description="folder whose subfolders hold feature.yaml files")
+    releases_dir: str | None = Field(default=None, description="release files (default: $OFFRAMP_RELEASES or ./releases)")
+    notices_file: str | None = Field(default=None, description="YAML of your own retirement notices (`notices:` list)")
+    price_map: str | None = Field(
+        default=None, description="a litellm price map JSON to read instead of the bundled one (offline by default)"
+    )
+    horizon_days: int = Field(default=120, ge=0, le=3650, description="act on retirements this many days ahead")
+    provider_horizon_days: dict[str, int] = Field(
+        default_factory=dict, description="per provider (litellm's name, e.g. openai): its own horizon in days"
+    )
+    emit: bool = Field(default=True, description="emit events (off: only record and report what would be emitted)")

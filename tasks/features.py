@@ -123,6 +123,10 @@ class FeatureSpec(_Frozen):
     data: DataSpec
     metric: MetricSpec
     splits: SplitSpec = SplitSpec()
+    search_space: str | None = Field(
+        default=None,
+        description="the search space a triggered migration uses: a YAML path relative to feature.yaml, or a name under search_spaces/",
+    )
 
     @field_validator("metric", mode="before")
     @classmethod

@@ -283,3 +283,44 @@ def store_evidence(wh: Warehouse, study_id: str, comparisons: list[dict], flips:
         insert_rows(con, "insert_comparisons", comparisons)
         insert_rows(con, "insert_flips", flips)
         con.execute(query("set_policy"), {"study_id": study_id, "policy": _json(policy)})
+
+
+def current_deprecations(wh: Warehouse, source: str | None = None) -> list[dict]:
+    """Rows of `deprecations` (all, or one source's)."""
+    wh.ensure_schema()
+    sql = "select model, source, retires_on, replacement, source_ref from deprecations"
+    columns, rows = wh.fetch(sql + (" where source = ?" if source else ""), [source] if source else None)
+    return [dict(zip(columns, r)) for r in rows]
+
+
+def record_deprecations(wh: Warehouse, rows: list[dict]) -> list[dict]:
+    """Upsert what the sources say now (one row per model and source) and append to
+    `deprecation_history` what is new or changed; returns the changes."""
+    rows = list({(r["model"], r["source"]): r for r in rows}.values())
+    changes: list[dict] = []
+    with wh.writer() as con:
+        before = {(m, s): (d, r) for m, s, d, r in con.execute(
+            "select model, source, retires_on, replacement from deprecations").fetchall()}
+        for row in rows:
+            old = before.get((row["model"], row["source"]))
+            change = ("new" if old is None else "date_changed" if old[0] != row["retires_on"]
+                      else "replacement_changed" if old[1] != row["replacement"] else None)
+            if change:
+                changes.append({**row, "change": change, "previous_retires_on": old[0] if old else None})
+        insert_rows(con, "upsert_deprecations", rows)
+        insert_rows(con, "insert_deprecation_history", [
+            {k: c[k] for k in ("model", "source", "change", "retires_on", "previous_retires_on", "replacement", "source_ref")}
+            for c in changes
+        ])
+    return changes
+
+
+def emitted_deprecations(wh: Warehouse) -> set[tuple[str, str, dt.date]]:
+    """(feature, model, retires_on) of every deprecation event already emitted."""
+    wh.ensure_schema()
+    return {tuple(r) for r in wh.fetch("select feature, model, retires_on from deprecation_events")[1]}
+
+
+def record_deprecation_event(wh: Warehouse, **row: Any) -> None:
+    with wh.writer() as con:
+        con.execute(query("insert_deprecation_event"), row)

@@ -1,0 +1,77 @@
+"""The deployments `offramp serve` registers and serves (and `prefect.yaml` mirrors for workers).
+
+- `migrate-feature/on-deprecation`: started by each `offramp.model.deprecation` event; its
+  parameters are templated from the event's payload. Prefect renders each template and parses
+  the result as JSON, so: `event.id` needs `| string` (a UUID is not JSON), and an optional
+  payload key needs `| default(none)` (a missing key fails the render, and then NO run is created,
+  only a server warning). Also the form for manual runs from the UI.
+- `watch-deprecations/daily`: the watch on a cron schedule (06:00 UTC by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flows.params import MigrateParams, WatchParams
+
+MIGRATE_DEPLOYMENT = "on-deprecation"
+WATCH_DEPLOYMENT = "daily"
+DEFAULT_CRON = "0 6 * * *"
+EVENT = "offramp.model.deprecation"
+
+# MigrateParams fields taken from the event; everything else comes from `offramp serve`'s options.
+EVENT_TEMPLATES = {
+    "feature_dir": "{{ event.payload.feature_dir }}",
+    "deprecated_model": "{{ event.payload.model }}",
+    "replacement_model": "{{ event.payload.replacement | default(none) }}",
+    "event_id": "{{ event.id | string }}",
+    "trigger": "event",
+}
+
+
+def trigger_parameters(defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `migrate_feature(params=...)` a deprecation event starts: `defaults` (JSON-able
+    MigrateParams fields) overlaid with the event's templates."""
+    unknown = set(defaults or {}) - set(MigrateParams.model_fields)
+    if unknown:
+        raise ValueError(f"not migrate-feature parameters: {sorted(unknown)}")
+    return {"params": {**(defaults or {}), **EVENT_TEMPLATES}}
+
+
+def build(
+    *,
+    watch: WatchParams,
+    migrate_defaults: dict[str, Any] | None = None,
+    cron: str = DEFAULT_CRON,
+) -> list:
+    from prefect.events import DeploymentEventTrigger
+
+    from flows.migrate_feature import migrate_feature
+    from flows.watch_deprecations import watch_deprecations
+
+    migrate = migrate_feature.to_deployment(
+        name=MIGRATE_DEPLOYMENT,
+        description="Migrate a feature off a retiring model. Started by offramp.model.deprecation events; "
+                    "run it by hand from the form (trigger: ui).",
+        triggers=[DeploymentEventTrigger(
+            name="on offramp.model.deprecation",
+            expect={EVENT},
+            match={"prefect.resource.id": "offramp.feature.*"},
+            parameters=trigger_parameters(migrate_defaults),
+        )],
+        tags=["offramp"],
+    )
+    watcher = watch_deprecations.to_deployment(
+        name=WATCH_DEPLOYMENT,
+        description="Find features whose model retires within the horizon; emit one event per feature and model.",
+        cron=cron,
+        parameters={"params": watch.model_dump(mode="json")},
+        tags=["offramp"],
+    )
+    return [migrate, watcher]
+
+
+def serve(deployments: list, *, limit: int | None = None) -> None:
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*deployments, limit=limit, print_starting_message=False)

@@ -1,0 +1,161 @@
+"""End to end on a REAL Prefect server (`prefect server start`, started and stopped here by PID):
+`offramp serve` registers the deployments; `offramp notify` + `offramp watch` emit a deprecation
+event; the event triggers migrate-feature, which runs to completion in a process `serve`
+spawned; the study, its trials and the run's artifacts exist."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.helpers import make_feature, make_space
+
+OFFRAMP = [sys.executable, "-m", "flows.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process group (a server's workers, serve's flow runs), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def wait_for(what: str, check, timeout: float, processes=()):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in processes:
+            if p.poll() is not None:
+                raise AssertionError(f"{what}: {p.args} exited with {p.returncode}: {p.stdout.read()[-3000:] if p.stdout else ''}")
+        value = check()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(root / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env.pop("PREFECT_API_URL", None)
+    log = (root / "server.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+
+    def healthy():
+        try:
+            return httpx.get(f"{api}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for("the Prefect server", healthy, 120, [process])
+        yield root, api
+    finally:
+        stop(process)
+
+
+def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
+    root, api = server
+    features = root / "features"
+    feature = make_feature(features / "tiny", n=60, extra={
+        "search_space": "space.yaml", "splits": {"seed": 3, "train": 20, "dev": 20, "test": 20}})
+    make_space(feature / "space.yaml", ["fake/good", "fake/cheap"], output_mode=["text"], max_tokens=[8])
+    env = {
+        **os.environ, "PREFECT_API_URL": api, "OFFRAMP_HOME": str(root / "home"), "OFFRAMP_FEATURES": str(features),
+        "OFFRAMP_RELEASES": str(root / "releases"), "OFFRAMP_PLUGINS": "tests.fake_plugin:install",
+        "PYTHONPATH": str(ROOT), "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_HOME": str(root / "client-prefect"),
+    }
+
+    def offramp(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*OFFRAMP, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    serve_log = (root / "serve.log").open("w+")
+    serve = subprocess.Popen([*OFFRAMP, "serve", "--max-trials", "3"], cwd=ROOT, env=env, stdout=serve_log,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        client = httpx.Client(base_url=api, timeout=10)
+
+        def deployment(flow: str, name: str):
+            r = client.get(f"/deployments/name/{flow}/{name}")
+            return r.json() if r.status_code == 200 else None
+
+        migrate = wait_for("the deployments", lambda: deployment("migrate-feature", "on-deprecation"), 120, [serve])
+        watch = wait_for("the watch deployment", lambda: deployment("watch-deprecations", "daily"), 60, [serve])
+        assert watch and watch["schedules"] and watch["schedules"][0]["schedule"]["cron"] == "0 6 * * *"
+        automations = client.post("/automations/filter", json={}).json()
+        assert any(a["actions"][0].get("deployment_id") == migrate["id"] for a in automations)
+
+        retires = str(dt.date.today() + dt.timedelta(days=45))
+        notified = offramp("notify", "fake/old", "--retires", retires, "--source", "https://example.com/retirement")
+        assert notified.returncode == 0, notified.stderr
+        first = offramp("watch")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "emitted offramp.model.deprecation for tiny-routing / fake/old" in first.stdout
+        again = offramp("watch")
+        assert again.returncode == 0 and "already emitted" in again.stdout and "emitted offramp" not in again.stdout
+
+        def finished_runs():
+            r = client.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [migrate["id"]]}}})
+            runs = r.json()
+            if any(run["state_type"] in ("FAILED", "CRASHED", "CANCELLED") for run in runs):
+                raise AssertionError(f"a triggered run did not complete: {runs}; serve log: {Path(serve_log.name).read_text()[-4000:]}")
+            return [run for run in runs if run["state_type"] == "COMPLETED"] or None
+
+        [run] = wait_for("the triggered migrate-feature run", finished_runs, 300, [serve])
+        assert run["name"] == "migrate tiny off fake/old"
+        assert run["parameters"]["params"]["trigger"] == "event"
+        event_id = run["parameters"]["params"]["event_id"]
+
+        artifacts = client.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
+        assert {"migration-report", "migration-front"} <= {a["key"] for a in artifacts}
+        # the study in DuckDB, tied to the event the watch recorded
+        sql = ("select s.trigger, s.status, count(t.trial_id), any_value(e.feature) from studies s join trials t on t.study_id = s.id "
+               "join deprecation_events e on e.event_id = s.params->>'$.event_id' group by all")
+        rows = offramp("sql", sql, "--format", "csv")
+        assert rows.returncode == 0, rows.stderr
+        trigger, status, trials, feature_name = rows.stdout.strip().splitlines()[1].split(",")
+        assert (trigger, status, feature_name) == ("event", "completed", "tiny-routing") and int(trials) >= 4
+        assert event_id in offramp("sql", "select event_id from deprecation_events").stdout
+    finally:
+        stop(serve)
+        assert serve.poll() is not None
+
+
+def test_a_prefect_server_that_is_down_is_a_clear_error(tmp_path: Path):
+    env = {**os.environ, "OFFRAMP_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT),
+           "PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+    for command in (["watch", "--features", str(ROOT / "features")], ["serve"]):
+        done = subprocess.run([*OFFRAMP, *command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "does not answer" in done.stderr and "prefect server start" in done.stderr
+    env.pop("PREFECT_API_URL")
+    done = subprocess.run([*OFFRAMP, "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "needs a Prefect server" in done.stderr
