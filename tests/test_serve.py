@@ -110,6 +110,8 @@ def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
         migrate = wait_for("the deployments", lambda: deployment("migrate-feature", "on-deprecation"), 120, [serve])
         watch = wait_for("the watch deployment", lambda: deployment("watch-deprecations", "daily"), 60, [serve])
         assert watch and watch["schedules"] and watch["schedules"][0]["schedule"]["cron"] == "0 6 * * *"
+        form = migrate["parameter_openapi_schema"]  # the UI's run form: MigrateParams, feature_dir required
+        assert form["required"] == ["params"] and "feature_dir" in form["definitions"]["MigrateParams"]["required"]
         automations = client.post("/automations/filter", json={}).json()
         assert any(a["actions"][0].get("deployment_id") == migrate["id"] for a in automations)
 
