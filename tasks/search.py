@@ -326,8 +326,9 @@ def _recover(study, space, incumbent, candidate_models, limits, recover) -> None
             _tell(study, optuna.Trial(study, t._trial_id), outcome, limits)
             continue
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        if t.params:
-            study.enqueue_trial(t.params, skip_if_exists=False)
+        retry = t.system_attrs.get("fixed_params") or t.params  # an enqueued trial (a naive swap) keeps all its params
+        if retry:
+            study.enqueue_trial(retry, skip_if_exists=False)
 
 
 def _config_of(t: optuna.trial.FrozenTrial, space, incumbent, models) -> Config | None:

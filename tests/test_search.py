@@ -131,3 +131,15 @@ def test_a_crash_while_parameters_were_being_suggested_is_recovered():
     assert recovered == []  # nothing to look up: the trial had no config yet
     assert study.trials[half.number].state == optuna.trial.TrialState.FAIL
     assert len(result.outcomes) == 6 and all(o.config is not None for o in result.outcomes)
+
+
+def test_a_naive_swap_killed_before_its_first_suggest_is_asked_again():
+    space, models, evaluate, _ = _universe()
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    for model in models:
+        study.enqueue_trial(naive_swap_params(INCUMBENT, model))
+    popped = study.ask()  # the first naive swap, popped from the queue: no params yet, then the kill
+    assert popped.params == {}
+    result = run_search(study, space, INCUMBENT, models, evaluate, seed=4, max_trials=len(models), stages=(1.0,))
+    naive = {o.config.model for o in result.outcomes if o.config.strategy.name == "incumbent" and o.config.settings == INCUMBENT.settings}
+    assert naive == set(models)  # both naive swaps measured, the interrupted one included
