@@ -421,6 +421,8 @@ def watch(
     horizon_days: Annotated[int, typer.Option("--horizon-days", min=0, help="act on retirements this many days ahead")] = 120,
     provider_horizon: Annotated[Optional[list[str]], typer.Option(
         "--provider-horizon", help="PROVIDER=DAYS, a provider's own horizon (repeatable), e.g. openai=300")] = None,
+    provider_api: Annotated[Optional[list[str]], typer.Option(
+        "--provider-api", help="also read a provider's models API (online): openai (key: OPENAI_API_KEY)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="record and report, emit no event")] = False,
 ) -> None:
     """Run the deprecation watch once, now: which features use a model that retires soon. With a
@@ -441,7 +443,7 @@ def watch(
     params = WatchParams(
         features_root=str(features_root(features)), notices_file=_notices_file(notices),
         price_map=str(price_map.resolve()) if price_map else None, horizon_days=horizon_days,
-        provider_horizon_days=horizons, emit=emit,
+        provider_horizon_days=horizons, provider_apis=provider_api or [], emit=emit,
     )
     from flows.watch_deprecations import watch_deprecations
 

@@ -75,4 +75,7 @@ class WatchParams(BaseModel):
     provider_horizon_days: dict[str, int] = Field(
         default_factory=dict, description="per provider (litellm's name, e.g. openai): its own horizon in days"
     )
+    provider_apis: list[Literal["openai"]] = Field(
+        default_factory=list, description="also read shutdown dates from these providers' models APIs (online; key from the environment)"
+    )
     emit: bool = Field(default=True, description="emit events (off: only record and report what would be emitted)")

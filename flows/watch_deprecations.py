@@ -1,7 +1,7 @@
 """Flow `watch-deprecations`: which features use a model that retires soon; one event each.
 
 registry (feature.yaml files + releases) -> sources (litellm's map, the user's notices file, the
-notices recorded by `offramp notify`) -> `deprecations` + `deprecation_history` in the warehouse
+notices recorded by `offramp notify`, opt-in: a provider's models API) -> `deprecations` + `deprecation_history` in the warehouse
 -> per (feature, model in use): retiring / retired / later / unknown -> one Prefect event
 `offramp.model.deprecation` per (feature, incumbent model) retiring within its provider's
 horizon, unless one was already emitted for the same retirement date -> a markdown artifact.
@@ -20,7 +20,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.params import WatchParams
-from tasks.deprecations import Assessment, Notice, assess, load_notices_file, load_price_map, map_notices
+from tasks.deprecations import (
+    Assessment, Notice, assess, load_notices_file, load_price_map, map_notices, provider_api_notices,
+)
 from tasks.errors import UserError
 from tasks.registry import discover
 from warehouse import Warehouse, records, warehouse_path
@@ -59,6 +61,10 @@ def gather_notices(params: WatchParams, wh: Warehouse) -> tuple[list[Notice], di
         from_file, file_problems = load_notices_file(params.notices_file)
         notices += from_file
         problems += file_problems
+    for provider in params.provider_apis:
+        from_api, api_problems = provider_api_notices(provider, price_map)
+        notices += from_api
+        problems += api_problems
     changes = records.record_deprecations(wh, [n.row() for n in notices])
     notices += [Notice(r["model"], r["retires_on"], r["source"], r["replacement"], r["source_ref"])
                 for r in records.current_deprecations(wh, source="notice")]

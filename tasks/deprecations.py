@@ -147,6 +147,57 @@ def load_notices_file(path: Path | str) -> tuple[list[Notice], list[str]]:
     return _earliest_per_model(notices, problems, str(path)), problems
 
 
+PROVIDER_APIS = ("openai",)
+
+
+def provider_api_notices(
+    provider: str,
+    price_map: Mapping[str, Any],
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    transport: Any = None,
+    timeout_s: float = 10.0,
+) -> tuple[list[Notice], list[str]]:
+    """Shutdown dates a provider's models API publishes (OpenAI: `GET /v1/models`, each model's
+    optional `shutdown_date`). Opt-in, online; a failure is a problem line, never fatal. The key
+    comes from the environment (OPENAI_API_KEY) and goes only into the request's header."""
+    import os
+
+    import httpx
+
+    if provider not in PROVIDER_APIS:
+        return [], [f"provider API {provider!r}: not supported (supported: {list(PROVIDER_APIS)})"]
+    api_key = api_key or os.environ.get("OPENAI_API_KEY")
+    base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+    where = f"provider API openai ({base_url}/models)"
+    if not api_key:
+        return [], [f"{where}: OPENAI_API_KEY is not set; skipped"]
+    try:
+        with httpx.Client(transport=transport, timeout=timeout_s) as client:
+            response = client.get(f"{base_url}/models", headers={"Authorization": f"Bearer {api_key}"})
+            response.raise_for_status()
+            models = response.json()["data"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        status = f"HTTP {exc.response.status_code}" if isinstance(exc, httpx.HTTPStatusError) else type(exc).__name__
+        return [], [f"{where}: {status}; skipped (the other sources were used)"]
+    notices, problems = [], []
+    for item in models:
+        raw = item.get("shutdown_date") if isinstance(item, dict) else None
+        if not raw:
+            continue
+        try:
+            day = dt.date.fromisoformat(str(raw)[:10])
+        except ValueError:
+            problems.append(f"{where}: model {item.get('id')!r}: field `shutdown_date`: expected YYYY-MM-DD, got {raw!r}")
+            continue
+        model_id = str(item.get("id"))
+        entry = price_map.get(model_id)
+        name = model_id if isinstance(entry, dict) and entry.get("litellm_provider") == "openai" else f"openai/{model_id}"
+        notices.append(Notice(name, day, "provider_api", None, f"{base_url}/models"))
+    return notices, problems
+
+
 def _earliest_per_model(notices: list[Notice], problems: list[str], where: str) -> list[Notice]:
     kept: dict[str, Notice] = {}
     for notice in notices:

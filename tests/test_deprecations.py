@@ -117,6 +117,36 @@ def test_price_map_file_errors_name_the_file(tmp_path: Path):
     assert "gpt-3.5-turbo" in load_price_map()  # the bundled map, offline
 
 
+def test_provider_api_reads_shutdown_dates_and_never_leaks_the_key(monkeypatch):
+    """OpenAI's GET /v1/models, faked at the network edge."""
+    import httpx
+
+    from tasks.deprecations import provider_api_notices
+
+    seen = []
+
+    def models(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        return httpx.Response(200, json={"data": [
+            {"id": "gpt-old", "shutdown_date": "2027-01-05"}, {"id": "gpt-new", "shutdown_date": None},
+            {"id": "ft-thing", "shutdown_date": "2027-02-30"}, {"id": "brand-new", "shutdown_date": "2027-06-01"},
+        ]})
+
+    notices, problems = provider_api_notices("openai", MAP, api_key="sk-secret", transport=httpx.MockTransport(models))
+    assert seen == ["Bearer sk-secret"]
+    assert {(n.model, n.retires_on, n.source) for n in notices} == {
+        ("gpt-old", dt.date(2027, 1, 5), "provider_api"), ("openai/brand-new", dt.date(2027, 6, 1), "provider_api")}
+    assert len(problems) == 1 and "ft-thing" in problems[0] and "shutdown_date" in problems[0]
+    [a] = assess([feature("a", "openai/gpt-old")], [*map_notices(MAP)[0], *notices], MAP, today=TODAY)
+    assert (a.source, a.retires_on) == ("provider_api", dt.date(2027, 1, 5))  # beats litellm's map
+
+    denied = httpx.MockTransport(lambda request: httpx.Response(401, json={"error": "bad key sk-secret"}))
+    notices, problems = provider_api_notices("openai", MAP, api_key="sk-secret", transport=denied)
+    assert notices == [] and "HTTP 401" in problems[0] and "sk-secret" not in problems[0]
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert "OPENAI_API_KEY is not set" in provider_api_notices("openai", MAP, base_url="http://x")[1][0]
+
+
 def test_notify_checks():
     entry = NoticeEntry(model="gpt-zzz", retires_on=dt.date(2027, 1, 1))
     with pytest.raises(UserError, match="does not know it and no registered feature uses it"):
