@@ -54,6 +54,8 @@ class LLMRequest:
     @functools.cached_property
     def cache_key(self) -> str:
         key = {"model": self.model, "messages": self.messages, "settings": self.settings}
+        if self.model.startswith(LOCAL_PREFIX):
+            key["served"] = local_models.served_identity(self.model[len(LOCAL_PREFIX) :])
         if self.cache_salt is not None:
             key["salt"] = self.cache_salt
         return _digest(key)

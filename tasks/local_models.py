@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -83,6 +84,17 @@ def zoo() -> dict[str, ModelSpec]:
     """All known models by alias, as declared in local_models.yaml."""
     raw = yaml.safe_load(ZOO_FILE.read_text())
     return {alias: ModelSpec(alias=alias, **entry) for alias, entry in raw.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def served_identity(alias: str) -> str | None:
+    """What answers as `local/<alias>`: the weights' sha256 (checked before a server starts) and
+    the chat template and stops the server applies. Part of the response cache key, so changing
+    the weights or the template behind an alias never serves stale answers. None: unknown alias."""
+    spec = zoo().get(alias)
+    if spec is None:
+        return None
+    return hashlib.sha256(json.dumps([spec.sha256, spec.chat_template, list(spec.stop)]).encode()).hexdigest()[:16]
 
 
 def get_spec(alias: str) -> ModelSpec:

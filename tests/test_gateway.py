@@ -184,3 +184,22 @@ def test_cost_uses_declared_price(home, fake):
 def test_secrets_are_redacted(monkeypatch):
     monkeypatch.setenv("SOME_PROVIDER_API_KEY", "sk-very-secret-123")
     assert "sk-very-secret-123" not in redact("auth failed for key sk-very-secret-123")
+
+
+def test_the_cache_key_of_a_local_model_follows_its_weights(monkeypatch):
+    """Swapping the weights (or the chat template) behind `local/<alias>` must not serve old answers."""
+    from tasks import local_models
+    from tasks.llm import LLMRequest
+
+    def key(model="local/smollm2-135m"):
+        return LLMRequest(model, [{"role": "user", "content": "hi"}], {"max_tokens": 4}).cache_key
+
+    before, remote = key(), key("fake/x")
+    spec = local_models.zoo()["smollm2-135m"]
+    swapped = {**local_models.zoo(), "smollm2-135m": spec.model_copy(update={"sha256": "0" * 64})}
+    local_models.served_identity.cache_clear()
+    monkeypatch.setattr(local_models, "zoo", lambda: swapped)
+    try:
+        assert key() != before and key("fake/x") == remote
+    finally:
+        local_models.served_identity.cache_clear()
