@@ -516,8 +516,17 @@ def _usage(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C: a running study is marked failed (rerun resumes it) and the
+    temporary Prefect server this process started is stopped (atexit) instead of orphaned."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Console entry point: user errors print one paragraph and exit 2."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     from search_spaces.schema import SpaceError
     from tasks.errors import UserError
     from warehouse.db import WarehouseBusy

@@ -158,3 +158,53 @@ def test_search_bad_input_is_refused_before_any_call(home, tmp_path, args, space
     assert expected in result.stderr.replace("\n", " ")
     assert "Traceback" not in result.stderr
     assert not (home / "warehouse.duckdb").exists()
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant of `pid` (from /proc)."""
+    import os
+
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def test_sigterm_stops_the_temporary_prefect_server(tmp_path):
+    """A CLI stopped with SIGTERM (a CI timeout, `kill`) leaves no Prefect server behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "OFFRAMP_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+    env.pop("PREFECT_API_URL", None)
+    cli = subprocess.Popen([sys.executable, "-m", "flows.cli", "watch", "--features", str(ROOT / "features")],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    server = set()
+    while not server and time.monotonic() < deadline and cli.poll() is None:
+        server = {p for p in _children(cli.pid) if b"uvicorn" in open(f"/proc/{p}/cmdline", "rb").read()}
+        time.sleep(0.2)
+    assert server, "the temporary Prefect server never started"
+    cli.send_signal(signal.SIGTERM)
+    code = cli.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in server):
+        time.sleep(0.2)
+    left = [p for p in server if os.path.exists(f"/proc/{p}")]
+    for p in left:  # this test's own leftovers, stopped by PID
+        os.kill(p, signal.SIGKILL)
+    assert code == 143 and not left
