@@ -8,7 +8,7 @@ Every row is measured in this one run, on the fake litellm provider of tests/fak
     0-ms provider, with the same rendered messages as (b) -> calls/s. Warmed up first.
 (b) offramp's full path, cache ON on a fresh empty warehouse (every call a miss), gateway
     concurrency 1 (sequential like (a), so the ratio is fair): prompt rendering, cache key hashing,
-    cache lookup, Gateway._call, cache writes (every 50 answers), parsing, scoring, aggregates
+    cache lookup, Gateway._call, cache writes (at most every second), parsing, scoring, aggregates
     with the bootstrap CI, and the trial's DuckDB writes (records.start_trial + records.finish_trial
     with all N call rows) -> evaluations/s, and (b)/(a). Row (b2) repeats it at concurrency 2 on
     another fresh warehouse. Schema creation (once per warehouse file) is outside the timing.

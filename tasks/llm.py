@@ -156,7 +156,7 @@ class Gateway:
         max_retries: int = 3,
         backoff_s: float = 0.5,
         use_cache: bool = True,
-        cache_flush_every: int = 50,
+        cache_flush_s: float = 1.0,
         budget: Budget | None = None,
     ) -> None:
         if concurrency < 1:
@@ -169,7 +169,7 @@ class Gateway:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.use_cache = use_cache and warehouse is not None
-        self.cache_flush_every = cache_flush_every
+        self.cache_flush_s = cache_flush_s
         self.budget = budget
         self._routes: dict[str, dict[str, Any]] = {}
         self._routes_lock = threading.Lock()
@@ -267,8 +267,9 @@ class Gateway:
         self, requests: list[LLMRequest], on_result: Callable[[int, LLMResult], None] | None = None
     ) -> list[LLMResult]:
         """Answer every request, in order: cache hits first, the rest through the thread pool.
-        Identical requests in one batch are called once. Paid answers reach the cache in batches
-        of `cache_flush_every`, so a crash loses at most that many. A call the spend cap refuses
+        Identical requests in one batch are called once. Paid answers reach the cache at least every
+        `cache_flush_s` seconds (one DuckDB transaction each, ~30 ms, so not per answer): a crash
+        loses at most that much paid work. A call the spend cap refuses
         comes back as an unpaid error starting with "BudgetExceeded" (and `budget.exhausted`)."""
         keys = [r.cache_key for r in requests]
         cached = cache_lookup(self.warehouse, sorted(set(keys))) if self.use_cache else {}
@@ -286,6 +287,7 @@ class Gateway:
             elif key not in first_index:
                 first_index[key] = i
         pending: list[tuple[LLMRequest, LLMResult]] = []
+        flushed = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             futures = {pool.submit(self._call, requests[i]): i for i in first_index.values()}
             try:
@@ -305,9 +307,9 @@ class Gateway:
                         on_result(i, result)
                     if result.error is None:
                         pending.append((requests[i], result))
-                        if len(pending) >= self.cache_flush_every:
+                        if time.monotonic() - flushed >= self.cache_flush_s:
                             self._store(pending)
-                            pending = []
+                            pending, flushed = [], time.monotonic()
             finally:
                 self._store(pending)
         for i, key in enumerate(keys):

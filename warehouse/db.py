@@ -10,6 +10,7 @@ Within the writing process a lock serialises connections, so threads may share a
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import threading
 import time
@@ -31,6 +32,7 @@ class WarehouseBusy(RuntimeError):
     """The file stayed locked by another process for longer than the caller was willing to wait."""
 
 
+@functools.lru_cache(maxsize=None)
 def query(name: str) -> str:
     """The text of `queries/<name>.sql` (one statement, named `$parameters`)."""
     return (QUERIES / f"{name}.sql").read_text()

@@ -14,6 +14,11 @@ from typing import Any
 from warehouse.db import Warehouse, insert_rows, query
 
 
+def _row(record: Any) -> dict[str, Any]:
+    """A record's fields as a dict, shallow (dataclasses.asdict deep-copies: 10x slower on calls)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
@@ -183,13 +188,13 @@ def finish_trial(
 ) -> None:
     """Store a trial's calls and its aggregates in one transaction: both land or neither."""
     with wh.writer() as con:
-        insert_rows(con, "insert_calls", [dataclasses.asdict(c) for c in calls])
+        insert_rows(con, "insert_calls", [_row(c) for c in calls])
         con.execute(
             query("finish_trial"),
             {
                 "study_id": study_id, "trial_id": trial_id, "program_hash": program_hash,
                 "reused_program": reused_program, "feasible": feasible, "stage": stage,
-                **dataclasses.asdict(aggregates),
+                **_row(aggregates),
             },
         )
 
@@ -228,8 +233,8 @@ class ProgramRecord:
 def store_program(wh: Warehouse, program: ProgramRecord, calls: list[CallRecord]) -> None:
     """Store a compiled program with the optimizer calls that made it, in one transaction."""
     with wh.writer() as con:
-        insert_rows(con, "insert_calls", [dataclasses.asdict(c) for c in calls])
-        con.execute(query("insert_program"), dataclasses.asdict(program))
+        insert_rows(con, "insert_calls", [_row(c) for c in calls])
+        con.execute(query("insert_program"), _row(program))
 
 
 def find_program(wh: Warehouse, compile_key: str) -> tuple[str, dict] | None:
@@ -250,7 +255,7 @@ def study_spend(wh: Warehouse, study_id: str) -> float:
 def insert_calls(wh: Warehouse, calls: list[CallRecord]) -> None:
     """Store calls made outside a trial's evaluation (e.g. a smoke call)."""
     with wh.writer() as con:
-        insert_rows(con, "insert_calls", [dataclasses.asdict(c) for c in calls])
+        insert_rows(con, "insert_calls", [_row(c) for c in calls])
 
 
 def cache_lookup(wh: Warehouse, keys: list[str]) -> dict[str, tuple]:
@@ -265,7 +270,7 @@ def cache_lookup(wh: Warehouse, keys: list[str]) -> dict[str, tuple]:
 
 def cache_store(wh: Warehouse, entries: list[CacheEntry]) -> None:
     with wh.writer() as con:
-        insert_rows(con, "insert_cache", [dataclasses.asdict(e) for e in entries])
+        insert_rows(con, "insert_cache", [_row(e) for e in entries])
 
 
 def trial_answers(wh: Warehouse, study_id: str, trial_id: int) -> dict[str, tuple[float | None, Any]]:
