@@ -348,6 +348,10 @@ NoticesOption = Annotated[Optional[Path], typer.Option(
     "--notices", help="YAML file of your own retirement notices (default: $OFFRAMP_NOTICES)")]
 
 
+ProviderHorizonOption = Annotated[Optional[list[str]], typer.Option(
+    "--provider-horizon", help="PROVIDER=DAYS, a provider's own horizon (repeatable), e.g. openai=300")]
+
+
 def _notices_file(explicit: Path | None) -> str | None:
     value = explicit or os.environ.get("OFFRAMP_NOTICES")
     return str(Path(value).expanduser().resolve()) if value else None
@@ -419,8 +423,7 @@ def watch(
     notices: NoticesOption = None,
     price_map: Annotated[Optional[Path], typer.Option("--price-map", help="a litellm price map JSON instead of the bundled one")] = None,
     horizon_days: Annotated[int, typer.Option("--horizon-days", min=0, help="act on retirements this many days ahead")] = 120,
-    provider_horizon: Annotated[Optional[list[str]], typer.Option(
-        "--provider-horizon", help="PROVIDER=DAYS, a provider's own horizon (repeatable), e.g. openai=300")] = None,
+    provider_horizon: ProviderHorizonOption = None,
     provider_api: Annotated[Optional[list[str]], typer.Option(
         "--provider-api", help="also read a provider's models API (online): openai (key: OPENAI_API_KEY)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="record and report, emit no event")] = False,
@@ -432,12 +435,7 @@ def watch(
     from flows.params import WatchParams
     from tasks.registry import features_root
 
-    horizons = {}
-    for item in provider_horizon or []:
-        name, _, days = item.partition("=")
-        if not name or not days.isdigit():
-            raise _usage(f"--provider-horizon {item!r}: expected PROVIDER=DAYS, e.g. openai=300")
-        horizons[name] = int(days)
+    horizons = _provider_horizons(provider_horizon)
     url = _check_prefect_server()
     emit = bool(url) and not dry_run
     params = WatchParams(
@@ -451,6 +449,16 @@ def watch(
     _print_watch(summary, emitted_to=url if emit else None)
     if summary.problems:
         raise typer.Exit(code=1)
+
+
+def _provider_horizons(items: list[str] | None) -> dict[str, int]:
+    horizons = {}
+    for item in items or []:
+        name, _, days = item.partition("=")
+        if not name or not days.isdigit():
+            raise _usage(f"--provider-horizon {item!r}: expected PROVIDER=DAYS, e.g. openai=300")
+        horizons[name] = int(days)
+    return horizons
 
 
 def _print_watch(s, emitted_to: str | None) -> None:
@@ -486,6 +494,7 @@ def serve(
     notices: NoticesOption = None,
     cron: Annotated[str, typer.Option("--cron", help="when the watch runs (UTC)")] = "0 6 * * *",
     horizon_days: Annotated[int, typer.Option("--horizon-days", min=0, help="the watch's horizon")] = 120,
+    provider_horizon: ProviderHorizonOption = None,
     max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="per triggered study")] = 16,
     max_spend: Annotated[Optional[float], typer.Option("--max-spend", help="USD cap per triggered study")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="flow runs at once (default: no limit)")] = None,
@@ -502,7 +511,7 @@ def serve(
         raise _usage("offramp serve needs a Prefect server: `prefect server start`, then "
                      "`export PREFECT_API_URL=http://127.0.0.1:4200/api`")
     watch_params = WatchParams(features_root=str(features_root(features)), notices_file=_notices_file(notices),
-                               horizon_days=horizon_days)
+                               horizon_days=horizon_days, provider_horizon_days=_provider_horizons(provider_horizon))
     defaults = {"max_trials": max_trials, "max_spend_usd": max_spend}
     deployments = build(watch=watch_params, migrate_defaults=defaults, cron=cron)
     ui = url.split("@")[-1].removesuffix("/api")
