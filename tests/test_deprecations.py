@@ -279,3 +279,23 @@ def test_watch_flow_dry_run_emits_nothing_and_a_bad_price_map_is_a_problem(harne
     summary = watch_deprecations(WatchParams(features_root=str(root), price_map=str(tmp_path / "map.json"), emit=False))
     assert [a.feature for a in summary.pending] == ["tiny-routing"] and summary.emitted == []
     assert Warehouse(warehouse_path()).fetch("select count(*) from deprecation_events")[1] == [(0,)]
+
+
+def test_triggered_study_takes_the_features_space_and_the_replacement_when_it_can_price_it(home, tmp_path: Path):
+    from flows.migrate_feature import preflight
+
+    folder = make_feature(tmp_path / "f", extra={"search_space": "space.yaml"})
+    from tests.helpers import make_space
+
+    make_space(folder / "space.yaml", ["fake/good"])
+    price = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+    (tmp_path / "prices.yaml").write_text(yaml.safe_dump({"fake/new": price, "fake/old": price}))
+    base = dict(feature_dir=str(folder), deprecated_model="fake/old", prices_file=str(tmp_path / "prices.yaml"))
+    _, space, _ = preflight(MigrateParams(**base))
+    assert space.name == "fake-space" and space.models == ["fake/good"]  # the feature's own space, not local-zoo
+    _, space, _ = preflight(MigrateParams(**base, replacement_model="fake/new"))
+    assert space.models == ["fake/good", "fake/new"]
+    _, space, _ = preflight(MigrateParams(**base, replacement_model="fake/unpriced"))
+    assert space.models == ["fake/good"]  # left out (logged), the study still runs
+    _, space, _ = preflight(MigrateParams(**base, space="local-zoo", replacement_model="fake/new"))
+    assert "local/qwen2.5-0.5b" in space.models and space.models[-1] == "fake/new"
