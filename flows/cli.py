@@ -342,12 +342,11 @@ def models_status() -> None:
         table.add_row(f"local/{s.alias}", str(s.running), str(s.healthy), _fmt(s.pid), s.api_base or "-")
     console.print(table)
 
+
 FeaturesOption = Annotated[Optional[Path], typer.Option(
     "--features", help="folder whose subfolders hold feature.yaml files (default: $OFFRAMP_FEATURES or ./features)")]
 NoticesOption = Annotated[Optional[Path], typer.Option(
     "--notices", help="YAML file of your own retirement notices (default: $OFFRAMP_NOTICES)")]
-
-
 ProviderHorizonOption = Annotated[Optional[list[str]], typer.Option(
     "--provider-horizon", help="PROVIDER=DAYS, a provider's own horizon (repeatable), e.g. openai=300")]
 
