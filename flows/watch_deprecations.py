@@ -1,10 +1,12 @@
 """Flow `watch-deprecations`: which features use a model that retires soon; one event each.
 
-registry (feature.yaml files + releases) -> sources (litellm's map, the user's notices file, the
-notices recorded by `offramp notify`, opt-in: a provider's models API) -> `deprecations` + `deprecation_history` in the warehouse
--> per (feature, model in use): retiring / retired / later / unknown -> one Prefect event
-`offramp.model.deprecation` per (feature, incumbent model) retiring within its provider's
-horizon, unless one was already emitted for the same retirement date -> a markdown artifact.
+registry (feature.yaml files + releases)
+-> sources (litellm's map, the user's notices file, the notices recorded by `offramp notify`,
+   opt-in: a provider's models API) -> `deprecations` + `deprecation_history` in the warehouse
+-> per (feature, model in use): retiring / retired / later / unknown
+-> one Prefect event `offramp.model.deprecation` per (feature, incumbent model) retiring within
+   its provider's horizon, unless one was already emitted for the same retirement date
+-> a markdown artifact.
 
 A bad entry anywhere (a spec, a notice, a map entry) is reported and skipped, never fatal.
 The `migrate-feature` deployment (`offramp serve`) is triggered by the event.
