@@ -29,16 +29,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM the process group (a server's workers, serve's flow runs), then SIGKILL."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
+def stop(process: subprocess.Popen, grace_s: float = 10) -> None:
+    """SIGTERM the process group (a server's workers, serve's flow runs), then SIGKILL what is left
+    (a Prefect worker wants a second signal)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
 
 
 def wait_for(what: str, check, timeout: float, processes=()):
@@ -81,8 +85,9 @@ def server(tmp_path_factory):
         stop(process)
 
 
-def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
-    root, api = server
+def setting(root: Path, api: str) -> tuple[dict, Path]:
+    """A tiny feature on the fake provider (its own search space), and the environment every
+    offramp process of the test shares (state dir, features root, the fake provider plugin)."""
     features = root / "features"
     feature = make_feature(features / "tiny", n=60, extra={
         "search_space": "space.yaml", "splits": {"seed": 3, "train": 20, "dev": 20, "test": 20}})
@@ -90,14 +95,34 @@ def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
     env = {
         **os.environ, "PREFECT_API_URL": api, "OFFRAMP_HOME": str(root / "home"), "OFFRAMP_FEATURES": str(features),
         "OFFRAMP_RELEASES": str(root / "releases"), "OFFRAMP_PLUGINS": "tests.fake_plugin:install",
-        "PYTHONPATH": str(ROOT), "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "WARNING",
-        "PREFECT_HOME": str(root / "client-prefect"),
+        "PYTHONPATH": str(ROOT), "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING", "PREFECT_HOME": str(root / "client-prefect"), "PWD": str(ROOT),
     }
+    return env, features
 
-    def offramp(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*OFFRAMP, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
-    serve_log = (root / "serve.log").open("w+")
+def runner(env: dict):
+    def run(*args: str, command=OFFRAMP) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    return run
+
+
+def completed_runs(client: httpx.Client, deployment_id: str, log: Path):
+    def check():
+        runs = client.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [deployment_id]}}}).json()
+        if any(run["state_type"] in ("FAILED", "CRASHED", "CANCELLED") for run in runs):
+            raise AssertionError(f"a triggered run did not complete: {runs}; log: {log.read_text()[-4000:]}")
+        return [run for run in runs if run["state_type"] == "COMPLETED"] or None
+
+    return check
+
+
+def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
+    root, api = server
+    env, _ = setting(root / "serve", api)
+    offramp = runner(env)
+    serve_log = (root / "serve" / "serve.log").open("w+")
     serve = subprocess.Popen([*OFFRAMP, "serve", "--max-trials", "3"], cwd=ROOT, env=env, stdout=serve_log,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
@@ -124,14 +149,7 @@ def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
         again = offramp("watch")
         assert again.returncode == 0 and "already emitted" in again.stdout and "emitted offramp" not in again.stdout
 
-        def finished_runs():
-            r = client.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [migrate["id"]]}}})
-            runs = r.json()
-            if any(run["state_type"] in ("FAILED", "CRASHED", "CANCELLED") for run in runs):
-                raise AssertionError(f"a triggered run did not complete: {runs}; serve log: {Path(serve_log.name).read_text()[-4000:]}")
-            return [run for run in runs if run["state_type"] == "COMPLETED"] or None
-
-        [run] = wait_for("the triggered migrate-feature run", finished_runs, 300, [serve])
+        [run] = wait_for("the triggered migrate-feature run", completed_runs(client, migrate["id"], Path(serve_log.name)), 300, [serve])
         assert run["name"] == "migrate tiny off fake/old"
         assert run["parameters"]["params"]["trigger"] == "event"
         event_id = run["parameters"]["params"]["event_id"]
@@ -149,6 +167,43 @@ def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
     finally:
         stop(serve)
         assert serve.poll() is not None
+
+
+def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_the_triggered_migration(server):
+    """The other way to run offramp: `prefect deploy --all` with prefect.yaml, and a process worker."""
+    root, api = server
+    env, _ = setting(root / "worker", api)
+    offramp, prefect = runner(env), [sys.executable, "-m", "prefect"]
+    created = offramp("work-pool", "create", "offramp", "--type", "process", "--overwrite", command=prefect)
+    assert created.returncode == 0, created.stdout + created.stderr
+    deployed = offramp("--no-prompt", "deploy", "--all", command=prefect)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    client = httpx.Client(base_url=api, timeout=10)
+    migrate = client.get("/deployments/name/migrate-feature/on-deprecation").json()
+    assert migrate["work_pool_name"] == "offramp" and migrate["entrypoint"] == "flows/migrate_feature.py:migrate_feature"
+    automations = [a for a in client.post("/automations/filter", json={}).json()
+                   if a["actions"][0].get("deployment_id") == migrate["id"]]
+    assert len(automations) == 1  # serve's trigger for the same deployment was replaced, not doubled
+    before = {run["id"] for run in client.post("/flow_runs/filter", json={}).json()}
+
+    worker_log = (root / "worker" / "worker.log").open("w+")
+    worker = subprocess.Popen([*prefect, "worker", "start", "--pool", "offramp"], cwd=ROOT, env=env, stdout=worker_log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert offramp("notify", "fake/old", "--retires", str(dt.date.today() + dt.timedelta(days=10))).returncode == 0
+        emitted = offramp("watch")
+        assert "emitted offramp.model.deprecation for tiny-routing / fake/old" in emitted.stdout, emitted.stdout + emitted.stderr
+
+        def new_completed():
+            runs = completed_runs(client, migrate["id"], Path(worker_log.name))()
+            return [r for r in runs or [] if r["id"] not in before] or None
+
+        [run] = wait_for("the worker's migrate-feature run", new_completed, 300, [worker])
+        assert run["name"] == "migrate tiny off fake/old" and run["parameters"]["params"]["trigger"] == "event"
+        rows = offramp("sql", "select trigger, status from studies", "--format", "csv")
+        assert rows.stdout.strip().splitlines()[1:] == ["event,completed"], rows.stdout + rows.stderr
+    finally:
+        stop(worker, grace_s=3)
 
 
 def test_a_prefect_server_that_is_down_is_a_clear_error(tmp_path: Path):
