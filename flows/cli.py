@@ -378,12 +378,13 @@ def _check_prefect_server() -> str | None:
 @app.command()
 def notify(
     model: Annotated[str, typer.Argument(help="the retiring model, as features name it (a litellm id)")],
-    retires: Annotated[str, typer.Option("--retires", help="the day it is turned off, YYYY-MM-DD")],
+    retires: Annotated[Optional[str], typer.Option("--retires", help="the day it is turned off, YYYY-MM-DD")] = None,
     replacement: Annotated[Optional[str], typer.Option("--replacement", help="the successor the provider suggests")] = None,
     source: Annotated[Optional[str], typer.Option("--source", help="where it was announced (URL)")] = None,
     features: FeaturesOption = None,
     already_retired: Annotated[bool, typer.Option("--already-retired", help="accept a date in the past")] = False,
     force: Annotated[bool, typer.Option("--force", help="record a model no source and no feature knows")] = False,
+    withdraw: Annotated[bool, typer.Option("--withdraw", help="remove your notice for MODEL (history keeps it)")] = False,
 ) -> None:
     """Record a retirement notice (an email, a changelog). The next `offramp watch` acts on it;
     it beats litellm's map for that model. Notifying the same model again replaces its date."""
@@ -396,6 +397,14 @@ def notify(
     from tasks.registry import discover, features_root
     from warehouse import Warehouse, records, warehouse_path
 
+    if withdraw:
+        removed = records.withdraw_notice(Warehouse(warehouse_path()), model)
+        if removed is None:
+            raise UserError(f"offramp notify --withdraw: there is no notice of yours for {model!r} (see v_deprecations, source 'notice')")
+        console.print(f"notice for {model} (retires {removed['retires_on']}) withdrawn; other sources still count.")
+        return
+    if retires is None:
+        raise _usage("offramp notify: --retires YYYY-MM-DD is required (or --withdraw)")
     try:
         entry = NoticeEntry(model=model, retires_on=retires, replacement=replacement, source=source)
     except ValidationError as exc:

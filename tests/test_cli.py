@@ -208,3 +208,32 @@ def test_sigterm_stops_the_temporary_prefect_server(tmp_path):
     for p in left:  # this test's own leftovers, stopped by PID
         os.kill(p, signal.SIGKILL)
     assert code == 143 and not left
+
+
+def test_notify_records_replaces_and_withdraws_a_notice(tmp_path):
+    import datetime as dt
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from warehouse import Warehouse
+
+    env = {**os.environ, "OFFRAMP_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
+
+    def offramp(*args):
+        return subprocess.run([sys.executable, "-m", "flows.cli", *args, "--features", str(ROOT / "features")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    first, later = (str(dt.date.today() + dt.timedelta(days=d)) for d in (40, 90))
+    assert "(new)" in offramp("notify", "local/smollm2-135m", "--retires", first).stdout
+    assert "(date changed)" in offramp("notify", "local/smollm2-135m", "--retires", later).stdout
+    assert "withdrawn" in offramp("notify", "local/smollm2-135m", "--withdraw").stdout
+    again = offramp("notify", "local/smollm2-135m", "--withdraw")
+    assert again.returncode == 2 and "no notice of yours" in again.stderr
+    missing = offramp("notify", "local/smollm2-135m")
+    assert missing.returncode == 2 and "--retires YYYY-MM-DD is required" in missing.stderr
+    wh = Warehouse(tmp_path / "home" / "warehouse.duckdb")
+    assert wh.fetch("select count(*) from deprecations")[1] == [(0,)]
+    history = wh.fetch("select change, cast(retires_on as text) from deprecation_history order by seen_at")[1]
+    assert history == [("new", first), ("date_changed", later), ("withdrawn", later)]

@@ -320,6 +320,23 @@ def record_deprecations(wh: Warehouse, rows: list[dict]) -> list[dict]:
     return changes
 
 
+def withdraw_notice(wh: Warehouse, model: str) -> dict | None:
+    """Remove a user's notice (`offramp notify MODEL --withdraw`); the history keeps it, marked
+    `withdrawn`. Returns the row removed, None if there was none."""
+    wh.ensure_schema()
+    with wh.writer() as con:
+        row = con.execute("select retires_on, replacement, source_ref from deprecations where model = ? and source = 'notice'",
+                          [model]).fetchone()
+        if row is None:
+            return None
+        con.execute("delete from deprecations where model = ? and source = 'notice'", [model])
+        insert_rows(con, "insert_deprecation_history", [{
+            "model": model, "source": "notice", "change": "withdrawn", "retires_on": row[0], "previous_retires_on": None,
+            "replacement": row[1], "source_ref": row[2],
+        }])
+    return {"model": model, "retires_on": row[0]}
+
+
 def emitted_deprecations(wh: Warehouse) -> set[tuple[str, str, dt.date]]:
     """(feature, model, retires_on) of every deprecation event already emitted."""
     wh.ensure_schema()

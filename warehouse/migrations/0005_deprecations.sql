@@ -14,7 +14,7 @@ CREATE TABLE deprecations (
 CREATE TABLE deprecation_history (
     model        TEXT NOT NULL,
     source       TEXT NOT NULL,
-    change       TEXT NOT NULL,          -- new | date_changed | replacement_changed
+    change       TEXT NOT NULL,          -- new | date_changed | replacement_changed | withdrawn
     retires_on   DATE NOT NULL,
     previous_retires_on DATE,
     replacement  TEXT,
