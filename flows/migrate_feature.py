@@ -18,6 +18,7 @@ import json
 import logging
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
 from prefect import flow, get_run_logger, task
@@ -32,7 +33,7 @@ from flows.trials import LISTENERS, StudyContext, TrialRun, TrialSummary, evalua
 from search_spaces.schema import Config, Price, SearchSpace, SpaceError, load_space
 from tasks import local_models
 from tasks.errors import UserError
-from tasks.features import Feature, load_feature, split_examples
+from tasks.features import Feature, load_feature, load_spec, split_examples
 from tasks.llm import LOCAL_PREFIX, Budget, Gateway
 from tasks.metrics import build_metric
 from tasks.plugins import load_plugins
@@ -60,11 +61,18 @@ class StudySummary:
 
 
 def _run_name() -> str:
+    """`migrate <feature> off <model>`: what the UI's run list should say."""
     params = flow_run.parameters.get("params") or {}
     if isinstance(params, MigrateParams):
         params = params.model_dump()
-    feature_dir = str(params.get("feature_dir", "feature")).rstrip("/").split("/")[-1]
-    return f"migrate {feature_dir} off {params.get('deprecated_model') or 'incumbent model'}"
+    feature_dir = str(params.get("feature_dir", "feature"))
+    name, model = feature_dir.rstrip("/").split("/")[-1], params.get("deprecated_model")
+    try:
+        spec = load_spec(Path(feature_dir).expanduser().resolve() / "feature.yaml")
+        name, model = spec.name, model or spec.incumbent.model
+    except UserError:
+        pass  # the run fails in preflight with the full message; the name stays a hint
+    return f"migrate {name} off {model or 'its incumbent model'}"
 
 
 def optuna_storage_url(params: MigrateParams) -> str:

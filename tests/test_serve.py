@@ -150,7 +150,7 @@ def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
         assert again.returncode == 0 and "already emitted" in again.stdout and "emitted offramp" not in again.stdout
 
         [run] = wait_for("the triggered migrate-feature run", completed_runs(client, migrate["id"], Path(serve_log.name)), 300, [serve])
-        assert run["name"] == "migrate tiny off fake/old"
+        assert run["name"] == "migrate tiny-routing off fake/old"
         assert run["parameters"]["params"]["trigger"] == "event"
         event_id = run["parameters"]["params"]["event_id"]
 
@@ -199,7 +199,7 @@ def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_the_triggered_mig
             return [r for r in runs or [] if r["id"] not in before] or None
 
         [run] = wait_for("the worker's migrate-feature run", new_completed, 300, [worker])
-        assert run["name"] == "migrate tiny off fake/old" and run["parameters"]["params"]["trigger"] == "event"
+        assert run["name"] == "migrate tiny-routing off fake/old" and run["parameters"]["params"]["trigger"] == "event"
         rows = offramp("sql", "select trigger, status from studies", "--format", "csv")
         assert rows.stdout.strip().splitlines()[1:] == ["event,completed"], rows.stdout + rows.stderr
     finally:
