@@ -146,6 +146,9 @@ def watch_deprecations(params: WatchParams = WatchParams()) -> WatchSummary:
     wh = Warehouse(warehouse_path())
     features, summary.problems = discover(params.features_root, releases=params.releases_dir)
     summary.features = len(features)
+    for f in features:  # the registry, for SQL: v_features
+        records.upsert_feature(wh, name=f.name, description=f.description, spec_path=f.spec_path,
+                               spec_hash=f.spec_hash, spec=f.spec)
     notices, price_map, problems, summary.changes = gather_notices(params, wh)
     summary.problems += problems
     summary.assessments = assess(

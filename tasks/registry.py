@@ -8,7 +8,7 @@ release's model. Only specs are read here, never the data files: scanning stays 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.errors import UserError
@@ -30,6 +30,9 @@ class RegisteredFeature:
     release_model: str | None = None
     release_version: int | None = None
     search_space: str | None = None  # resolved: an absolute YAML path or a name under search_spaces/
+    description: str = ""
+    spec_hash: str = ""
+    spec: dict | None = field(default=None, compare=False, repr=False)  # the validated spec, as JSON
 
     def models(self) -> dict[str, str]:
         """model -> role (`incumbent`, `release`, or `incumbent+release`)."""
@@ -77,7 +80,8 @@ def discover(root: Path | str, *, releases: Path | str | None = None) -> tuple[l
         found.append(RegisteredFeature(
             name=spec.name, dir=str(path.parent), spec_path=str(path), incumbent_model=spec.incumbent.model,
             release_model=release_model, release_version=release_version,
-            search_space=_space_ref(path.parent, spec.search_space),
+            search_space=_space_ref(path.parent, spec.search_space), description=spec.description,
+            spec_hash=spec.spec_hash(), spec=spec.model_dump(mode="json"),
         ))
     if not specs:
         problems.append(f"{root}: no feature.yaml in it or in its subfolders")

@@ -264,6 +264,9 @@ def test_watch_flow_selects_emits_once_and_reemits_on_a_date_change(harness, hom
     history = wh.fetch("select model, change, retires_on, previous_retires_on from deprecation_history where model = 'fake/old' order by seen_at")[1]
     assert [(h[1], str(h[2]), str(h[3]) if h[3] else None) for h in history] == [("new", soon, None), ("date_changed", later, soon)]
     assert wh.fetch("select first_seen < last_seen from deprecations where model = 'fake/old'")[1] == [(True,)]
+    registry = wh.fetch("select name, incumbent_model, cast(incumbent_retires_on as text), retirement_source from v_features")[1]
+    assert registry == [("b-feature", "fake/steady", far, "litellm"), ("c-feature", "fake/unlisted", None, None),
+                        ("tiny-routing", "fake/old", later, "litellm")]
 
 
 def test_watch_flow_dry_run_emits_nothing_and_a_bad_price_map_is_a_problem(harness, home, tmp_path: Path):
