@@ -388,11 +388,9 @@ def notify(
 ) -> None:
     """Record a retirement notice (an email, a changelog). The next `offramp watch` acts on it;
     it beats litellm's map for that model. Notifying the same model again replaces its date."""
-    import datetime as dt
-
     from pydantic import ValidationError
 
-    from tasks.deprecations import NoticeEntry, check_user_notice, load_price_map
+    from tasks.deprecations import NoticeEntry, check_user_notice, load_price_map, today_utc
     from tasks.errors import UserError
     from tasks.registry import discover, features_root
     from warehouse import Warehouse, records, warehouse_path
@@ -414,7 +412,7 @@ def notify(
         raise UserError(f"offramp notify: {text} (e.g. --retires 2027-03-31)") from None
     registered, _ = discover(features_root(features))
     check_user_notice(
-        entry, today=dt.datetime.now(dt.timezone.utc).date(), price_map=load_price_map(),
+        entry, today=today_utc(), price_map=load_price_map(),
         models_in_use=[m for f in registered for m in f.models()], already_retired=already_retired, force=force,
     )
     changes = records.record_deprecations(Warehouse(warehouse_path()), [{
@@ -475,9 +473,8 @@ def _print_watch(s, emitted_to: str | None) -> None:
         table.add_column(column)
     colour = {"retiring": "yellow", "retired": "red", "later": "green", "unknown": "dim"}
     for a in s.assessments:
-        source = (a.source + (f" ({a.via})" if a.via else "")) if a.source else "-"
         table.add_row(a.feature, a.model, a.role, f"[{colour[a.status]}]{a.status}[/]", _fmt(a.retires_on),
-                      _fmt(a.days_left), str(a.horizon_days), source)
+                      _fmt(a.days_left), str(a.horizon_days), a.source_text)
     console.print(table)
     for row in s.emitted:
         console.print(f"emitted offramp.model.deprecation for {row['feature']} / {row['model']} -> {emitted_to} (event {row['event_id']})")

@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from flows.params import MigrateParams, WatchParams
+from tasks.deprecations import EVENT
 
 MIGRATE_DEPLOYMENT = "on-deprecation"
 WATCH_DEPLOYMENT = "daily"
 DEFAULT_CRON = "0 6 * * *"
-EVENT = "offramp.model.deprecation"
 
 # MigrateParams fields taken from the event; everything else comes from `offramp serve`'s options.
 EVENT_TEMPLATES = {

@@ -15,7 +15,9 @@ The `migrate-feature` deployment (`offramp serve`) is triggered by the event.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -23,14 +25,11 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.params import WatchParams
 from tasks.deprecations import (
-    Assessment, Notice, assess, load_notices_file, load_price_map, map_notices, provider_api_notices,
+    EVENT, Assessment, Notice, assess, load_notices_file, load_price_map, map_notices, provider_api_notices, today_utc,
 )
 from tasks.errors import UserError
 from tasks.registry import discover
 from warehouse import Warehouse, records, warehouse_path
-
-EVENT = "offramp.model.deprecation"
-
 
 @dataclass
 class WatchSummary:
@@ -44,12 +43,8 @@ class WatchSummary:
     problems: list[str] = field(default_factory=list)
 
 
-def today_utc() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
-
-
 @task(cache_policy=NO_CACHE)
-def gather_notices(params: WatchParams, wh: Warehouse) -> tuple[list[Notice], dict, list[str], list[dict]]:
+def gather_notices(params: WatchParams, wh: Warehouse) -> tuple[list[Notice], Mapping[str, Any], list[str], list[dict]]:
     """Every source's notices now (recorded, with history); problems as lines."""
     problems: list[str] = []
     try:
@@ -70,7 +65,7 @@ def gather_notices(params: WatchParams, wh: Warehouse) -> tuple[list[Notice], di
     changes = records.record_deprecations(wh, [n.row() for n in notices])
     notices += [Notice(r["model"], r["retires_on"], r["source"], r["replacement"], r["source_ref"])
                 for r in records.current_deprecations(wh, source="notice")]
-    return notices, dict(price_map), problems, changes
+    return notices, price_map, problems, changes
 
 
 def event_payload(a: Assessment) -> dict:
@@ -192,9 +187,8 @@ def watch_markdown(s: WatchSummary) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for a in s.assessments:
-        source = a.source + (f" ({a.via})" if a.via else "") if a.source else "-"
         lines.append(f"| {a.feature} | {a.model} | {a.role} | {a.status} | {a.retires_on or '-'} | "
-                     f"{'-' if a.days_left is None else a.days_left} | {a.horizon_days} | {source} | {a.replacement or '-'} |")
+                     f"{'-' if a.days_left is None else a.days_left} | {a.horizon_days} | {a.source_text} | {a.replacement or '-'} |")
     if s.problems:
         lines += ["", "## Problems (skipped, the rest went on)", ""] + [f"- {p}" for p in s.problems]
     lines += ["", "SQL: `select * from v_deprecations where in_force and days_left < 180`"]

@@ -24,6 +24,7 @@ from search_spaces.validation import problems as validation_problems
 from tasks.errors import UserError
 from tasks.registry import RegisteredFeature
 
+EVENT = "offramp.model.deprecation"  # what the watch emits and migrate-feature's trigger expects
 DEFAULT_HORIZON_DAYS = 120
 SOURCE_RANK = {"notice": 0, "notices_file": 0, "provider_api": 1, "litellm": 2}
 NOTICES_EXPECTED = "a mapping `notices:` holding a list of {model, retires_on: YYYY-MM-DD, replacement, source}"
@@ -76,6 +77,13 @@ class Assessment:
     search_space: str | None = None
 
     @property
+    def source_text(self) -> str:
+        """The source in force, and how the model was matched when not exactly ("-": none)."""
+        if self.source is None:
+            return "-"
+        return self.source + (f" ({self.via})" if self.via else "")
+
+    @property
     def actionable(self) -> bool:
         return self.status in ("retiring", "retired")
 
@@ -83,6 +91,10 @@ class Assessment:
     def migratable(self) -> bool:
         """migrate-feature starts from feature.yaml's incumbent: only its model can be migrated."""
         return "incumbent" in self.role
+
+
+def today_utc() -> dt.date:
+    return dt.datetime.now(dt.timezone.utc).date()
 
 
 # -- sources ---------------------------------------------------------------------------------

@@ -41,6 +41,19 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def route(model: str, home: Path) -> dict[str, Any]:
+    """litellm arguments for a model id: `local/<alias>` -> the running local server (its address
+    read from the state dir, its stop strings from the zoo); any other id as is."""
+    if not model.startswith(LOCAL_PREFIX):
+        return {"model": model}
+    alias = model[len(LOCAL_PREFIX) :]
+    args = {"model": f"openai/{alias}", "api_base": local_models.api_base(alias, home), "api_key": LOCAL_API_KEY}
+    stop = local_models.get_spec(alias).stop
+    if stop:
+        args["stop"] = list(stop)
+    return args
+
+
 @dataclasses.dataclass(frozen=True)
 class LLMRequest:
     """One request: model id (litellm form or `local/<alias>`), chat messages, call settings
@@ -175,22 +188,10 @@ class Gateway:
         self._routes_lock = threading.Lock()
 
     def route(self, model: str) -> dict[str, Any]:
-        """litellm arguments for a model id: `local/<alias>` -> the running local server."""
+        """litellm arguments for a model id (see `route`), looked up once per gateway."""
         with self._routes_lock:
             if model not in self._routes:
-                if model.startswith(LOCAL_PREFIX):
-                    alias = model[len(LOCAL_PREFIX) :]
-                    route = {
-                        "model": f"openai/{alias}",
-                        "api_base": local_models.api_base(alias, self.home),
-                        "api_key": LOCAL_API_KEY,
-                    }
-                    stop = local_models.get_spec(alias).stop
-                    if stop:
-                        route["stop"] = list(stop)
-                    self._routes[model] = route
-                else:
-                    self._routes[model] = {"model": model}
+                self._routes[model] = route(model, self.home)
             return self._routes[model]
 
     def worst_case_usd(self, request: LLMRequest) -> float:
@@ -214,7 +215,7 @@ class Gateway:
     def _call_unbudgeted(self, request: LLMRequest) -> LLMResult:
         import litellm
 
-        route = self.route(request.model)
+        args = self.route(request.model)
         started = time.perf_counter()
         attempts = 0
         while True:
@@ -222,7 +223,7 @@ class Gateway:
             attempt_started = time.perf_counter()
             try:
                 response = litellm.completion(
-                    messages=request.messages, timeout=self.timeout_s, num_retries=0, **{**route, **request.settings}
+                    messages=request.messages, timeout=self.timeout_s, num_retries=0, **{**args, **request.settings}
                 )
                 attempt_latency = time.perf_counter() - attempt_started
                 text = response.choices[0].message.content or ""

@@ -120,7 +120,7 @@ def promote(
         "feature": feature_name, "action": "promote", "study_id": study_id, "trial_id": trial_id,
         "model": config.model, "strategy": strategy.model_dump(mode="json"), "settings": settings.model_dump(mode="json"),
         "instructions": config.instructions, "spec": spec.model_dump(mode="json"), "program_hash": row["program_hash"],
-        "forced": bool(warnings and not row["on_front"]),
+        "forced": not row["on_front"],  # past the check above only with --force
         "metrics": {"dev_quality": row["quality"], "test_quality": row["test_quality"], "cost_per_1k_usd": row["cost_per_1k_usd"],
                     "latency_p95_s": row["latency_p95_s"], "test_diff_vs_incumbent": row["diff"],
                     "test_diff_ci": [row["diff_ci_low"], row["diff_ci_high"]]},
@@ -178,40 +178,31 @@ class ReleasedProgram:
         self.config = Config(model=entry["model"], instructions=entry["instructions"],
                              strategy=Strategy.model_validate(entry["strategy"]), settings=Settings.model_validate(entry["settings"]))
         self._call_model = call_model or self._litellm
+        self._runner = None
+        if self.config.strategy.name != "incumbent":  # a compiled program: its adapter renders and parses
+            from tasks.programs import ProgramRunner
 
-    def _route(self) -> dict[str, Any]:
-        from tasks import local_models
-        from tasks.llm import LOCAL_API_KEY, LOCAL_PREFIX
-        from warehouse import state_dir
-
-        if self.config.model.startswith(LOCAL_PREFIX):
-            alias = self.config.model[len(LOCAL_PREFIX):]
-            route = {"model": f"openai/{alias}", "api_base": local_models.api_base(alias, state_dir()), "api_key": LOCAL_API_KEY}
-            if local_models.get_spec(alias).stop:
-                route["stop"] = list(local_models.get_spec(alias).stop)
-            return route
-        return {"model": self.config.model}
+            self._runner = ProgramRunner(self.spec, self.config, entry["program"])
 
     def _litellm(self, messages: list[dict], **settings: Any) -> str:
         import litellm
 
-        response = litellm.completion(messages=messages, **{**self._route(), **settings})
+        from tasks.llm import route
+        from warehouse import state_dir
+
+        response = litellm.completion(messages=messages, **{**route(self.config.model, state_dir()), **settings})
         return response.choices[0].message.content or ""
 
     def messages(self, inputs: dict[str, Any]) -> list[dict]:
         example = Example(id="input", inputs=inputs, outputs={})
-        if self.config.strategy.name == "incumbent":
-            return [*self.entry["prompt"]["messages"], {"role": "user", "content": render_input(self.spec, example)}]
-        from tasks.programs import ProgramRunner
-
-        return ProgramRunner(self.spec, self.config, self.entry["program"]).messages(example)
+        if self._runner is not None:
+            return self._runner.messages(example)
+        return [*self.entry["prompt"]["messages"], {"role": "user", "content": render_input(self.spec, example)}]
 
     def parse(self, text: str) -> dict | None:
-        if self.config.strategy.name == "incumbent":
-            return parse_answer(self.spec, self.config, text)
-        from tasks.programs import ProgramRunner
-
-        return ProgramRunner(self.spec, self.config, self.entry["program"]).parse(text)
+        if self._runner is not None:
+            return self._runner.parse(text)
+        return parse_answer(self.spec, self.config, text)
 
     def __call__(self, **inputs: Any) -> dict | None:
         missing = [f.name for f in self.spec.signature.inputs if f.name not in inputs]

@@ -230,7 +230,8 @@ def write_map(path: Path, dates: dict[str, str]) -> Path:
 
 
 def test_watch_flow_selects_emits_once_and_reemits_on_a_date_change(harness, home, tmp_path: Path):
-    from flows.watch_deprecations import today_utc, watch_deprecations
+    from flows.watch_deprecations import watch_deprecations
+    from tasks.deprecations import today_utc
 
     today = today_utc()
     soon, later, far = (str(today + dt.timedelta(days=d)) for d in (30, 60, 400))

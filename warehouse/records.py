@@ -323,7 +323,6 @@ def record_deprecations(wh: Warehouse, rows: list[dict]) -> list[dict]:
 def withdraw_notice(wh: Warehouse, model: str) -> dict | None:
     """Remove a user's notice (`offramp notify MODEL --withdraw`); the history keeps it, marked
     `withdrawn`. Returns the row removed, None if there was none."""
-    wh.ensure_schema()
     with wh.writer() as con:
         row = con.execute("select retires_on, replacement, source_ref from deprecations where model = ? and source = 'notice'",
                           [model]).fetchone()
