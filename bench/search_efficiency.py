@@ -17,7 +17,7 @@ the same answers (like offramp's cache). quality_high = Wilson 95% upper bound. 
 Methods, at 10/25/50% of the grid's calls (512 x 200): grid (every config on all of dev in ONE fixed
 random order until the next would exceed the budget), random (the same, per-seed order), offramp
 (run_search, tpe, stages 0.2/0.5/1.0) and offramp_no_racing (stages (1.0,)). offramp stops from inside
-`evaluate`: a stage whose NEW calls would exceed the budget raises StopSearch. TPE re-proposes configs
+`evaluate`: a stage whose NEW calls would exceed the budget raises BudgetExceeded. TPE re-proposes configs
 it has measured; run_search skips those repeats (not counted) and after 3 of them enqueues an untried
 config; MAX_TRIALS = 600 (~1.2 x the space) bounds a run. `--sampler nsga2|random` swaps the sampler of
 the two offramp methods (how the default, TPE, was chosen).
@@ -48,9 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench
 import optuna  # noqa: E402
 from optuna._hypervolume import compute_hypervolume  # noqa: E402
 
-from search_spaces.schema import Config, SearchSpace, Settings, SettingsGrid, StrategyOptions  # noqa: E402
-from tasks.pareto import Point, pareto_front  # noqa: E402
-from tasks.search import DIRECTIONS, Limits, Observation, StopSearch, run_search, search_distributions, suggest_config  # noqa: E402
+from offramp.errors import BudgetExceeded  # noqa: E402
+from offramp.search_spaces.schema import Config, SearchSpace, Settings, SettingsGrid, StrategyOptions  # noqa: E402
+from offramp.tasks.search.pareto import Point, pareto_front  # noqa: E402
+from offramp.tasks.search.ask_tell import DIRECTIONS, Limits, Observation, run_search, search_distributions, suggest_config  # noqa: E402
 
 # name, ability (logit), $/M input tokens, $/M output tokens, latency overhead (s), s per output token, latency sigma
 MODELS = (
@@ -177,10 +178,10 @@ class Simulator:
         return sum(self.seen.values())
 
     def observe(self, i: int, n: int) -> Observation:
-        """Evaluate config i on the first n dev examples; StopSearch if the new calls exceed the budget."""
+        """Evaluate config i on the first n dev examples; BudgetExceeded if the new calls exceed the budget."""
         new = max(0, n - self.seen.get(i, 0))
         if self.calls + new > self.budget:
-            raise StopSearch(f"budget {self.budget} calls")
+            raise BudgetExceeded(f"budget {self.budget} calls")
         self.seen[i] = max(n, self.seen.get(i, 0))
         if i not in self._draws:
             u, rng = self.u, np.random.default_rng([self.seed, i])
@@ -220,7 +221,7 @@ def run_order(u: Universe, sim: Simulator, order: np.ndarray) -> Run:
     for i in order:
         try:
             done.append((int(i), sim.observe(int(i), N_DEV)))
-        except StopSearch:
+        except BudgetExceeded:
             break
     return Run(returned_front(done), sim.calls, len(done), len(done))
 

@@ -39,24 +39,24 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/strategies.py` works too
-from warehouse.home import configure_environment, state_dir  # noqa: E402
+from offramp.warehouse.home import configure_environment, state_dir  # noqa: E402
 
 configure_environment()  # before litellm/dspy are imported: their state goes under OFFRAMP_HOME
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from search_spaces.schema import Config, Settings, Strategy  # noqa: E402
-from tasks import local_models  # noqa: E402
-from tasks.evaluate import evaluate_config  # noqa: E402
-from tasks.features import Feature, Splits, load_feature, split_examples  # noqa: E402
-from tasks.llm import LOCAL_PREFIX, Gateway  # noqa: E402
-from tasks.metrics import Metric, build_metric  # noqa: E402
-from tasks.prices import PriceBook  # noqa: E402
-from tasks.programs import compile_program  # noqa: E402
-from tasks.prompts import choose_demos  # noqa: E402
-from warehouse import Warehouse  # noqa: E402
-from warehouse.records import TrialAggregates  # noqa: E402
+from offramp.search_spaces.schema import Config, Settings, Strategy  # noqa: E402
+from offramp.tasks.gateway import local_models  # noqa: E402
+from offramp.tasks.feature.evaluate import evaluate_config  # noqa: E402
+from offramp.tasks.feature.spec import Feature, Splits, load_feature, split_examples  # noqa: E402
+from offramp.tasks.gateway.llm import LOCAL_PREFIX, Gateway  # noqa: E402
+from offramp.tasks.feature.metrics import Metric, build_metric  # noqa: E402
+from offramp.tasks.gateway.prices import PriceBook  # noqa: E402
+from offramp.tasks.feature.programs import compile_program  # noqa: E402
+from offramp.tasks.feature.prompts import choose_demos  # noqa: E402
+from offramp.warehouse import Warehouse  # noqa: E402
+from offramp.warehouse.records import TrialAggregates  # noqa: E402
 
 FEATURE_DIR = Path(__file__).resolve().parent.parent / "features" / "bank-support-routing"
 MODELS = ("local/qwen2.5-0.5b", "local/smollm2-135m", "local/gemma3-270m")

@@ -1,3 +1,1 @@
-"""Prefect flows, the CLI and the study life cycle (compose tasks; do no work of their own)."""
-
-import tasks  # noqa: F401  - sets the offline litellm price map before anything imports litellm
+"""Prefect flows, the CLI and deployments: they compose tasks and do no work of their own."""

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from warehouse.home import configure_environment
+from offramp.warehouse.home import configure_environment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 models_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the bundled local model servers.")
@@ -26,7 +27,6 @@ app.add_typer(models_app, name="models")
 # Not a terminal (CI, a pipe): rich would wrap at 80 columns; tables read better wider.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-BUNDLED_FEATURE = Path(__file__).resolve().parent.parent / "features" / "bank-support-routing"
 
 
 @app.callback()
@@ -75,7 +75,7 @@ class _ProgressView:
 def _run_migration(params) -> object:
     # The progress bars say what happens; Prefect's per-task INFO lines would interleave with them.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flows import migrate_feature as mf
+    from offramp.flows import migrate_feature as mf
 
     mf.preflight(params)  # bad input fails here, fast, before Prefect starts
 
@@ -90,8 +90,8 @@ def _run_migration(params) -> object:
 
 def _print_study(summary) -> None:
     """After a study: the report (from the warehouse), where it is, and a query to paste."""
-    from tasks.report import load_report
-    from warehouse import Warehouse
+    from offramp.tasks.evidence.report import load_report
+    from offramp.warehouse import Warehouse
 
     if summary.resumed:
         console.print(f"(resumed an interrupted study: {summary.study_id})")
@@ -129,7 +129,7 @@ def migrate(
 ) -> None:
     """Run a migration study now (ephemeral Prefect, or the server in PREFECT_API_URL). Running
     the same command again after a crash resumes the study."""
-    from flows.params import GatewayParams, MigrateParams
+    from offramp.flows.params import GatewayParams, MigrateParams
 
     params = MigrateParams(
         feature_dir=str(feature_dir), deprecated_model=deprecated, space=space, max_examples=max_examples,
@@ -148,11 +148,12 @@ def demo(
 ) -> None:
     """Offline, on the real local models: migrate the bundled bank-support-routing feature off its
     retiring model (SmolLM2 135M) and print the front and the chosen config."""
-    from flows.params import GatewayParams, MigrateParams
-    from tasks import local_models
-    from warehouse import state_dir
+    from offramp.flows.params import GatewayParams, MigrateParams
+    from offramp.tasks.gateway import local_models
+    from offramp.warehouse import state_dir
 
     home = state_dir()
+    bundled = resources.files("offramp.features") / "bank-support-routing"
     console.print(f"[bold]offramp demo[/]: state in {home}")
     already = {s.alias for s in local_models.status(home) if s.healthy}
     with console.status("starting the local model servers (llama.cpp)..."):
@@ -160,7 +161,7 @@ def demo(
     console.print("models up: " + ", ".join(f"{s.alias} ({s.api_base})" for s in started))
     try:
         params = MigrateParams(
-            feature_dir=str(BUNDLED_FEATURE), deprecated_model="local/smollm2-135m", space="local-zoo",
+            feature_dir=str(bundled), deprecated_model="local/smollm2-135m", space="local-zoo",
             max_examples=max_examples, max_trials=max_trials, trigger="demo", gateway=GatewayParams(concurrency=2),
         )
         _print_study(_run_migration(params))
@@ -177,7 +178,7 @@ def sql(
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
 ) -> None:
     """Query the warehouse, read-only (works while a study is writing)."""
-    from warehouse import Warehouse, warehouse_path
+    from offramp.warehouse import Warehouse, warehouse_path
 
     if fmt not in ("table", "csv", "json"):
         raise _usage(f"--format must be table, csv or json, not {fmt!r}")
@@ -209,12 +210,13 @@ def report(
 ) -> None:
     """The migration report of a study: front, paired comparisons with the incumbent, slices,
     flips, the decision and why (the same facts as the HTML report and the Prefect artifact)."""
-    from tasks.report import ReportError, load_report, write_html
-    from warehouse import Warehouse, warehouse_path
+    from offramp.errors import NoSuchStudy
+    from offramp.tasks.evidence.report import load_report, write_html
+    from offramp.warehouse import Warehouse, warehouse_path
 
     try:
         r = load_report(Warehouse(warehouse_path()), study_id)
-    except ReportError as exc:
+    except NoSuchStudy as exc:
         raise _usage(str(exc)) from None
     _print_report(r)
     if html_path is not None:
@@ -269,8 +271,8 @@ def promote(
     releases_dir: Annotated[Optional[Path], typer.Option("--releases-dir", help="default: $OFFRAMP_RELEASES or ./releases")] = None,
 ) -> None:
     """Pin a study's chosen config as the feature's current release (releases/<feature>.json)."""
-    from tasks.releases import promote as pin
-    from warehouse import Warehouse, warehouse_path
+    from offramp.tasks.watch.releases import promote as pin
+    from offramp.warehouse import Warehouse, warehouse_path
 
     path, entry, warnings = pin(Warehouse(warehouse_path()), study_id, trial_id=trial, force=force, directory=releases_dir)
     for warning in warnings:
@@ -286,7 +288,7 @@ def releases(
     releases_dir: Annotated[Optional[Path], typer.Option("--releases-dir")] = None,
 ) -> None:
     """List a feature's releases; * marks the current one."""
-    from tasks.releases import list_releases
+    from offramp.tasks.watch.releases import list_releases
 
     current, items = list_releases(feature, directory=releases_dir)
     table = Table("version", "action", "study", "trial", "model", "strategy", "test quality", "$ / 1k", "created")
@@ -303,8 +305,8 @@ def rollback(
     releases_dir: Annotated[Optional[Path], typer.Option("--releases-dir")] = None,
 ) -> None:
     """Pin the previous release again (recorded as a new version)."""
-    from tasks.releases import rollback as unpin
-    from warehouse import Warehouse, warehouse_path
+    from offramp.tasks.watch.releases import rollback as unpin
+    from offramp.warehouse import Warehouse, warehouse_path
 
     path, entry = unpin(Warehouse(warehouse_path()), feature, directory=releases_dir)
     console.print(f"{feature}: v{entry['version']} re-pins v{entry['rolled_back_to']} (trial {entry['trial_id']} of "
@@ -314,8 +316,8 @@ def rollback(
 @models_app.command("up")
 def models_up(aliases: Annotated[Optional[list[str]], typer.Argument(help="default: all")] = None) -> None:
     """Start local model servers (one process each, on 127.0.0.1)."""
-    from tasks import local_models
-    from warehouse import state_dir
+    from offramp.tasks.gateway import local_models
+    from offramp.warehouse import state_dir
 
     for s in local_models.up(aliases or None, state_dir()):
         console.print(f"{s.alias}: up at {s.api_base} (pid {s.pid}); litellm model id: local/{s.alias}")
@@ -324,8 +326,8 @@ def models_up(aliases: Annotated[Optional[list[str]], typer.Argument(help="defau
 @models_app.command("down")
 def models_down(aliases: Annotated[Optional[list[str]], typer.Argument(help="default: all")] = None) -> None:
     """Stop local model servers (by PID)."""
-    from tasks import local_models
-    from warehouse import state_dir
+    from offramp.tasks.gateway import local_models
+    from offramp.warehouse import state_dir
 
     stopped = local_models.down(aliases or None, state_dir())
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -334,8 +336,8 @@ def models_down(aliases: Annotated[Optional[list[str]], typer.Argument(help="def
 @models_app.command("status")
 def models_status() -> None:
     """Which local models exist and which servers run."""
-    from tasks import local_models
-    from warehouse import state_dir
+    from offramp.tasks.gateway import local_models
+    from offramp.warehouse import state_dir
 
     table = Table("model id", "running", "healthy", "pid", "api base")
     for s in local_models.status(state_dir()):
@@ -366,7 +368,7 @@ def _check_prefect_server() -> str | None:
     with get_client(sync_client=True) as client:
         problem = client.api_healthcheck()
     if problem is not None:
-        from tasks.errors import UserError
+        from offramp.errors import UserError
 
         raise UserError(
             f"the Prefect server at PREFECT_API_URL={url.split('@')[-1]} does not answer ({type(problem).__name__}: {problem}). "
@@ -390,10 +392,10 @@ def notify(
     it beats litellm's map for that model. Notifying the same model again replaces its date."""
     from pydantic import ValidationError
 
-    from tasks.deprecations import NoticeEntry, check_user_notice, load_price_map, today_utc
-    from tasks.errors import UserError
-    from tasks.registry import discover, features_root
-    from warehouse import Warehouse, records, warehouse_path
+    from offramp.tasks.watch.deprecations import NoticeEntry, check_user_notice, load_price_map, today_utc
+    from offramp.errors import UserError
+    from offramp.tasks.watch.registry import discover, features_root
+    from offramp.warehouse import Warehouse, records, warehouse_path
 
     if withdraw:
         removed = records.withdraw_notice(Warehouse(warehouse_path()), model)
@@ -406,7 +408,7 @@ def notify(
     try:
         entry = NoticeEntry(model=model, retires_on=retires, replacement=replacement, source=source)
     except ValidationError as exc:
-        from search_spaces.validation import problems
+        from offramp.search_spaces.validation import problems
 
         text = problems(exc).replace("field `retires_on`", "--retires").replace("field `model`", "MODEL")
         raise UserError(f"offramp notify: {text} (e.g. --retires 2027-03-31)") from None
@@ -438,8 +440,8 @@ def watch(
     Prefect server (PREFECT_API_URL) it emits one event per feature and retiring model, which
     starts `migrate-feature` where `offramp serve` runs; without one it reports what it would emit."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flows.params import WatchParams
-    from tasks.registry import features_root
+    from offramp.flows.params import WatchParams
+    from offramp.tasks.watch.registry import features_root
 
     horizons = _provider_horizons(provider_horizon)
     url = _check_prefect_server()
@@ -449,7 +451,7 @@ def watch(
         price_map=str(price_map.resolve()) if price_map else None, horizon_days=horizon_days,
         provider_horizon_days=horizons, provider_apis=provider_api or [], emit=emit,
     )
-    from flows.watch_deprecations import watch_deprecations
+    from offramp.flows.watch_deprecations import watch_deprecations
 
     summary = watch_deprecations(params)
     _print_watch(summary, emitted_to=url if emit else None)
@@ -507,9 +509,9 @@ def serve(
     """Register and serve the deployments on the Prefect server in PREFECT_API_URL: migrate-feature
     (started by deprecation events, or by hand from the UI) and watch-deprecations (on a
     schedule). Runs until interrupted; flow runs execute in this machine's processes."""
-    from flows.deployments import build, serve as serve_deployments
-    from flows.params import WatchParams
-    from tasks.registry import features_root
+    from offramp.flows.deployments import build, serve as serve_deployments
+    from offramp.flows.params import WatchParams
+    from offramp.tasks.watch.registry import features_root
 
     url = _check_prefect_server()
     if url is None:
@@ -541,15 +543,15 @@ def main() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    from search_spaces.schema import SpaceError
-    from tasks.errors import UserError
-    from warehouse.db import WarehouseBusy
+    from offramp.search_spaces.schema import SpaceError
+    from offramp.errors import UserError
+    from offramp.warehouse.db import WarehouseBusy
 
     from pydantic import ValidationError
 
     user_errors: tuple[type[BaseException], ...] = (UserError, SpaceError, WarehouseBusy, FileNotFoundError, ValidationError)
     try:
-        from tasks.local_models import LocalModelError
+        from offramp.tasks.gateway.local_models import LocalModelError
 
         user_errors += (LocalModelError,)
     except ImportError:  # pragma: no cover - the module ships with offramp

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flows.params import MigrateParams, WatchParams
-from tasks.deprecations import EVENT
+from offramp.flows.params import MigrateParams, WatchParams
+from offramp.tasks.watch.deprecations import EVENT
 
 MIGRATE_DEPLOYMENT = "on-deprecation"
 WATCH_DEPLOYMENT = "daily"
@@ -44,10 +44,11 @@ def build(
     migrate_defaults: dict[str, Any] | None = None,
     cron: str = DEFAULT_CRON,
 ) -> list:
+    from prefect.deployments.runner import EntrypointType
     from prefect.events import DeploymentEventTrigger
 
-    from flows.migrate_feature import migrate_feature
-    from flows.watch_deprecations import watch_deprecations
+    from offramp.flows.migrate_feature import migrate_feature
+    from offramp.flows.watch_deprecations import watch_deprecations
 
     migrate = migrate_feature.to_deployment(
         name=MIGRATE_DEPLOYMENT,
@@ -60,6 +61,7 @@ def build(
             parameters=trigger_parameters(migrate_defaults),
         )],
         tags=["offramp"],
+        entrypoint_type=EntrypointType.MODULE_PATH,  # a worker imports offramp; it needs no checkout
     )
     watcher = watch_deprecations.to_deployment(
         name=WATCH_DEPLOYMENT,
@@ -67,6 +69,7 @@ def build(
         cron=cron,
         parameters={"params": watch.model_dump(mode="json")},
         tags=["offramp"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
     )
     return [migrate, watcher]
 

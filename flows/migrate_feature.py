@@ -26,21 +26,21 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.params import MigrateParams
-from flows.evidence import judge_front
-from flows.run_search import configs_by_trial_id, search_study, study_front
-from flows.trials import LISTENERS, StudyContext, TrialRun, TrialSummary, evaluate_full, notify
-from search_spaces.schema import Config, Price, SearchSpace, SpaceError, load_space
-from tasks import local_models
-from tasks.errors import UserError
-from tasks.features import Feature, load_feature, load_spec, split_examples
-from tasks.llm import LOCAL_PREFIX, Budget, Gateway
-from tasks.metrics import build_metric
-from tasks.plugins import load_plugins
-from tasks.prices import PriceBook, load_price_file
-from tasks.search import DIRECTIONS, StopSearch
-from tasks.report import front_table, load_report, markdown, write_html
-from warehouse import Warehouse, records, state_dir, warehouse_path
+from offramp.flows.params import MigrateParams
+from offramp.tasks.evidence.judge import judge_front
+from offramp.tasks.study.search import configs_by_trial_id, search_study, study_front
+from offramp.tasks.study.trials import LISTENERS, StudyContext, TrialRun, TrialSummary, evaluate_full, notify
+from offramp.search_spaces.schema import Config, Price, SearchSpace, SpaceError, load_space
+from offramp.tasks.gateway import local_models
+from offramp.errors import BudgetExceeded, UserError
+from offramp.tasks.feature.spec import Feature, load_feature, load_spec, split_examples
+from offramp.tasks.gateway.llm import LOCAL_PREFIX, Budget, Gateway
+from offramp.tasks.feature.metrics import build_metric
+from offramp.tasks.gateway.plugins import load_plugins
+from offramp.tasks.gateway.prices import PriceBook, load_price_file
+from offramp.tasks.search.ask_tell import DIRECTIONS
+from offramp.tasks.evidence.report import front_table, load_report, markdown, write_html
+from offramp.warehouse import Warehouse, records, state_dir, warehouse_path
 
 __all__ = ["LISTENERS", "StudySummary", "migrate_feature", "preflight"]
 
@@ -260,7 +260,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         run = TrialRun(ctx.allocate_trial_id(), role, split, config, examples, source_trial_id=source)
         result = evaluate_full(ctx, run)
         if result.status == "stopped_by_budget":
-            raise StopSearch(result.error or "spend cap reached")
+            raise BudgetExceeded(result.error or "spend cap reached")
         return result
 
     try:
@@ -271,7 +271,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         result = search_study(ctx, params, space, incumbent, candidate_models, splits.dev, study, seed)
         summary.stopped_by = result
         if result == "budget":
-            raise StopSearch("spend cap reached during the search")
+            raise BudgetExceeded("spend cap reached during the search")
         summary.front = study_front(wh, study_id, study)
         configs = configs_by_trial_id(space, incumbent, candidate_models, study)
         summary.trials = [incumbent_dev] + [
@@ -295,7 +295,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         summary.selection = selection.to_dict()
         records.finish_study(wh, study_id, status="completed", selected_trial_id=selection.trial_id,
                              selection=selection.to_dict(), stopped_by=summary.stopped_by)
-    except StopSearch as exc:
+    except BudgetExceeded as exc:
         logger.warning("study %s stopped by its spend cap: %s", study_id, exc)
         records.finish_study(wh, study_id, status="stopped_by_budget", error=str(exc)[:2000], stopped_by="budget")
         summary.status, summary.stopped_by = "stopped_by_budget", "budget"

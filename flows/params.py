@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.select import SelectionPolicy
+from offramp.tasks.evidence.policy import SelectionPolicy
 
 
 class GatewayParams(BaseModel):

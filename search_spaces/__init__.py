@@ -1,0 +1,1 @@
+"""Search spaces (one YAML file each), their schema, and the configs they contain."""

@@ -16,13 +16,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from search_spaces.validation import load_model
+from offramp.errors import SpaceError
+from offramp.search_spaces.validation import load_model
 
 HERE = Path(__file__).parent
-
-
-class SpaceError(ValueError):
-    """A search space file is missing or invalid (the message names file and field)."""
 
 
 class _Frozen(BaseModel):

@@ -1,9 +1,11 @@
-"""The work: gateway, evaluation, prompts and programs, search, statistics, local models.
+"""The work: the Prefect tasks of a study and the functions they call, grouped by seam.
 
-litellm must read its bundled price map, never the network (machines may be offline; a fetch
-blocks for seconds): set before any module of this package imports litellm.
+- `gateway/`: every model call (litellm, cache, retries, spend cap), prices, the local model
+  zoo, the DSPy bridge, plugins.
+- `feature/`: a feature's spec and examples, prompts, metrics, DSPy programs, evaluation.
+- `search/`: the Optuna ask/tell loop with racing, the Pareto front.
+- `study/`: the Prefect tasks a migration composes (prepare, trials stage by stage, the search
+  bound to the warehouse).
+- `evidence/`: paired statistics, the selection policy, judging the front, the report.
+- `watch/`: deprecation sources, the feature registry, releases.
 """
-
-import os
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

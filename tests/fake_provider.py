@@ -18,7 +18,7 @@ import litellm
 from litellm import CustomLLM
 from litellm.types.utils import Choices, Message, ModelResponse, Usage
 
-from search_spaces.schema import Price
+from offramp.search_spaces.schema import Price
 
 Answer = Callable[[list[dict]], str]
 

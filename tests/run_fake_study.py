@@ -34,8 +34,8 @@ def main() -> None:
     provider.add("old", answer=slow_answer(0.02, 2))
     provider.add("good", answer=slow_answer(0.06, 7))
     provider.add("cheap", answer=slow_answer(0.01, 3))
-    from flows.migrate_feature import migrate_feature
-    from flows.params import GatewayParams, MigrateParams
+    from offramp.flows.migrate_feature import migrate_feature
+    from offramp.flows.params import GatewayParams, MigrateParams
 
     summary = migrate_feature(MigrateParams(
         feature_dir=feature_dir, space=space, max_trials=max_trials, trigger="cli", gateway=GatewayParams(concurrency=1),

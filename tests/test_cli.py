@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.helpers import make_feature
 
-OFFRAMP = [sys.executable, "-m", "flows.cli"]
+OFFRAMP = [sys.executable, "-m", "offramp.flows.cli"]
 
 
 def offramp(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -28,7 +28,7 @@ def offramp(*args: str, home: Path, timeout: float = 120) -> subprocess.Complete
 WRITER = textwrap.dedent(
     """
     import datetime as dt, sys, time
-    from warehouse import Warehouse, records
+    from offramp.warehouse import Warehouse, records
     wh = Warehouse(sys.argv[1])
     records.start_study(wh, study_id="s", feature="f", deprecated_model=None, incumbent_model="m", trigger="cli",
                         space_name="x", space={}, params={}, seed=0)
@@ -76,7 +76,7 @@ def test_sql_reads_while_a_study_writes(home):
 
 def test_sql_formats_and_read_only(home):
     home.mkdir(parents=True)
-    from warehouse import Warehouse, records
+    from offramp.warehouse import Warehouse, records
 
     wh = Warehouse(home / "warehouse.duckdb")
     records.start_study(wh, study_id="s1", feature="f", deprecated_model=None, incumbent_model="m", trigger="cli",
@@ -191,7 +191,7 @@ def test_sigterm_stops_the_temporary_prefect_server(tmp_path):
 
     env = {**os.environ, "OFFRAMP_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
     env.pop("PREFECT_API_URL", None)
-    cli = subprocess.Popen([sys.executable, "-m", "flows.cli", "watch", "--features", str(ROOT / "features")],
+    cli = subprocess.Popen([sys.executable, "-m", "offramp.flows.cli", "watch", "--features", str(ROOT / "features")],
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     server = set()
@@ -217,12 +217,12 @@ def test_notify_records_replaces_and_withdraws_a_notice(tmp_path):
     import sys
 
     from tests.conftest import ROOT
-    from warehouse import Warehouse
+    from offramp.warehouse import Warehouse
 
     env = {**os.environ, "OFFRAMP_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
 
     def offramp(*args):
-        return subprocess.run([sys.executable, "-m", "flows.cli", *args, "--features", str(ROOT / "features")],
+        return subprocess.run([sys.executable, "-m", "offramp.flows.cli", *args, "--features", str(ROOT / "features")],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
     first, later = (str(dt.date.today() + dt.timedelta(days=d)) for d in (40, 90))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tasks.compare import (
+from offramp.tasks.evidence.compare import (
     MCNEMAR_EXACT,
     PAIRED_PERMUTATION,
     PairedExample,

@@ -11,16 +11,16 @@ import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.deployments import EVENT_TEMPLATES, trigger_parameters
-from flows.params import MigrateParams, WatchParams
-from tasks.deprecations import (
+from offramp.flows.deployments import EVENT_TEMPLATES, trigger_parameters
+from offramp.flows.params import MigrateParams, WatchParams
+from offramp.tasks.watch.deprecations import (
     Notice, NoticeEntry, assess, canonical, check_user_notice, latest_snapshot, load_notices_file, load_price_map,
     map_notices,
 )
-from tasks.errors import UserError
-from tasks.registry import RegisteredFeature, discover
+from offramp.errors import UserError
+from offramp.tasks.watch.registry import RegisteredFeature, discover
 from tests.helpers import make_feature
-from warehouse import Warehouse, records, warehouse_path
+from offramp.warehouse import Warehouse, records, warehouse_path
 
 TODAY = dt.date(2026, 11, 22)
 MAP = {
@@ -121,7 +121,7 @@ def test_provider_api_reads_shutdown_dates_and_never_leaks_the_key(monkeypatch):
     """OpenAI's GET /v1/models, faked at the network edge."""
     import httpx
 
-    from tasks.deprecations import provider_api_notices
+    from offramp.tasks.watch.deprecations import provider_api_notices
 
     seen = []
 
@@ -202,16 +202,16 @@ def test_trigger_templates_render_with_prefects_renderer():
 
 
 def test_prefect_yaml_matches_the_deployments_offramp_serve_builds():
-    from flows.deployments import DEFAULT_CRON, EVENT, MIGRATE_DEPLOYMENT, WATCH_DEPLOYMENT
+    from offramp.flows.deployments import DEFAULT_CRON, EVENT, MIGRATE_DEPLOYMENT, WATCH_DEPLOYMENT
     from tests.conftest import ROOT
 
     config = yaml.safe_load((ROOT / "prefect.yaml").read_text())
     by_name = {d["name"]: d for d in config["deployments"]}
     migrate, watch = by_name[MIGRATE_DEPLOYMENT], by_name[WATCH_DEPLOYMENT]
-    assert migrate["entrypoint"] == "flows/migrate_feature.py:migrate_feature"
+    assert migrate["entrypoint"] == "offramp.flows.migrate_feature.migrate_feature"
     [trigger] = migrate["triggers"]
     assert trigger["expect"] == [EVENT] and trigger["parameters"]["params"] == EVENT_TEMPLATES
-    assert watch["entrypoint"] == "flows/watch_deprecations.py:watch_deprecations"
+    assert watch["entrypoint"] == "offramp.flows.watch_deprecations.watch_deprecations"
     assert watch["schedules"][0]["cron"] == DEFAULT_CRON
     WatchParams.model_validate(watch["parameters"]["params"])
 
@@ -230,8 +230,8 @@ def write_map(path: Path, dates: dict[str, str]) -> Path:
 
 
 def test_watch_flow_selects_emits_once_and_reemits_on_a_date_change(harness, home, tmp_path: Path):
-    from flows.watch_deprecations import watch_deprecations
-    from tasks.deprecations import today_utc
+    from offramp.flows.watch_deprecations import watch_deprecations
+    from offramp.tasks.watch.deprecations import today_utc
 
     today = today_utc()
     soon, later, far = (str(today + dt.timedelta(days=d)) for d in (30, 60, 400))
@@ -271,7 +271,7 @@ def test_watch_flow_selects_emits_once_and_reemits_on_a_date_change(harness, hom
 
 
 def test_watch_flow_dry_run_emits_nothing_and_a_bad_price_map_is_a_problem(harness, home, tmp_path: Path):
-    from flows.watch_deprecations import watch_deprecations
+    from offramp.flows.watch_deprecations import watch_deprecations
 
     root = tmp_path / "features"
     make_feature(root / "a", incumbent="fake/old")
@@ -286,7 +286,7 @@ def test_watch_flow_dry_run_emits_nothing_and_a_bad_price_map_is_a_problem(harne
 
 
 def test_triggered_study_takes_the_features_space_and_the_replacement_when_it_can_price_it(home, tmp_path: Path):
-    from flows.migrate_feature import preflight
+    from offramp.flows.migrate_feature import preflight
 
     folder = make_feature(tmp_path / "f", extra={"search_space": "space.yaml"})
     from tests.helpers import make_space

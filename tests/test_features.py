@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.errors import UserError
-from tasks.features import load_feature, split_examples
+from offramp.errors import UserError
+from offramp.tasks.feature.spec import load_feature, split_examples
 from tests.conftest import BANK
 from tests.helpers import make_feature
 
@@ -115,7 +115,7 @@ def test_jsonl_with_json_output_and_user_metric(tmp_path):
     (root / "feature.yaml").write_text(yaml.safe_dump(spec))
     feature = load_feature(root)
     assert feature.examples[0].outputs == {"answer": {"x": 1}}
-    from tasks.metrics import build_metric
+    from offramp.tasks.feature.metrics import build_metric
 
     metric = build_metric(feature)
     assert metric.score({"answer": {"x": 1}}, {"answer": {"x": 1}}) == 1.0

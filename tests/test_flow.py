@@ -7,12 +7,12 @@ import json
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.migrate_feature import migrate_feature
-from flows.params import MigrateParams
-from tasks.errors import UserError
-from tasks.pareto import Point, pareto_front
+from offramp.flows.migrate_feature import migrate_feature
+from offramp.flows.params import MigrateParams
+from offramp.errors import UserError
+from offramp.tasks.search.pareto import Point, pareto_front
 from tests.helpers import dspy_reply, make_feature, make_space, oracle
-from warehouse import Warehouse, warehouse_path
+from offramp.warehouse import Warehouse, warehouse_path
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_artifacts_exist_on_the_flow_run(harness, home, fake, tmp_path):
 
 
 def test_local_server_not_up_is_a_clear_error_when_not_allowed_to_start(home):
-    from flows.migrate_feature import ensure_local_models
+    from offramp.flows.migrate_feature import ensure_local_models
 
     with pytest.raises(UserError, match=r"not up: \['qwen2.5-0.5b'\].*offramp models up qwen2.5-0.5b"):
         ensure_local_models.fn(["local/qwen2.5-0.5b", "fake/x"], start=False)

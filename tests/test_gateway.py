@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from tasks.llm import Gateway, LLMRequest, redact
-from tasks.prices import PriceBook
+from offramp.tasks.gateway.llm import Gateway, LLMRequest, redact
+from offramp.tasks.gateway.prices import PriceBook
 from tests import fake_provider as fp
-from warehouse import Warehouse
+from offramp.warehouse import Warehouse
 
 PRICES = PriceBook({"fake/x": fp.FAKE_PRICE, "fake/slow": fp.FAKE_PRICE})
 
@@ -188,8 +188,8 @@ def test_secrets_are_redacted(monkeypatch):
 
 def test_the_cache_key_of_a_local_model_follows_its_weights(monkeypatch):
     """Swapping the weights (or the chat template) behind `local/<alias>` must not serve old answers."""
-    from tasks import local_models
-    from tasks.llm import LLMRequest
+    from offramp.tasks.gateway import local_models
+    from offramp.tasks.gateway.llm import LLMRequest
 
     def key(model="local/smollm2-135m"):
         return LLMRequest(model, [{"role": "user", "content": "hi"}], {"max_tokens": 4}).cache_key

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.migrate_feature import migrate_feature
-from flows.params import GatewayParams, MigrateParams
-from tasks import local_models
+from offramp.flows.migrate_feature import migrate_feature
+from offramp.flows.params import GatewayParams, MigrateParams
+from offramp.tasks.gateway import local_models
 from tests.conftest import BANK
-from warehouse import Warehouse, warehouse_path
+from offramp.warehouse import Warehouse, warehouse_path
 
 pytestmark = pytest.mark.integration
 

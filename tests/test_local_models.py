@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import local_models as lm
-from tasks.local_models import LocalModelError, ModelSpec
+from offramp.tasks.gateway import local_models as lm
+from offramp.tasks.gateway.local_models import LocalModelError, ModelSpec
 
 ALIASES = {"qwen2.5-0.5b", "smollm2-135m", "gemma3-270m"}
 

@@ -5,17 +5,17 @@ import random
 import numpy as np
 import pytest
 
-from search_spaces.schema import Config, Settings
-from tasks.evaluate import bootstrap_interval, evaluate_config
-from tasks.features import load_feature, split_examples
-from tasks.llm import Gateway
-from tasks.metrics import build_metric, json_field_f1, macro_f1
-from tasks.pareto import Point, dominates, pareto_front
-from tasks.prices import PriceBook
-from tasks.prompts import parse_answer
+from offramp.search_spaces.schema import Config, Settings
+from offramp.tasks.feature.evaluate import bootstrap_interval, evaluate_config
+from offramp.tasks.feature.spec import load_feature, split_examples
+from offramp.tasks.gateway.llm import Gateway
+from offramp.tasks.feature.metrics import build_metric, json_field_f1, macro_f1
+from offramp.tasks.search.pareto import Point, dominates, pareto_front
+from offramp.tasks.gateway.prices import PriceBook
+from offramp.tasks.feature.prompts import parse_answer
 from tests import fake_provider as fp
 from tests.helpers import make_feature, oracle
-from warehouse import Warehouse
+from offramp.warehouse import Warehouse
 
 
 def test_macro_f1_known_case():
@@ -76,7 +76,7 @@ def test_all_calls_failing_marks_the_trial_failed(tmp_path, home, fake):
 
 
 def test_demos_make_prompts_longer_and_dearer(tmp_path, home, fake):
-    from tasks.prompts import choose_demos
+    from offramp.tasks.feature.prompts import choose_demos
 
     feature = load_feature(make_feature(tmp_path / "f"))
     splits = split_examples(feature)

@@ -6,17 +6,17 @@ import json
 
 import pytest
 
-from search_spaces.schema import Config, SearchSpace, Settings, SpaceError, Strategy, load_space
-from tasks.errors import UserError
-from tasks.evaluate import evaluate_config
-from tasks.features import load_feature, split_examples
-from tasks.llm import Budget, Gateway
-from tasks.metrics import build_metric
-from tasks.prices import PriceBook
-from tasks.programs import ProgramRunner, compile_program, program_for, program_hash, signature_for
+from offramp.search_spaces.schema import Config, SearchSpace, Settings, SpaceError, Strategy, load_space
+from offramp.errors import UserError
+from offramp.tasks.feature.evaluate import evaluate_config
+from offramp.tasks.feature.spec import load_feature, split_examples
+from offramp.tasks.gateway.llm import Budget, Gateway
+from offramp.tasks.feature.metrics import build_metric
+from offramp.tasks.gateway.prices import PriceBook
+from offramp.tasks.feature.programs import ProgramRunner, compile_program, program_for, program_hash, signature_for
 from tests import fake_provider as fp
 from tests.helpers import make_feature, oracle
-from warehouse import Warehouse
+from offramp.warehouse import Warehouse
 
 PRICES = PriceBook({"fake/good": fp.FAKE_PRICE, "fake/reflect": fp.FAKE_PRICE})
 
@@ -118,8 +118,8 @@ def test_program_runner_renders_dspy_format_and_parses_strictly(setup):
 
 def test_incumbent_strategy_is_the_shipped_prompt_unchanged(setup):
     feature, splits, gateway = setup
-    from tasks.evaluate import prompt_runner
-    from tasks.prompts import render_messages
+    from offramp.tasks.feature.evaluate import prompt_runner
+    from offramp.tasks.feature.prompts import render_messages
 
     cfg = config(Strategy(name="incumbent"))
     render, _ = prompt_runner(feature.spec, cfg, [], None)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.helpers import make_feature, make_space
-from warehouse import Warehouse
+from offramp.warehouse import Warehouse
 
 MAX_TRIALS = 8
 

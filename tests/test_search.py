@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search_spaces.schema import HERE, Config, Settings, load_space
-from tasks.search import (
+from offramp.search_spaces.schema import HERE, Config, Settings, load_space
+from offramp.tasks.search.ask_tell import (
     Limits, Observation, TrialOutcome, all_params, hopeless, naive_swap_params, run_search, search_distributions,
     suggest_config,
 )

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.select import Candidate, SelectionPolicy, select_release, violations
+from offramp.tasks.evidence.policy import Candidate, SelectionPolicy, select_release, violations
 
 
 def cand(trial_id, q, cost, p95, diff, low, high, err=0.0, slices=None):

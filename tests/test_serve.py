@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.helpers import make_feature, make_space
 
-OFFRAMP = [sys.executable, "-m", "flows.cli"]
+OFFRAMP = [sys.executable, "-m", "offramp.flows.cli"]
 
 
 def free_port() -> int:
@@ -180,7 +180,7 @@ def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_the_triggered_mig
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     client = httpx.Client(base_url=api, timeout=10)
     migrate = client.get("/deployments/name/migrate-feature/on-deprecation").json()
-    assert migrate["work_pool_name"] == "offramp" and migrate["entrypoint"] == "flows/migrate_feature.py:migrate_feature"
+    assert migrate["work_pool_name"] == "offramp" and migrate["entrypoint"] == "offramp.flows.migrate_feature.migrate_feature"
     automations = [a for a in client.post("/automations/filter", json={}).json()
                    if a["actions"][0].get("deployment_id") == migrate["id"]]
     assert len(automations) == 1  # serve's trigger for the same deployment was replaced, not doubled

@@ -5,7 +5,8 @@ import datetime as dt
 import duckdb
 import pytest
 
-from warehouse import Warehouse, migrate, records
+from offramp.errors import SchemaError
+from offramp.warehouse import Warehouse, migrate, records
 
 
 def test_fresh_file_gets_schema_and_views(tmp_path):
@@ -46,11 +47,11 @@ def test_gaps_and_bad_names_are_refused(tmp_path):
     folder.mkdir()
     (folder / "0001_a.sql").write_text("CREATE TABLE a (x INTEGER);")
     (folder / "0003_c.sql").write_text("CREATE TABLE c (x INTEGER);")
-    with pytest.raises(migrate.MigrationError, match="expected migration number 0002"):
+    with pytest.raises(SchemaError, match="expected migration number 0002"):
         migrate.migration_files(folder)
     (folder / "0003_c.sql").unlink()
     (folder / "two.sql").write_text("")
-    with pytest.raises(migrate.MigrationError, match="0001_name.sql"):
+    with pytest.raises(SchemaError, match="0001_name.sql"):
         migrate.migration_files(folder)
 
 
@@ -69,7 +70,7 @@ def test_a_newer_database_is_refused(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     migrate.apply_migrations(con)
     con.execute("insert into schema_migrations (version, name) values (99, '0099_future.sql')")
-    with pytest.raises(migrate.MigrationError, match="does not know"):
+    with pytest.raises(SchemaError, match="does not know"):
         migrate.apply_migrations(con)
 
 

@@ -20,16 +20,14 @@ from typing import Any
 
 import duckdb
 
-from warehouse import migrate
+from offramp.errors import WarehouseBusy
+
+from offramp.warehouse import migrate
 
 QUERIES = Path(__file__).parent / "queries"
 _LOCKS: dict[Path, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
 _READY: set[Path] = set()
-
-
-class WarehouseBusy(RuntimeError):
-    """The file stayed locked by another process for longer than the caller was willing to wait."""
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import duckdb
 
+from offramp.errors import SchemaError
+
 HERE = Path(__file__).parent
 MIGRATIONS = HERE / "migrations"
 VIEWS = HERE / "views"
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-
-
-class MigrationError(RuntimeError):
-    """The migration files or the database's recorded schema are inconsistent."""
 
 
 def migration_files(folder: Path = MIGRATIONS) -> list[tuple[int, Path]]:
@@ -31,11 +29,11 @@ def migration_files(folder: Path = MIGRATIONS) -> list[tuple[int, Path]]:
     for path in sorted(folder.glob("*.sql")):
         match = _NAME.match(path.name)
         if not match:
-            raise MigrationError(f"{path}: migration file names must look like 0001_name.sql")
+            raise SchemaError(f"{path}: migration file names must look like 0001_name.sql")
         found.append((int(match.group(1)), path))
     for expected, (number, path) in enumerate(found, start=1):
         if number != expected:
-            raise MigrationError(f"{path}: expected migration number {expected:04d} (no gaps, no duplicates)")
+            raise SchemaError(f"{path}: expected migration number {expected:04d} (no gaps, no duplicates)")
     return found
 
 
@@ -60,7 +58,7 @@ def apply_migrations(con: duckdb.DuckDBPyConnection, folder: Path = MIGRATIONS) 
     files = migration_files(folder)
     known = {number for number, _ in files}
     if applied - known:
-        raise MigrationError(
+        raise SchemaError(
             f"the warehouse has schema versions {sorted(applied - known)} that this offramp does not know: "
             "upgrade offramp or point OFFRAMP_WAREHOUSE at another file"
         )

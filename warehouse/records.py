@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from typing import Any
 
-from warehouse.db import Warehouse, insert_rows, query
+from offramp.warehouse.db import Warehouse, insert_rows, query
 
 
 def _row(record: Any) -> dict[str, Any]:

@@ -14,8 +14,8 @@ import re
 from collections import defaultdict
 from typing import Any
 
-from search_spaces.schema import Config
-from tasks.features import Example, FeatureSpec, OutputField
+from offramp.search_spaces.schema import Config
+from offramp.tasks.feature.spec import Example, FeatureSpec, OutputField
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 
-from flows.trials import TrialSummary
-from tasks.compare import Comparison, PairedExample, compare_paired
-from tasks.features import Example, Feature
-from tasks.prompts import render_input
-from tasks.select import Candidate, Selection, SelectionPolicy, select_release
-from warehouse import Warehouse, records
+from offramp.tasks.study.trials import TrialSummary
+from offramp.tasks.evidence.compare import Comparison, PairedExample, compare_paired
+from offramp.tasks.feature.spec import Example, Feature
+from offramp.tasks.feature.prompts import render_input
+from offramp.tasks.evidence.policy import Candidate, Selection, SelectionPolicy, select_release
+from offramp.warehouse import Warehouse, records
 
 
 def paired(

@@ -26,10 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks import local_models
-from tasks.prices import PriceBook
-from warehouse import Warehouse
-from warehouse.records import CacheEntry, cache_lookup, cache_store
+from offramp.errors import BudgetExceeded
+from offramp.tasks.gateway import local_models
+from offramp.tasks.gateway.prices import PriceBook
+from offramp.warehouse import Warehouse
+from offramp.warehouse.records import CacheEntry, cache_lookup, cache_store
 
 log = logging.getLogger(__name__)
 LOCAL_PREFIX = "local/"
@@ -119,10 +120,6 @@ def is_retryable(exc: BaseException) -> bool:
         return True
     status = getattr(exc, "status_code", None)
     return isinstance(status, int) and (status in (408, 429) or status >= 500)
-
-
-class BudgetExceeded(RuntimeError):
-    """A call was refused because its worst-case cost would break the spend cap."""
 
 
 class Budget:

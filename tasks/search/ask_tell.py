@@ -29,8 +29,9 @@ from typing import Any, Literal
 
 import optuna
 
-from search_spaces.schema import Config, SearchSpace, Settings, Strategy
-from tasks.pareto import Point, dominates, pareto_front
+from offramp.errors import BudgetExceeded
+from offramp.search_spaces.schema import Config, SearchSpace, Settings, Strategy
+from offramp.tasks.search.pareto import Point, dominates, pareto_front
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 DEFAULT_STAGES = (0.2, 0.5, 1.0)
@@ -76,12 +77,8 @@ class TrialOutcome:
 
 
 # evaluate(config, trial number, fraction of dev) -> Observation, or None if the trial could not
-# be measured (failed, or stopped by the spend cap: raise StopSearch for the latter).
+# be measured (failed, or stopped by the spend cap: raise BudgetExceeded for the latter).
 Evaluate = Callable[[Config, int, float], Observation | None]
-
-
-class StopSearch(Exception):
-    """Raised by an evaluator when the study must stop (spend cap)."""
 
 
 def search_distributions(space: SearchSpace, incumbent: Config, candidate_models: Sequence[str]) -> dict[str, list]:
@@ -230,7 +227,7 @@ def run_search(
             for trial, future in futures:
                 try:
                     outcome = future.result()
-                except StopSearch:
+                except BudgetExceeded:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     stop = True
                     continue

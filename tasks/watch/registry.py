@@ -11,9 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.errors import UserError
-from tasks.features import load_spec
-from tasks.releases import list_releases, releases_dir
+from offramp.errors import UserError
+from offramp.tasks.feature.spec import load_spec
+from offramp.tasks.watch.releases import list_releases, releases_dir
 
 
 def features_root(explicit: Path | str | None = None) -> Path:

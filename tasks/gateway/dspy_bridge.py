@@ -24,8 +24,9 @@ import litellm
 from litellm import CustomLLM
 from litellm.types.utils import Choices, Message, ModelResponse, Usage
 
-from tasks.llm import BudgetExceeded, Gateway, LLMRequest
-from warehouse.records import CallRecord
+from offramp.errors import BudgetExceeded, ProviderCallFailed
+from offramp.tasks.gateway.llm import Gateway, LLMRequest
+from offramp.warehouse.records import CallRecord
 
 PROVIDER = "offramp"
 _PASSED_SETTINGS = ("temperature", "max_tokens", "response_format", "stop", "top_p")
@@ -49,10 +50,6 @@ class Session:
 
 
 _SESSIONS: dict[str, Session] = {}
-
-
-class CallFailed(RuntimeError):
-    """A call DSPy made failed after the gateway's retries (it is recorded as a call with its error)."""
 
 
 class _GatewayProvider(CustomLLM):
@@ -82,7 +79,7 @@ class _GatewayProvider(CustomLLM):
         if result.error is not None:
             if result.error.startswith("BudgetExceeded"):
                 raise BudgetExceeded(result.error)
-            raise CallFailed(result.error)
+            raise ProviderCallFailed(result.error)
         prompt_tokens, completion_tokens = result.prompt_tokens or 0, result.completion_tokens or 0
         return ModelResponse(
             model=target,

@@ -28,13 +28,14 @@ from typing import Any, Literal
 import dspy
 from pydantic import create_model
 
-from search_spaces.schema import Config
-from tasks import dspy_bridge
-from tasks.errors import UserError
-from tasks.features import Example, FeatureSpec, OutputField
-from tasks.llm import BudgetExceeded, Gateway
-from tasks.metrics import Metric
-from warehouse.records import CallRecord
+from offramp.search_spaces.schema import Config
+from offramp.tasks.gateway import dspy_bridge
+from offramp.errors import UserError
+from offramp.tasks.feature.spec import Example, FeatureSpec, OutputField
+from offramp.errors import BudgetExceeded
+from offramp.tasks.gateway.llm import Gateway
+from offramp.tasks.feature.metrics import Metric
+from offramp.warehouse.records import CallRecord
 
 _JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool}
 

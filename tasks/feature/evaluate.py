@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from search_spaces.schema import Config
-from tasks.features import Example, FeatureSpec
-from tasks.llm import Gateway, LLMRequest, LLMResult
-from tasks.metrics import Metric
-from tasks.prompts import parse_answer, render_messages, response_format
-from warehouse.records import CallRecord, TrialAggregates
+from offramp.search_spaces.schema import Config
+from offramp.tasks.feature.spec import Example, FeatureSpec
+from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult
+from offramp.tasks.feature.metrics import Metric
+from offramp.tasks.feature.prompts import parse_answer, render_messages, response_format
+from offramp.warehouse.records import CallRecord, TrialAggregates
 
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -86,7 +86,7 @@ def prompt_runner(
         return (lambda e: render_messages(spec, config, demos, e)), (lambda text: parse_answer(spec, config, text))
     if program is None:
         raise ValueError(f"strategy {config.strategy.name} needs a compiled program state")
-    from tasks.programs import ProgramRunner
+    from offramp.tasks.feature.programs import ProgramRunner
 
     runner = ProgramRunner(spec, config, program)
     return runner.messages, runner.parse

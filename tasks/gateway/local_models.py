@@ -1,6 +1,6 @@
 """The local model zoo: small real GGUF models shipped inside PyPI packages, served on 127.0.0.1.
 
-Each model runs in its own detached process (`python -m tasks.local_models serve ...`) wrapping
+Each model runs in its own detached process (`python -m offramp.tasks.gateway.local_models serve ...`) wrapping
 `xllamacpp.Server` (llama.cpp's OpenAI-compatible server), so it outlives the CLI that started it.
 State lives under `<home>/models/`: `files/` (assembled GGUF files, checksum sidecars) and `run/`
 (`<alias>.json` with pid/port, `<alias>.log`). litellm reaches a model as `openai/<alias>` with
@@ -33,6 +33,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict
 
+from offramp.errors import LocalModelError
+
 log = logging.getLogger(__name__)
 
 ZOO_FILE = Path(__file__).with_name("local_models.yaml")
@@ -40,10 +42,6 @@ INSTALL_HINT = "run `./dev install` (or `pip install --no-deps -r requirements-m
 DEFAULT_THREADS = 2  # the reference machines have 2 cores
 _CHUNK = 1 << 20
 _children: dict[int, subprocess.Popen[bytes]] = {}  # servers this process started: polled, so reaped
-
-
-class LocalModelError(RuntimeError):
-    """A user-facing problem with a local model; the message says what to do."""
 
 
 class ModelSpec(BaseModel):
@@ -222,7 +220,7 @@ def _alive(pid: int, alias: str) -> bool:
         if (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
             return False
         argv = (proc / "cmdline").read_bytes().split(b"\0")
-        return b"tasks.local_models" in argv and alias.encode() in argv
+        return b"offramp.tasks.gateway.local_models" in argv and alias.encode() in argv
     except FileNotFoundError:
         return not proc.parent.joinpath("self").exists()  # no procfs at all: trust os.kill
 
@@ -287,16 +285,13 @@ def _start(alias: str, home: Path, threads: int, n_parallel: int, timeout_s: flo
     run = _run_dir(home)
     state_file, log_path = run / f"{alias}.json", run / f"{alias}.log"
     path = model_file(alias, home)
-    env = dict(os.environ)  # make `tasks` importable whatever the working directory
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                       env.get("PYTHONPATH")]))
     for attempt in range(3):  # another program may grab the chosen port before the server binds it
         port, t0 = _free_port(), time.monotonic()
-        cmd = [sys.executable, "-m", "tasks.local_models", "serve", "--alias", alias, "--home", str(home),
+        cmd = [sys.executable, "-m", "offramp.tasks.gateway.local_models", "serve", "--alias", alias, "--home", str(home),
                "--port", str(port), "--threads", str(threads), "--n-parallel", str(n_parallel)]
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)
+                                    start_new_session=True)
         _children[proc.pid] = proc
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         state_file.write_text(json.dumps({"pid": proc.pid, "port": port, "alias": alias,
@@ -394,8 +389,8 @@ def serve(alias: str, home: Path, port: int, threads: int = DEFAULT_THREADS, n_p
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m tasks.local_models serve --alias A --home H --port P [--threads N] [--n-parallel N]`."""
-    parser = argparse.ArgumentParser(prog="python -m tasks.local_models")
+    """`python -m offramp.tasks.gateway.local_models serve --alias A --home H --port P [--threads N] [--n-parallel N]`."""
+    parser = argparse.ArgumentParser(prog="python -m offramp.tasks.gateway.local_models")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="serve one model in the foreground until SIGTERM")
     p.add_argument("--alias", required=True)

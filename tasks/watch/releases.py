@@ -9,7 +9,7 @@ previous one (history is never rewritten). Each action is also a row of the ware
 
 In an application, one call gives a ready-to-call program:
 
-    from tasks.releases import load_release
+    from offramp.tasks.watch.releases import load_release
     route = load_release("releases/bank-support-routing.json")
     route(message="I still have not received my card")   # -> {"queue": "cards"}
 """
@@ -23,12 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from search_spaces.schema import Config, Settings, Strategy
-from tasks.errors import UserError
-from tasks.features import Example, FeatureSpec, load_feature, split_examples
-from tasks.prompts import choose_demos, parse_answer, render_input, render_messages, response_format
-from warehouse import Warehouse
-from warehouse.db import query
+from offramp.search_spaces.schema import Config, Settings, Strategy
+from offramp.errors import UserError
+from offramp.tasks.feature.spec import Example, FeatureSpec, load_feature, split_examples
+from offramp.tasks.feature.prompts import choose_demos, parse_answer, render_input, render_messages, response_format
+from offramp.warehouse import Warehouse
+from offramp.warehouse.db import query
 
 
 def releases_dir(explicit: Path | str | None = None) -> Path:
@@ -180,15 +180,15 @@ class ReleasedProgram:
         self._call_model = call_model or self._litellm
         self._runner = None
         if self.config.strategy.name != "incumbent":  # a compiled program: its adapter renders and parses
-            from tasks.programs import ProgramRunner
+            from offramp.tasks.feature.programs import ProgramRunner
 
             self._runner = ProgramRunner(self.spec, self.config, entry["program"])
 
     def _litellm(self, messages: list[dict], **settings: Any) -> str:
         import litellm
 
-        from tasks.llm import route
-        from warehouse import state_dir
+        from offramp.tasks.gateway.llm import route
+        from offramp.warehouse import state_dir
 
         response = litellm.completion(messages=messages, **{**route(self.config.model, state_dir()), **settings})
         return response.choices[0].message.content or ""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from tasks.errors import UserError
+from offramp.errors import UserError
 
 _LOADED: set[str] = set()
 

@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from warehouse import Warehouse
-from warehouse.db import query
+from offramp.errors import NoSuchStudy
+from offramp.warehouse import Warehouse
+from offramp.warehouse.db import query
 
 QUERIES = {
     "trials": "SELECT * FROM v_trials WHERE study_id = '{id}' ORDER BY trial_id",
@@ -22,10 +23,6 @@ QUERIES = {
     "flips": "SELECT * FROM v_flips WHERE study_id = '{id}'",
     "spend": "SELECT * FROM v_study_spend WHERE study_id = '{id}'",
 }
-
-
-class ReportError(LookupError):
-    """No such study."""
 
 
 def _rows(wh: Warehouse, name: str, study_id: str) -> list[dict[str, Any]]:
@@ -84,7 +81,7 @@ class StudyReport:
 def load_report(wh: Warehouse, study_id: str) -> StudyReport:
     studies = _rows(wh, "report_study", study_id)
     if not studies:
-        raise ReportError(f"no study {study_id!r} in {wh.path}; list them: offramp sql \"select id, feature, status from studies\"")
+        raise NoSuchStudy(f"no study {study_id!r} in {wh.path}; list them: offramp sql \"select id, feature, status from studies\"")
     return StudyReport(
         study=studies[0], trials=_rows(wh, "report_trials", study_id), regressions=_rows(wh, "report_regressions", study_id),
         flips=_rows(wh, "report_flips", study_id), spend=_rows(wh, "report_spend", study_id),

@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from search_spaces.validation import problems as validation_problems
-from tasks.errors import UserError
-from tasks.registry import RegisteredFeature
+from offramp.search_spaces.validation import problems as validation_problems
+from offramp.errors import UserError
+from offramp.tasks.watch.registry import RegisteredFeature
 
 EVENT = "offramp.model.deprecation"  # what the watch emits and migrate-feature's trigger expects
 DEFAULT_HORIZON_DAYS = 120

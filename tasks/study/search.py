@@ -10,12 +10,13 @@ from __future__ import annotations
 import optuna
 from prefect import get_run_logger
 
-from flows.params import MigrateParams
-from flows.trials import StudyContext, TrialRun, evaluate_stage, finish
-from search_spaces.schema import Config, SearchSpace
-from tasks.evaluate import Evaluation, combine
-from tasks.search import DEFAULT_STAGES, Limits, Observation, StopSearch, TrialOutcome, run_search, suggest_config
-from warehouse import Warehouse, records
+from offramp.flows.params import MigrateParams
+from offramp.tasks.study.trials import StudyContext, TrialRun, evaluate_stage, finish
+from offramp.errors import BudgetExceeded
+from offramp.search_spaces.schema import Config, SearchSpace
+from offramp.tasks.feature.evaluate import Evaluation, combine
+from offramp.tasks.search.ask_tell import DEFAULT_STAGES, Limits, Observation, TrialOutcome, run_search, suggest_config
+from offramp.warehouse import Warehouse, records
 
 
 def search_study(
@@ -35,7 +36,7 @@ def search_study(
         budget = ctx.gateway.budget
         if budget is not None and budget.exhausted:
             finish(ctx, run, evaluation, status="stopped_by_budget", stage=fraction)
-            raise StopSearch("spend cap reached")
+            raise BudgetExceeded("spend cap reached")
         if evaluation is None or evaluation.aggregates.status != "completed":
             finish(ctx, run, evaluation, stage=fraction)
             return None

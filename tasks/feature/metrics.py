@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from tasks.errors import UserError
-from tasks.features import Feature
+from offramp.errors import UserError
+from offramp.tasks.feature.spec import Feature
 
 ScoreFn = Callable[[dict[str, Any], "dict[str, Any] | None"], float]
 

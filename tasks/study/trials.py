@@ -15,14 +15,14 @@ import threading
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from search_spaces.schema import Config
-from tasks.evaluate import Evaluation, combine, evaluate_config
-from tasks.features import Example, Feature
-from tasks.llm import Gateway, LLMResult
-from tasks.metrics import Metric
-from tasks.programs import Compiled, compile_key, compile_program
-from tasks.prompts import choose_demos
-from warehouse import Warehouse, records
+from offramp.search_spaces.schema import Config
+from offramp.tasks.feature.evaluate import Evaluation, combine, evaluate_config
+from offramp.tasks.feature.spec import Example, Feature
+from offramp.tasks.gateway.llm import Gateway, LLMResult
+from offramp.tasks.feature.metrics import Metric
+from offramp.tasks.feature.programs import Compiled, compile_key, compile_program
+from offramp.tasks.feature.prompts import choose_demos
+from offramp.warehouse import Warehouse, records
 
 # Progress listeners (the CLI's progress bars). Called from the flow's threads and the gateway's pool.
 LISTENERS: list = []

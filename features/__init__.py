@@ -1,0 +1,1 @@
+"""Example features shipped with offramp (package data: `importlib.resources.files("offramp.features")`)."""
