@@ -4,7 +4,7 @@ Run: `LITELLM_LOCAL_MODEL_COST_MAP=True .venv/bin/python -m bench.search_efficie
 
 A synthetic universe with known truth (no LLM, no network): 8 models x 8 strategy variants (incumbent,
 zero_shot, few_shot k 2/4/8/16, mipro k 4/8) x temperature {0, 0.7} x max_tokens {16, 64} x output_mode
-{text, json_schema} = 512 configs, built by tasks.search.suggest_config from FixedTrials. Per config: a
+{text, json_schema} = 512 configs, built by search_spaces.optuna_space.suggest_config from FixedTrials. Per config: a
 true accuracy on 4 slices (model ability + strategy gain scaled per model + model x strategy/slice/json/
 temperature interactions + per-config noise, seeded); a true answer length (uniform; longer than
 max_tokens = cut off: wrong and an error, so json_schema at 16 tokens breaks Limits' 20% error rate); a
@@ -51,7 +51,8 @@ from optuna._hypervolume import compute_hypervolume  # noqa: E402
 from offramp.errors import BudgetExceeded  # noqa: E402
 from offramp.search_spaces.schema import Config, SearchSpace, Settings, SettingsGrid, StrategyOptions  # noqa: E402
 from offramp.tasks.search.pareto import Point, pareto_front  # noqa: E402
-from offramp.tasks.search.ask_tell import DIRECTIONS, Limits, Observation, run_search, search_distributions, suggest_config  # noqa: E402
+from offramp.search_spaces.optuna_space import search_distributions, suggest_config  # noqa: E402
+from offramp.tasks.search.ask_tell import DIRECTIONS, Limits, Observation, run_search  # noqa: E402
 
 # name, ability (logit), $/M input tokens, $/M output tokens, latency overhead (s), s per output token, latency sigma
 MODELS = (

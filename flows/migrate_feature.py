@@ -311,14 +311,14 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
 
 
 def _check_train_size(feature: Feature, space: SearchSpace, incumbent: Config, n_train: int) -> None:
-    needed = max([incumbent.settings.demos, *[k for o in space.strategies.values() for k in o.k]], default=0)
-    if needed > n_train:
-        raise UserError(
-            f"{feature.spec_path}: field `splits.train`: {n_train} train examples, but the search asks for up to {needed} demos"
-        )
-    compiles = any(name in ("few_shot", "mipro", "gepa") for name in space.strategies)
-    if compiles and n_train < 3:
-        raise UserError(f"{feature.spec_path}: field `splits.train`: compiling strategies need at least 3 train examples")
+    if incumbent.settings.demos > n_train:
+        raise UserError(f"{feature.spec_path}: field `splits.train`: {n_train} train examples, but the incumbent "
+                        f"shows {incumbent.settings.demos} demos")
+    for strategy in space.strategy_variants():
+        needed = strategy.kind.min_train(strategy)
+        if needed > n_train:
+            raise UserError(f"{feature.spec_path}: field `splits.train`: {n_train} train examples, but {strategy.label()} "
+                            f"of the search space needs {needed}")
 
 
 def _publish(summary: StudySummary, wh: Warehouse) -> None:

@@ -2,8 +2,9 @@
 
 A config is what runs a feature: a model (a litellm id, or `local/<alias>` for the bundled local
 models), the instructions, a prompt strategy and decoding settings. A search space names the
-candidate models, the strategies and the values each setting may take; for now offramp evaluates
-its full grid.
+candidate models, the prompt strategies (`search_spaces.strategies`, one class each) with the
+values of their parameters, and the values each setting may take. How an Optuna trial becomes a
+config is `search_spaces.optuna_space`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from offramp.errors import SpaceError
+from offramp.search_spaces.strategies import strategy_class
 from offramp.search_spaces.validation import load_model
 
 HERE = Path(__file__).parent
@@ -40,20 +42,18 @@ class Settings(_Frozen):
     )
 
 
-STRATEGIES = ("incumbent", "zero_shot", "few_shot", "mipro", "gepa")
-StrategyName = Literal["incumbent", "zero_shot", "few_shot", "mipro", "gepa"]
+def _registered(name: str) -> str:
+    strategy_class(name)  # ValueError naming the known strategies
+    return name
+
+
+StrategyName = Annotated[str, AfterValidator(_registered)]
 
 
 class Strategy(_Frozen):
-    """How the prompt is made (see tasks/programs.py for what each strategy does).
-
-    - `incumbent`: the shipped instructions and demos, rendered exactly as shipped (the naive swap).
-    - `zero_shot`: a DSPy Predict of the feature's signature with the incumbent's instructions.
-    - `few_shot`: DSPy BootstrapFewShot with up to `k` demos, compiled on the train split.
-    - `mipro`: DSPy MIPROv2 (auto="light"), `k` demos at most, `budget` trials; proposals by
-      `optimizer_model` (default: the candidate model itself).
-    - `gepa`: DSPy GEPA, reflection by `optimizer_model` (required), `budget` metric calls.
-    """
+    """How one config's prompt is made: a registered prompt strategy (`search_spaces.strategies`:
+    incumbent, zero_shot, few_shot, mipro, gepa) and its parameters (`k` demos, the
+    `optimizer_model` that proposes or reflects, a `budget`)."""
 
     name: StrategyName = "incumbent"
     k: int = Field(default=0, ge=0, le=64)
@@ -62,27 +62,20 @@ class Strategy(_Frozen):
 
     @model_validator(mode="after")
     def _parameters_fit(self) -> Strategy:
-        if self.name == "few_shot" and self.k < 1:
-            raise ValueError("few_shot needs k >= 1 demos")
-        if self.name == "gepa" and not self.optimizer_model:
-            raise ValueError("gepa needs a reflection model (optimizer_model)")
-        if self.name in ("incumbent", "zero_shot") and (self.k or self.optimizer_model or self.budget):
-            raise ValueError(f"{self.name} takes no k, optimizer_model or budget")
+        strategy_class(self.name).check(self)
         return self
 
     @property
+    def kind(self):  # noqa: ANN201 - a PromptStrategy (imported lazily by callers' type checkers)
+        """The registered strategy class behind this config's strategy."""
+        return strategy_class(self.name)
+
+    @property
     def compiles(self) -> bool:
-        return self.name in ("few_shot", "mipro", "gepa")
+        return self.kind.compiles
 
     def label(self) -> str:
-        parts = [self.name]
-        if self.k:
-            parts.append(f"k={self.k}")
-        if self.optimizer_model:
-            parts.append(f"by={self.optimizer_model}")
-        if self.budget:
-            parts.append(f"budget={self.budget}")
-        return " ".join(parts)
+        return self.kind.label(self)
 
 
 class Config(_Frozen):
@@ -99,7 +92,7 @@ class Config(_Frozen):
     def label(self) -> str:
         s = self.settings
         mode = "json" if s.output_mode == "json_schema" else "text"
-        prompt = f"incumbent k={s.demos}" if self.strategy.name == "incumbent" else self.strategy.label()
+        prompt = f"{self.strategy.name} k={s.demos}" if self.strategy.kind.shipped_prompt else self.strategy.label()
         return f"{self.model} {prompt} {mode} t={s.temperature:g} max={s.max_tokens}"
 
 
@@ -160,29 +153,11 @@ class SearchSpace(_Frozen):
         if not strategies:
             raise ValueError("at least one strategy is needed (e.g. `incumbent: {}`)")
         for name, options in strategies.items():
-            if name in ("few_shot", "mipro") and not options.k:
-                raise ValueError(f"{name} needs `k`: a non-empty list of demo counts")
-            if name == "gepa" and not options.optimizer_models:
-                raise ValueError("gepa needs `optimizer_models`: the reflection model(s) it may use")
-            if name in ("incumbent", "zero_shot") and (options.k or options.optimizer_models or options.budget):
-                raise ValueError(f"{name} takes no parameters")
-            if len(set(options.k)) != len(options.k) or any(k < 1 for k in options.k):
-                raise ValueError(f"{name}.k must be distinct positive demo counts, got {options.k}")
+            strategy_class(name).check_options(options)
         return strategies
 
     def strategy_variants(self) -> list[Strategy]:
-        variants = []
-        for name, options in self.strategies.items():
-            if name in ("incumbent", "zero_shot"):
-                variants.append(Strategy(name=name))
-            elif name == "few_shot":
-                variants += [Strategy(name=name, k=k) for k in options.k]
-            elif name == "mipro":
-                for k, optimizer in itertools.product(options.k, options.optimizer_models or [None]):
-                    variants.append(Strategy(name=name, k=k, optimizer_model=optimizer, budget=options.budget))
-            else:
-                variants += [Strategy(name=name, optimizer_model=m, budget=options.budget) for m in options.optimizer_models]
-        return variants
+        return [v for name, options in self.strategies.items() for v in strategy_class(name).variants(options)]
 
     def optimizer_models(self) -> list[str]:
         return sorted({m for options in self.strategies.values() for m in options.optimizer_models})
@@ -197,7 +172,7 @@ class SearchSpace(_Frozen):
         ):
             if model in exclude_models:
                 continue
-            demos = incumbent.settings.demos if strategy.name == "incumbent" else 0
+            demos = incumbent.settings.demos if strategy.kind.shipped_prompt else 0
             settings = Settings(temperature=temperature, max_tokens=max_tokens, output_mode=mode, demos=demos)
             configs.append(Config(model=model, instructions=incumbent.instructions, strategy=strategy, settings=settings))
         return configs

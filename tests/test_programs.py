@@ -16,6 +16,7 @@ from offramp.tasks.gateway.prices import PriceBook
 from offramp.tasks.feature.programs import ProgramRunner, compile_program, program_for, program_hash, signature_for
 from tests import fake_provider as fp
 from tests.helpers import make_feature, oracle
+from tests.test_strategies import compilable
 from offramp.warehouse import Warehouse
 
 PRICES = PriceBook({"fake/good": fp.FAKE_PRICE, "fake/reflect": fp.FAKE_PRICE})
@@ -35,15 +36,7 @@ def config(strategy: Strategy, **settings) -> Config:
     return Config(model="fake/good", instructions="Route it.", strategy=strategy, settings=Settings(max_tokens=64, **settings))
 
 
-STRATEGIES = [
-    Strategy(name="zero_shot"),
-    Strategy(name="few_shot", k=3),
-    Strategy(name="mipro", k=2, budget=3),
-    Strategy(name="gepa", optimizer_model="fake/reflect", budget=30),
-]
-
-
-@pytest.mark.parametrize("strategy", STRATEGIES, ids=lambda s: s.name)
+@pytest.mark.parametrize("strategy", compilable(), ids=lambda s: s.name)
 def test_each_strategy_compiles_round_trips_and_evaluates(setup, strategy):
     feature, splits, gateway = setup
     metric = build_metric(feature)

@@ -8,10 +8,8 @@ import optuna
 import pytest
 
 from offramp.search_spaces.schema import HERE, Config, Settings, load_space
-from offramp.tasks.search.ask_tell import (
-    Limits, Observation, TrialOutcome, all_params, hopeless, naive_swap_params, run_search, search_distributions,
-    suggest_config,
-)
+from offramp.search_spaces.optuna_space import all_params, naive_swap_params, search_distributions, suggest_config
+from offramp.tasks.search.ask_tell import Limits, Observation, TrialOutcome, hopeless, run_search
 
 SHIPPED = sorted(HERE.glob("*.yaml"))
 INCUMBENT = Config(model="local/smollm2-135m", instructions="Route it.", settings=Settings(max_tokens=16, demos=14))

@@ -82,7 +82,7 @@ def prompt_runner(
 ) -> tuple[Callable[[Example], list[dict]], Callable[[str | None], dict | None]]:
     """(render, parse) for a config: the shipped prompt for strategy `incumbent`, else the DSPy
     program's adapter on its compiled state."""
-    if config.strategy.name == "incumbent":
+    if config.strategy.kind.shipped_prompt:
         return (lambda e: render_messages(spec, config, demos, e)), (lambda text: parse_answer(spec, config, text))
     if program is None:
         raise ValueError(f"strategy {config.strategy.name} needs a compiled program state")

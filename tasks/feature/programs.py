@@ -5,10 +5,10 @@ strings, a label output is a `Literal` of the labels, a number a float, free tex
 JSON output a pydantic model built from its JSON schema. A program is `dspy.Predict(signature)`
 with its demos; its state (instructions + demos) is saved as DSPy JSON and hashed.
 
-Strategies (search_spaces.schema.Strategy): `incumbent` is not DSPy at all (the shipped prompt,
-rendered by tasks.prompts); `zero_shot` is the uncompiled Predict; `few_shot` (BootstrapFewShot over at most 4k train examples, so its cost is bounded),
-`mipro` (MIPROv2) and `gepa` (GEPA) compile on the train split only, holding out part of train
-as their own validation set: dev and test never reach an optimizer.
+The prompt strategies are classes in one registry (`offramp.search_spaces.strategies`): each
+names its compile step and its runner (the DSPy adapter). This module gives them what they need:
+the program, train split in two (optimizers validate on a third of train: dev and test never
+reach an optimizer), the metric in DSPy's shapes, and LMs routed through the gateway.
 
 Evaluation renders and parses with the same DSPy adapter a released program uses at run time
 (ChatAdapter for text, JSONAdapter for JSON output; no fallback to a second call), so one example
@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import random
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -29,6 +28,7 @@ import dspy
 from pydantic import create_model
 
 from offramp.search_spaces.schema import Config
+from offramp.search_spaces.strategies import CompileJob, split_train
 from offramp.tasks.gateway import dspy_bridge
 from offramp.errors import UserError
 from offramp.tasks.feature.spec import Example, FeatureSpec, OutputField
@@ -83,10 +83,11 @@ def signature_for(spec: FeatureSpec, instructions: str) -> type[dspy.Signature]:
 
 
 def adapter_for(config: Config) -> dspy.Adapter:
-    """The adapter a program of this config runs with (no second-call fallback)."""
-    if config.settings.output_mode == "json_schema":
-        return dspy.JSONAdapter()
-    return dspy.ChatAdapter(use_json_adapter_fallback=False)
+    """The adapter a program of this config runs with: its strategy's runner."""
+    adapter = config.strategy.kind.adapter(config.settings.output_mode)
+    if adapter is None:
+        raise ValueError(f"strategy {config.strategy.name} renders the shipped prompt, not a DSPy program")
+    return adapter
 
 
 def program_for(spec: FeatureSpec, instructions: str, state: dict[str, Any] | None = None) -> dspy.Predict:
@@ -197,70 +198,36 @@ def compile_key(spec: FeatureSpec, config: Config, train: Sequence[Example], see
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _split_train(train: Sequence[Example], seed: int) -> tuple[list[Example], list[Example]]:
-    """Optimizers validate on a third of train (never on dev/test)."""
-    order = list(train)
-    random.Random(seed).shuffle(order)
-    cut = max(1, len(order) * 2 // 3)
-    return order[:cut], order[cut:] or order[:1]
-
-
-def _optimizer(config: Config, metric_fn, spec: FeatureSpec, metric: Metric, current: dspy_bridge.Session, seed: int):
-    strategy = config.strategy
-    if strategy.name == "few_shot":
-        return dspy.BootstrapFewShot(
-            metric=metric_fn, max_bootstrapped_demos=strategy.k, max_labeled_demos=strategy.k, max_rounds=1, max_errors=1_000_000
-        )
-    if strategy.name == "mipro":
-        proposer = dspy_bridge.lm(current, strategy.optimizer_model or config.model, temperature=1.0, max_tokens=512)
-        options: dict[str, Any] = {"auto": "light"} if strategy.budget is None else {"auto": None, "num_candidates": 3}
-        return dspy.MIPROv2(
-            metric=metric_fn, prompt_model=proposer, max_bootstrapped_demos=strategy.k, max_labeled_demos=strategy.k,
-            num_threads=current.gateway.concurrency, seed=seed, verbose=False, track_stats=False,
-            max_errors=1_000_000, **options,
-        )
-    reflection = dspy_bridge.lm(current, strategy.optimizer_model, temperature=1.0, max_tokens=1024)
-    budget = {"max_metric_calls": strategy.budget} if strategy.budget else {"auto": "light"}
-    return dspy.GEPA(
-        metric=gepa_metric(spec, metric), reflection_lm=reflection, num_threads=current.gateway.concurrency,
-        seed=seed, track_stats=False, use_merge=False, **budget,
-    )
-
-
 def compile_program(
     spec: FeatureSpec, metric: Metric, config: Config, train: Sequence[Example], gateway: Gateway, *,
     seed: int, study_id: str | None = None, trial_id: int | None = None,
 ) -> Compiled:
-    """Compile `config`'s strategy on the train split; every optimizer call goes through the
-    gateway and is returned (purpose=optimize). A spend cap reached mid-way stops it cleanly."""
-    strategy = config.strategy
-    if strategy.name == "incumbent":
-        raise ValueError("the incumbent strategy is not a DSPy program")
-    if strategy.name in ("few_shot", "mipro") and strategy.k > len(train):
-        raise UserError(f"splits.train: {len(train)} train examples cannot give k={strategy.k} demos for {strategy.name}")
+    """Compile `config`'s strategy on the train split (its registered compile step); every
+    optimizer call goes through the gateway and is returned (purpose=optimize). A spend cap
+    reached mid-way stops it cleanly."""
+    strategy, kind = config.strategy, config.strategy.kind
+    if kind.shipped_prompt:
+        raise ValueError(f"the {strategy.name} strategy is not a DSPy program")
+    if kind.min_train(strategy) > len(train):
+        raise UserError(f"splits.train: {len(train)} train examples are too few for {strategy.label()} "
+                        f"(it needs {kind.min_train(strategy)})")
     started = time.perf_counter()
     student = program_for(spec, config.instructions)
-    if not strategy.compiles:
+    if not kind.compiles:
         state = program_state(student)
         return Compiled("compiled", state, program_hash(state), [], time.perf_counter() - started)
     with dspy_bridge.session(gateway, study_id=study_id, trial_id=trial_id, purpose="optimize") as current:
+        fit, val = split_train(train, seed)
+        job = CompileJob(
+            student=student, fit=to_dspy_examples(spec, fit), val=to_dspy_examples(spec, val),
+            metric=dspy_metric(spec, metric), feedback_metric=gepa_metric(spec, metric),
+            lm=lambda model, **settings: dspy_bridge.lm(current, model, **settings), model=config.model,
+            threads=gateway.concurrency, seed=seed,
+        )
         task_lm = dspy_bridge.lm(current, config.model, temperature=config.settings.temperature, max_tokens=config.settings.max_tokens)
-        metric_fn = dspy_metric(spec, metric)
-        fit, val = _split_train(train, seed)
         try:
             with dspy.context(lm=task_lm, adapter=adapter_for(config)):
-                optimizer = _optimizer(config, metric_fn, spec, metric, current, seed)
-                if strategy.name == "few_shot":
-                    # bounded cost: bootstrap from at most 4k examples; labelled demos fill the rest
-                    compiled = optimizer.compile(student, trainset=to_dspy_examples(spec, fit[: 4 * strategy.k]))
-                elif strategy.name == "mipro":
-                    extra = {"num_trials": strategy.budget} if strategy.budget else {}
-                    compiled = optimizer.compile(
-                        student, trainset=to_dspy_examples(spec, fit), valset=to_dspy_examples(spec, val),
-                        minibatch_size=min(35, len(val)), **extra,
-                    )
-                else:
-                    compiled = optimizer.compile(student, trainset=to_dspy_examples(spec, fit), valset=to_dspy_examples(spec, val))
+                compiled = kind.compile(job, strategy)
         except BudgetExceeded as exc:
             return Compiled("stopped_by_budget", None, None, list(current.calls), time.perf_counter() - started, str(exc))
         except Exception as exc:  # noqa: BLE001 - a budget hit inside DSPy's threads may surface wrapped

@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import itertools
 import random
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Literal
 
 import optuna
 
 from offramp.errors import BudgetExceeded
-from offramp.search_spaces.schema import Config, SearchSpace, Settings, Strategy
+from offramp.search_spaces.optuna_space import all_params, config_from_params, naive_swap_params, suggest_config
+from offramp.search_spaces.schema import Config, SearchSpace
 from offramp.tasks.search.pareto import Point, dominates, pareto_front
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
@@ -79,49 +79,6 @@ class TrialOutcome:
 # evaluate(config, trial number, fraction of dev) -> Observation, or None if the trial could not
 # be measured (failed, or stopped by the spend cap: raise BudgetExceeded for the latter).
 Evaluate = Callable[[Config, int, float], Observation | None]
-
-
-def search_distributions(space: SearchSpace, incumbent: Config, candidate_models: Sequence[str]) -> dict[str, list]:
-    """The categorical choices of every parameter, widened so the naive swap is representable."""
-    g = space.settings
-    strategies = list(dict.fromkeys(["incumbent", *space.strategies]))
-    return {
-        "model": list(candidate_models),
-        "strategy": strategies,
-        "temperature": sorted(set(g.temperature) | {incumbent.settings.temperature}),
-        "max_tokens": sorted(set(g.max_tokens) | {incumbent.settings.max_tokens}),
-        "output_mode": list(dict.fromkeys([*g.output_mode, incumbent.settings.output_mode])),
-    }
-
-
-def suggest_config(trial: optuna.trial.BaseTrial, space: SearchSpace, incumbent: Config, candidate_models: Sequence[str]) -> Config:
-    """One config from an Optuna trial (a real Trial or a FixedTrial). Strategy parameters are
-    conditional: `few_shot.k` exists only when the strategy is few_shot, and so on."""
-    choices = search_distributions(space, incumbent, candidate_models)
-    model = trial.suggest_categorical("model", choices["model"])
-    name = trial.suggest_categorical("strategy", choices["strategy"])
-    options = space.strategies.get(name)
-    k = optimizer = budget = None
-    if name in ("few_shot", "mipro") and options is not None:
-        k = trial.suggest_categorical(f"{name}.k", options.k)
-    if name in ("mipro", "gepa") and options is not None and options.optimizer_models:
-        optimizer = trial.suggest_categorical(f"{name}.optimizer_model", options.optimizer_models)
-    if name in ("mipro", "gepa") and options is not None:
-        budget = options.budget
-    settings = Settings(
-        temperature=trial.suggest_categorical("temperature", choices["temperature"]),
-        max_tokens=trial.suggest_categorical("max_tokens", choices["max_tokens"]),
-        output_mode=trial.suggest_categorical("output_mode", choices["output_mode"]),
-        demos=incumbent.settings.demos if name == "incumbent" else 0,
-    )
-    strategy = Strategy(name=name, k=k or 0, optimizer_model=optimizer, budget=budget)
-    return Config(model=model, instructions=incumbent.instructions, strategy=strategy, settings=settings)
-
-
-def naive_swap_params(incumbent: Config, model: str) -> dict:
-    s = incumbent.settings
-    return {"model": model, "strategy": "incumbent", "temperature": s.temperature, "max_tokens": s.max_tokens,
-            "output_mode": s.output_mode}
 
 
 def make_sampler(name: SamplerName, seed: int) -> optuna.samplers.BaseSampler:
@@ -255,7 +212,7 @@ def _ask_new(
         study.sampler = make_sampler(sampler, seed + 7919 * attempt)
         if attempt == DUPLICATE_ASKS:
             untried = [p for p in all_params(space, incumbent, models)
-                       if suggest_config(optuna.trial.FixedTrial(p), space, incumbent, models).config_hash() not in seen]
+                       if config_from_params(p, space, incumbent, models).config_hash() not in seen]
             if not untried:
                 return None
             study.enqueue_trial(untried[random.Random(seed).randrange(len(untried))])
@@ -267,22 +224,6 @@ def _ask_new(
         trial.set_user_attr("duplicate", True)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     return None
-
-
-def all_params(space: SearchSpace, incumbent: Config, models: Sequence[str]) -> list[dict]:
-    """Every point of the space as Optuna params (conditional parameters included)."""
-    choices = search_distributions(space, incumbent, models)
-    points = []
-    for model, strategy, temperature, max_tokens, mode in itertools.product(*choices.values()):
-        base = {"model": model, "strategy": strategy, "temperature": temperature, "max_tokens": max_tokens, "output_mode": mode}
-        options = space.strategies.get(strategy)
-        extra: list[list[tuple[str, Any]]] = []
-        if options is not None and strategy in ("few_shot", "mipro"):
-            extra.append([(f"{strategy}.k", k) for k in options.k])
-        if options is not None and strategy in ("mipro", "gepa") and options.optimizer_models:
-            extra.append([(f"{strategy}.optimizer_model", m) for m in options.optimizer_models])
-        points += [{**base, **dict(combo)} for combo in itertools.product(*extra)]
-    return points
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, limits: Limits) -> None:
@@ -334,7 +275,7 @@ def _config_of(t: optuna.trial.FrozenTrial, space, incumbent, models) -> Config 
     if not t.params:
         return None
     try:
-        return suggest_config(optuna.trial.FixedTrial(t.params), space, incumbent, models)
+        return config_from_params(t.params, space, incumbent, models)
     except ValueError:
         return None
 

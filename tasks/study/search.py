@@ -15,7 +15,8 @@ from offramp.tasks.study.trials import StudyContext, TrialRun, evaluate_stage, f
 from offramp.errors import BudgetExceeded
 from offramp.search_spaces.schema import Config, SearchSpace
 from offramp.tasks.feature.evaluate import Evaluation, combine
-from offramp.tasks.search.ask_tell import DEFAULT_STAGES, Limits, Observation, TrialOutcome, run_search, suggest_config
+from offramp.search_spaces.optuna_space import config_from_params
+from offramp.tasks.search.ask_tell import DEFAULT_STAGES, Limits, Observation, TrialOutcome, run_search
 from offramp.warehouse import Warehouse, records
 
 
@@ -103,5 +104,5 @@ def configs_by_trial_id(space: SearchSpace, incumbent: Config, candidate_models:
     for t in study.get_trials(deepcopy=False):
         trial_id = t.user_attrs.get("offramp_trial_id")
         if trial_id is not None and t.params:
-            out[trial_id] = suggest_config(optuna.trial.FixedTrial(t.params), space, incumbent, candidate_models)
+            out[trial_id] = config_from_params(t.params, space, incumbent, candidate_models)
     return out

@@ -101,7 +101,7 @@ def start(ctx: StudyContext, run: TrialRun) -> None:
     """Record the trial and prepare its prompt: the shipped demos, or a DSPy program compiled on
     train (once per compile key; reused from the warehouse afterwards)."""
     spec = ctx.feature.spec
-    key = compile_key(spec, run.config, ctx.train, ctx.seed) if run.config.strategy.name != "incumbent" else None
+    key = compile_key(spec, run.config, ctx.train, ctx.seed) if not run.config.strategy.kind.shipped_prompt else None
     records.start_trial(
         ctx.wh, study_id=ctx.study_id, trial_id=run.trial_id, role=run.role, split=run.split,
         source_trial_id=run.source_trial_id, config_hash=run.config.config_hash(), model=run.config.model,

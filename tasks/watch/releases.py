@@ -127,7 +127,7 @@ def promote(
         "evidence": json.loads(row["selection"]).get("reason") if row["selection"] else None,
         "created_at": dt.datetime.now().isoformat(timespec="seconds"),
     }
-    if strategy.name == "incumbent":
+    if strategy.kind.shipped_prompt:
         feature = load_feature(spec_path)
         splits = split_examples(feature, max_examples=params.get("max_examples"), seed=seed)
         entry["prompt"] = _shipped_prompt(spec, config, choose_demos(spec, splits.train, settings.demos, seed))
@@ -179,7 +179,7 @@ class ReleasedProgram:
                              strategy=Strategy.model_validate(entry["strategy"]), settings=Settings.model_validate(entry["settings"]))
         self._call_model = call_model or self._litellm
         self._runner = None
-        if self.config.strategy.name != "incumbent":  # a compiled program: its adapter renders and parses
+        if not self.config.strategy.kind.shipped_prompt:  # a DSPy program: its adapter renders and parses
             from offramp.tasks.feature.programs import ProgramRunner
 
             self._runner = ProgramRunner(self.spec, self.config, entry["program"])
