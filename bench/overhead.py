@@ -65,7 +65,7 @@ def run_trial(wh: Warehouse, gateway: Gateway, spec: FeatureSpec, metric: Metric
     records.start_trial(wh, study_id="bench", trial_id=trial_id, role="candidate", split="dev", source_trial_id=None,
                         config_hash=config.config_hash(), model=config.model, settings=config.settings.model_dump(mode="json"))
     evaluation = evaluate_config(spec, metric, config, examples, gateway, study_id="bench", trial_id=trial_id)
-    records.finish_trial(wh, study_id="bench", trial_id=trial_id, aggregates=evaluation.aggregates, calls=evaluation.calls)
+    records.finish_trial(wh, study_id="bench", trial_id=trial_id, measurement=evaluation.measurement, calls=evaluation.calls)
     return time.perf_counter() - started, evaluation
 
 
@@ -117,7 +117,7 @@ def measure(n: int, d_calls: int) -> dict[str, Any]:
 
         seconds_c, ev_c = run_trial(wh, gateway(wh, 1), spec, metric, config, examples, trial_id=1)
         assert all(c.cache_hit for c in ev_c.calls), "(c) must be served entirely from the cache"
-        assert ev_c.aggregates.quality == ev_b.aggregates.quality
+        assert ev_c.measurement.quality == ev_b.measurement.quality
 
         assert d_calls <= n, "(d) needs distinct requests: --d-calls <= --n"
         slow = config.model_copy(update={"model": "fake/slow"})

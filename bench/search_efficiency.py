@@ -11,7 +11,7 @@ max_tokens = cut off: wrong and an error, so json_schema at 16 tokens breaks Lim
 true price per request (prompt tokens incl. demos x input price + E[output tokens] x output price); a
 lognormal latency (p95 analytic). Dev = 200 slice-tagged examples; evaluating on a fraction f draws the
 first ceil(200 f) answers from an rng seeded by (repetition seed, config), so a re-evaluated prefix gives
-the same answers (like offramp's cache). quality_high = Wilson 95% upper bound. CALLS = distinct
+the same answers (like offramp's cache). quality_ci_high = Wilson 95% upper bound. CALLS = distinct
 (config, example) pairs evaluated.
 
 Methods, at 10/25/50% of the grid's calls (512 x 200): grid (every config on all of dev in ONE fixed
@@ -52,7 +52,8 @@ from offramp.errors import BudgetExceeded  # noqa: E402
 from offramp.search_spaces.schema import Config, SearchSpace, Settings, SettingsGrid, StrategyOptions  # noqa: E402
 from offramp.tasks.search.pareto import Point, pareto_front  # noqa: E402
 from offramp.search_spaces.optuna_space import search_distributions, suggest_config  # noqa: E402
-from offramp.tasks.search.ask_tell import DIRECTIONS, Limits, Observation, run_search  # noqa: E402
+from offramp.tasks.search.ask_tell import DIRECTIONS, Limits, run_search  # noqa: E402
+from offramp.warehouse.records import TrialMeasurement  # noqa: E402
 
 # name, ability (logit), $/M input tokens, $/M output tokens, latency overhead (s), s per output token, latency sigma
 MODELS = (
@@ -178,7 +179,7 @@ class Simulator:
     def calls(self) -> int:
         return sum(self.seen.values())
 
-    def observe(self, i: int, n: int) -> Observation:
+    def observe(self, i: int, n: int) -> TrialMeasurement:
         """Evaluate config i on the first n dev examples; BudgetExceeded if the new calls exceed the budget."""
         new = max(0, n - self.seen.get(i, 0))
         if self.calls + new > self.budget:
@@ -196,7 +197,8 @@ class Simulator:
         correct, cut, cost, latency = (x[:n] for x in self._draws[i])
         p, z = float(correct.mean()), 1.96
         high = (p + z * z / (2 * n) + z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)
-        return Observation(p, min(1.0, high), 1000 * float(cost.mean()), float(np.percentile(latency, 95)), float(cut.mean()), n)
+        return TrialMeasurement(quality=p, quality_ci_high=min(1.0, high), cost_per_1k_usd=1000 * float(cost.mean()),
+                                latency_p95_s=float(np.percentile(latency, 95)), error_rate=float(cut.mean()), n_examples=n)
 
 
 @dataclasses.dataclass
@@ -210,7 +212,7 @@ class Run:
     stopped_by: str | None = "budget"
 
 
-def returned_front(done: list[tuple[int, Observation]]) -> set[int]:
+def returned_front(done: list[tuple[int, TrialMeasurement]]) -> set[int]:
     ok = [(i, o.quality, o.cost_per_1k_usd, o.latency_p95_s) for i, o in done
           if all(v <= 0 for v in LIMITS.violations(o).values())]
     return front_of(ok)
@@ -231,14 +233,14 @@ SAMPLER = "tpe"
 
 
 def run_offramp(u: Universe, sim: Simulator, seed: int, stages: tuple[float, ...]) -> Run:
-    def evaluate(config: Config, number: int, fraction: float) -> Observation:
+    def evaluate(config: Config, number: int, fraction: float) -> TrialMeasurement:
         return sim.observe(u.index[config.config_hash()], math.ceil(fraction * N_DEV - 1e-9))
 
     study = optuna.create_study(directions=DIRECTIONS)
     result = run_search(study, u.space, u.incumbent, u.space.models, evaluate, seed=seed,
                         max_trials=MAX_TRIALS, stages=stages, sampler=SAMPLER)
-    done = [(u.index[o.config.config_hash()], o.observation) for o in result.outcomes
-            if o.state == "complete" and o.observation is not None]
+    done = [(u.index[o.config.config_hash()], o.measurement) for o in result.outcomes
+            if o.state == "complete" and o.measurement is not None]
     pruned = [u.index[o.config.config_hash()] for o in result.outcomes if o.state == "pruned"]
     never_completed = (set(pruned) - {i for i, _ in done}) & u.true_front
     return Run(returned_front(done), sim.calls, len(result.outcomes), len(sim.seen), len(pruned),

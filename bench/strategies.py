@@ -56,7 +56,7 @@ from offramp.tasks.gateway.prices import PriceBook  # noqa: E402
 from offramp.tasks.feature.programs import compile_program  # noqa: E402
 from offramp.tasks.feature.prompts import choose_demos  # noqa: E402
 from offramp.warehouse import Warehouse  # noqa: E402
-from offramp.warehouse.records import TrialAggregates  # noqa: E402
+from offramp.warehouse.records import TrialMeasurement  # noqa: E402
 
 FEATURE_DIR = Path(__file__).resolve().parent.parent / "features" / "bank-support-routing"
 MODELS = ("local/qwen2.5-0.5b", "local/smollm2-135m", "local/gemma3-270m")
@@ -110,7 +110,7 @@ def run_one(feature: Feature, metric: Metric, splits: Splits, gateway: Gateway, 
         program = compiled.state
     for split, examples in (("dev", splits.dev), ("test", splits.test)):
         evaluation = evaluate_config(spec, metric, config, examples, gateway, demos=demos, program=program, seed=seed)
-        a: TrialAggregates = evaluation.aggregates
+        a: TrialMeasurement = evaluation.measurement
         setattr(row, split, dataclasses.asdict(a))
         if a.status != "completed":
             row.status, row.error = a.status, a.error

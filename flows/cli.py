@@ -65,11 +65,11 @@ class _ProgressView:
         elif event == "call_done" and data["trial_id"] in self.tasks:
             self.progress.advance(self.tasks[data["trial_id"]])
         elif event == "trial_finished":
-            s = data["summary"]
-            task_id = self.tasks.get(s.trial_id)
+            t = data["trial"]
+            task_id = self.tasks.get(t.trial_id)
             if task_id is not None:
-                quality = "failed" if s.quality is None else f"quality {s.quality:.3f}"
-                self.progress.update(task_id, description=f"trial {s.trial_id:>2} {s.split:<4} {s.label}  [bold]{quality}[/]")
+                quality = "failed" if t.measurement.quality is None else f"quality {t.measurement.quality:.3f}"
+                self.progress.update(task_id, description=f"trial {t.trial_id:>2} {t.split:<4} {t.label}  [bold]{quality}[/]")
 
 
 def _run_migration(params) -> object:
@@ -77,7 +77,7 @@ def _run_migration(params) -> object:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from offramp.flows import migrate_feature as mf
 
-    mf.preflight(params)  # bad input fails here, fast, before Prefect starts
+    mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
 
     view = _ProgressView()
     mf.LISTENERS.append(view)

@@ -1,8 +1,15 @@
-"""An OFFRAMP_PLUGINS entry for tests that run flows in other processes (`offramp serve` spawns
-one per flow run): registers the fake provider with an incumbent `fake/old` that is right two
-times in three and candidates `fake/good` (always right) and `fake/cheap` (right two in three)."""
+"""OFFRAMP_PLUGINS entries for tests that run flows or tasks in other processes (`offramp serve`
+spawns one per flow run; a Dask worker runs tasks): they register the fake provider.
+
+- `install`: an incumbent `fake/old` right two times in three, candidates `fake/good` (always
+  right) and `fake/cheap` (right two in three), instantly.
+- `install_slow`: the same three models with a latency that grows with the prompt (deterministic
+  enough to order configs on latency), each wrong on a fixed subset of inputs.
+"""
 
 from __future__ import annotations
+
+import time
 
 from tests import fake_provider
 from tests.helpers import dspy_reply, oracle
@@ -23,3 +30,22 @@ def install() -> None:
     provider.add("old", answer=_sometimes_wrong(3))
     provider.add("good", answer=oracle)
     provider.add("cheap", answer=_sometimes_wrong(3))
+
+
+def slow_answer(base_s: float, wrong_every: int):
+    def answer(messages: list[dict]) -> str:
+        chars = sum(len(m["content"]) for m in messages)
+        time.sleep(base_s + chars / 8_000)
+        text = messages[-1]["content"]
+        if wrong_every and sum(map(ord, text)) % wrong_every == 0:
+            return dspy_reply(messages, lambda name, t: "alpha") or "alpha"
+        return oracle(messages)
+
+    return answer
+
+
+def install_slow() -> None:
+    provider = fake_provider.install()
+    provider.add("old", answer=slow_answer(0.02, 2))
+    provider.add("good", answer=slow_answer(0.06, 7))
+    provider.add("cheap", answer=slow_answer(0.01, 3))

@@ -41,8 +41,8 @@ WRITER = textwrap.dedent(
         now = dt.datetime.now()
         calls = [records.CallRecord("s", trial, f"e{i}", "m", "{}", "p", "k", "o", None, 1.0, 10, 2, 0.1, 0.1, 0.1,
                                     0.1, None, False, 1, "eval", now) for i in range(200)]
-        agg = records.TrialAggregates("completed", 200, 1.0, 1.0, 1.0, 100.0, 0.1, 0.1, 0.0, 0.0, 2000, 400, 20.0)
-        records.finish_trial(wh, study_id="s", trial_id=trial, aggregates=agg, calls=calls)
+        agg = records.TrialMeasurement("completed", 200, 1.0, 1.0, 1.0, 100.0, 0.1, 0.1, 0.0, 0.0, 2000, 400, 20.0)
+        records.finish_trial(wh, study_id="s", trial_id=trial, measurement=agg, calls=calls)
         trial += 1
     print("trials", trial, flush=True)
     """

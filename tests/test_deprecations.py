@@ -286,7 +286,7 @@ def test_watch_flow_dry_run_emits_nothing_and_a_bad_price_map_is_a_problem(harne
 
 
 def test_triggered_study_takes_the_features_space_and_the_replacement_when_it_can_price_it(home, tmp_path: Path):
-    from offramp.flows.migrate_feature import preflight
+    from offramp.flows.migrate_feature import preflight, study_inputs
 
     folder = make_feature(tmp_path / "f", extra={"search_space": "space.yaml"})
     from tests.helpers import make_space
@@ -295,11 +295,11 @@ def test_triggered_study_takes_the_features_space_and_the_replacement_when_it_ca
     price = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
     (tmp_path / "prices.yaml").write_text(yaml.safe_dump({"fake/new": price, "fake/old": price}))
     base = dict(feature_dir=str(folder), deprecated_model="fake/old", prices_file=str(tmp_path / "prices.yaml"))
-    _, space, _ = preflight(MigrateParams(**base))
+    space = preflight(study_inputs(MigrateParams(**base))).space
     assert space.name == "fake-space" and space.models == ["fake/good"]  # the feature's own space, not local-zoo
-    _, space, _ = preflight(MigrateParams(**base, replacement_model="fake/new"))
+    space = preflight(study_inputs(MigrateParams(**base, replacement_model="fake/new"))).space
     assert space.models == ["fake/good", "fake/new"]
-    _, space, _ = preflight(MigrateParams(**base, replacement_model="fake/unpriced"))
+    space = preflight(study_inputs(MigrateParams(**base, replacement_model="fake/unpriced"))).space
     assert space.models == ["fake/good"]  # left out (logged), the study still runs
-    _, space, _ = preflight(MigrateParams(**base, space="local-zoo", replacement_model="fake/new"))
+    space = preflight(study_inputs(MigrateParams(**base, space="local-zoo", replacement_model="fake/new"))).space
     assert "local/qwen2.5-0.5b" in space.models and space.models[-1] == "fake/new"

@@ -54,7 +54,7 @@ def test_parse_failures_and_errors_are_counted_and_scored_zero(tmp_path, home, f
     gw = Gateway(Warehouse(home / "w.duckdb"), PriceBook({"fake/m": fp.FAKE_PRICE}), home=home, concurrency=1, use_cache=False)
     config = Config(model="fake/m", instructions="Route.", settings=Settings(max_tokens=8))
     ev = evaluate_config(feature.spec, metric, config, splits.dev, gw)
-    a = ev.aggregates
+    a = ev.measurement
     assert a.status == "completed" and a.n_examples == 20
     assert a.error_rate == pytest.approx(1 / 20)
     assert a.parse_failure_rate == pytest.approx(sum(1 for c in ev.calls if c.error is None and c.prediction is None) / 20)
@@ -72,7 +72,7 @@ def test_all_calls_failing_marks_the_trial_failed(tmp_path, home, fake):
     fake.add("m", failures=[fp.bad_request() for _ in range(100)])
     gw = Gateway(Warehouse(home / "w.duckdb"), PriceBook({"fake/m": fp.FAKE_PRICE}), home=home)
     ev = evaluate_config(feature.spec, build_metric(feature), Config(model="fake/m", instructions="x"), split_examples(feature).dev, gw)
-    assert ev.aggregates.status == "failed" and "BadRequestError" in ev.aggregates.error
+    assert ev.measurement.status == "failed" and "BadRequestError" in ev.measurement.error
 
 
 def test_demos_make_prompts_longer_and_dearer(tmp_path, home, fake):
@@ -86,8 +86,8 @@ def test_demos_make_prompts_longer_and_dearer(tmp_path, home, fake):
     zero = evaluate_config(feature.spec, metric, Config(model="fake/m", instructions="x"), splits.dev, gw)
     six = Config(model="fake/m", instructions="x", settings=Settings(demos=6))
     few = evaluate_config(feature.spec, metric, six, splits.dev, gw, demos=choose_demos(feature.spec, splits.train, 6, 0))
-    assert few.aggregates.prompt_tokens > 2 * zero.aggregates.prompt_tokens
-    assert few.aggregates.cost_per_1k_usd > zero.aggregates.cost_per_1k_usd
+    assert few.measurement.prompt_tokens > 2 * zero.measurement.prompt_tokens
+    assert few.measurement.cost_per_1k_usd > zero.measurement.cost_per_1k_usd
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_each_strategy_compiles_round_trips_and_evaluates(setup, strategy):
         assert rows and not any(e.inputs["text"] in requests for e in splits.dev)
         assert any(e.inputs["text"] in requests for e in splits.train)
     evaluation = evaluate_config(feature.spec, metric, cfg, splits.dev, gateway, program=compiled.state)
-    assert evaluation.aggregates.quality == 1.0
+    assert evaluation.measurement.quality == 1.0
     assert all(c.purpose == "eval" for c in evaluation.calls)
 
 
@@ -76,8 +76,8 @@ def test_demos_make_the_program_longer_and_dearer(setup):
     zero = compile_program(feature.spec, metric, config(Strategy(name="zero_shot")), splits.train, gateway, seed=0)
     few_cfg = config(Strategy(name="few_shot", k=4))
     few = compile_program(feature.spec, metric, few_cfg, splits.train, gateway, seed=0)
-    a = evaluate_config(feature.spec, metric, config(Strategy(name="zero_shot")), splits.dev, gateway, program=zero.state).aggregates
-    b = evaluate_config(feature.spec, metric, few_cfg, splits.dev, gateway, program=few.state).aggregates
+    a = evaluate_config(feature.spec, metric, config(Strategy(name="zero_shot")), splits.dev, gateway, program=zero.state).measurement
+    b = evaluate_config(feature.spec, metric, few_cfg, splits.dev, gateway, program=few.state).measurement
     assert b.prompt_tokens > a.prompt_tokens * 1.5
     assert b.cost_per_1k_usd > a.cost_per_1k_usd
 

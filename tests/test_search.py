@@ -9,9 +9,15 @@ import pytest
 
 from offramp.search_spaces.schema import HERE, Config, Settings, load_space
 from offramp.search_spaces.optuna_space import all_params, naive_swap_params, search_distributions, suggest_config
-from offramp.tasks.search.ask_tell import Limits, Observation, TrialOutcome, hopeless, run_search
+from offramp.tasks.search.ask_tell import Limits, TrialOutcome, hopeless, run_search
+from offramp.warehouse.records import TrialMeasurement
 
 SHIPPED = sorted(HERE.glob("*.yaml"))
+
+
+def measured(quality, ci_high, cost, p95, error_rate, n) -> TrialMeasurement:
+    return TrialMeasurement(quality=quality, quality_ci_high=ci_high, cost_per_1k_usd=cost, latency_p95_s=p95,
+                            error_rate=error_rate, n_examples=n)
 INCUMBENT = Config(model="local/smollm2-135m", instructions="Route it.", settings=Settings(max_tokens=16, demos=14))
 
 
@@ -33,10 +39,10 @@ def test_every_shipped_space_yields_valid_configs_for_every_choice(path: Path):
 
 
 def test_hopeless_uses_the_optimistic_bound():
-    front = [TrialOutcome(0, None, "complete", Observation(0.8, 0.85, 1.0, 1.0, 0.0, 100), True, 1.0)]
-    assert hopeless(Observation(0.5, 0.7, 2.0, 2.0, 0.0, 20), front)  # even 0.7 loses, dearer and slower
-    assert not hopeless(Observation(0.5, 0.9, 2.0, 2.0, 0.0, 20), front)  # might still beat it on quality
-    assert not hopeless(Observation(0.5, 0.7, 0.5, 2.0, 0.0, 20), front)  # cheaper: a front member maybe
+    front = [TrialOutcome(0, None, "complete", measured(0.8, 0.85, 1.0, 1.0, 0.0, 100), True, 1.0)]
+    assert hopeless(measured(0.5, 0.7, 2.0, 2.0, 0.0, 20), front)  # even 0.7 loses, dearer and slower
+    assert not hopeless(measured(0.5, 0.9, 2.0, 2.0, 0.0, 20), front)  # might still beat it on quality
+    assert not hopeless(measured(0.5, 0.7, 0.5, 2.0, 0.0, 20), front)  # cheaper: a front member maybe
 
 
 def _universe():
@@ -46,12 +52,12 @@ def _universe():
     quality = {"local/qwen2.5-0.5b": 0.8, "local/gemma3-270m": 0.3}
     calls = []
 
-    def evaluate(config: Config, number: int, fraction: float) -> Observation:
+    def evaluate(config: Config, number: int, fraction: float) -> TrialMeasurement:
         calls.append((number, fraction))
         q = quality[config.model] - (0.2 if config.strategy.name == "zero_shot" else 0.0)
         cost = 1.0 + (0.5 if config.strategy.name == "few_shot" else 0.0) + (0.1 if config.settings.output_mode == "json_schema" else 0)
         error = 0.5 if config.settings.max_tokens == 16 and config.strategy.name != "incumbent" else 0.0
-        return Observation(q, q + 0.05 / fraction, cost, 0.1 * cost, error, int(100 * fraction))
+        return measured(q, q + 0.05 / fraction, cost, 0.1 * cost, error, int(100 * fraction))
 
     return space, models, evaluate, calls
 

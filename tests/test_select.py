@@ -3,10 +3,12 @@ from __future__ import annotations
 import pytest
 
 from offramp.tasks.evidence.policy import Candidate, SelectionPolicy, select_release, violations
+from offramp.warehouse.records import TrialMeasurement
 
 
 def cand(trial_id, q, cost, p95, diff, low, high, err=0.0, slices=None):
-    return Candidate(trial_id, f"c{trial_id}", q, cost, p95, err, diff, low, high, slices or {})
+    test = TrialMeasurement(quality=q, cost_per_1k_usd=cost, latency_p95_s=p95, error_rate=err)
+    return Candidate(trial_id, f"c{trial_id}", test, diff, low, high, slices or {})
 
 
 FRONT = [

@@ -95,7 +95,7 @@ def test_bulk_calls_round_trip(tmp_path):
                            None if i % 2 else "Timeout: x", bool(i % 3 == 0), 1, "eval", now)
         for i in range(500)
     ]
-    records.insert_calls(wh, calls)
+    records.store_calls(wh, calls)
     _, [(n, scored, errors, hits)] = wh.fetch(
         "select count(*), sum(score), count(error), count(*) filter (where cache_hit) from calls"
     )

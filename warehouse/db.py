@@ -65,16 +65,20 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
 
 
 class Warehouse:
-    """Handle on the DuckDB file. Cheap to create; holds no open connection."""
+    """Handle on the DuckDB file. Cheap to create; holds no open connection.
 
-    def __init__(self, path: Path | str, *, wait_s: float = 60.0) -> None:
+    `read_only=True` is a reader's handle (a task in another process than the study's writer,
+    `offramp sql`): it never opens the file for writing and never migrates it."""
+
+    def __init__(self, path: Path | str, *, wait_s: float = 60.0, read_only: bool = False) -> None:
         self.path = Path(path).expanduser().resolve()
         self.wait_s = wait_s
+        self.read_only = read_only
         self._lock = _process_lock(self.path)
 
     def ensure_schema(self) -> None:
         """Create/upgrade the schema and (re)apply the views, once per process and file."""
-        if self.path in _READY:
+        if self.path in _READY or self.read_only:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
@@ -89,6 +93,8 @@ class Warehouse:
     @contextlib.contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A write connection inside one transaction: all of the block lands, or none of it."""
+        if self.read_only:
+            raise RuntimeError(f"{self.path}: a read-only warehouse handle cannot write")
         self.ensure_schema()
         with self._lock:
             con = _open(self.path, read_only=False, wait_s=self.wait_s)
@@ -110,7 +116,7 @@ class Warehouse:
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path}: no warehouse yet (run a study first, e.g. `offramp demo`)")
         with self._lock:
-            read_only = self.path not in _READY
+            read_only = self.read_only or self.path not in _READY
             con = _open(self.path, read_only=read_only, wait_s=self.wait_s)
             try:
                 yield con

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from offramp.warehouse.db import Warehouse, insert_rows, query
@@ -66,23 +67,64 @@ class CacheEntry:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class TrialAggregates:
-    """A trial's objectives and totals (see table `trials`)."""
+class TrialMeasurement:
+    """What a trial measured on its examples: the objectives with the quality interval, the rates
+    and the totals (the columns of table `trials`). The one shape of a measurement: the search
+    races and tells Optuna with it, the warehouse stores it, the selection judges it, the report
+    shows it."""
 
-    status: str
-    n_examples: int
-    quality: float | None
-    quality_ci_low: float | None
-    quality_ci_high: float | None
-    cost_per_1k_usd: float | None
-    latency_p50_s: float | None
-    latency_p95_s: float | None
-    error_rate: float | None
-    parse_failure_rate: float | None
-    prompt_tokens: int
-    completion_tokens: int
-    spend_usd: float
+    status: str = "completed"
+    n_examples: int = 0
+    quality: float | None = None
+    quality_ci_low: float | None = None
+    quality_ci_high: float | None = None  # 95% interval of quality
+    cost_per_1k_usd: float | None = None
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    error_rate: float | None = None
+    parse_failure_rate: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    spend_usd: float = 0.0
     error: str | None = None
+
+    @classmethod
+    def failed(cls, n_examples: int, status: str, error: str) -> TrialMeasurement:
+        """A trial that produced no measurement (failed, or stopped before evaluating)."""
+        return cls(status=status, n_examples=n_examples, error=error[:2000])
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> TrialMeasurement:
+        """From a row of `trials` or `v_trials` (the columns share the field names)."""
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row and row[f.name] is not None})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Trial:
+    """A trial of a study: which config in which role on which split, and what it measured."""
+
+    trial_id: int
+    role: str  # incumbent | naive_swap | candidate
+    split: str  # dev | test
+    label: str  # the config, in words
+    model: str
+    measurement: TrialMeasurement
+    source_trial_id: int | None = None  # a test trial: the dev trial it confirms
+    program_hash: str | None = None
+    optuna_number: int | None = None
+    stage: float | None = None  # the fraction of the split evaluated
+
+    @property
+    def status(self) -> str:
+        return self.measurement.status
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], label: str) -> Trial:
+        return cls(
+            trial_id=row["trial_id"], role=row["role"], split=row["split"], label=label, model=row["model"],
+            measurement=TrialMeasurement.from_row(row), source_trial_id=row["source_trial_id"],
+            program_hash=row["program_hash"], optuna_number=row["optuna_number"], stage=row["stage"],
+        )
 
 
 def upsert_feature(wh: Warehouse, *, name: str, description: str, spec_path: str, spec_hash: str, spec: dict) -> None:
@@ -182,7 +224,7 @@ def start_trial(
 
 
 def finish_trial(
-    wh: Warehouse, *, study_id: str, trial_id: int, aggregates: TrialAggregates, calls: list[CallRecord],
+    wh: Warehouse, *, study_id: str, trial_id: int, measurement: TrialMeasurement, calls: list[CallRecord],
     program_hash: str | None = None, reused_program: bool | None = None, feasible: bool | None = None,
     stage: float | None = None,
 ) -> None:
@@ -194,18 +236,9 @@ def finish_trial(
             {
                 "study_id": study_id, "trial_id": trial_id, "program_hash": program_hash,
                 "reused_program": reused_program, "feasible": feasible, "stage": stage,
-                **_row(aggregates),
+                **_row(measurement),
             },
         )
-
-
-def failed_aggregates(n_examples: int, status: str, error: str) -> TrialAggregates:
-    """Aggregates of a trial that produced no measurement (failed, or stopped before evaluating)."""
-    return TrialAggregates(
-        status=status, n_examples=n_examples, quality=None, quality_ci_low=None, quality_ci_high=None,
-        cost_per_1k_usd=None, latency_p50_s=None, latency_p95_s=None, error_rate=None, parse_failure_rate=None,
-        prompt_tokens=0, completion_tokens=0, spend_usd=0.0, error=error[:2000],
-    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -230,10 +263,12 @@ class ProgramRecord:
     compile_seconds: float
 
 
-def store_program(wh: Warehouse, program: ProgramRecord, calls: list[CallRecord]) -> None:
-    """Store a compiled program with the optimizer calls that made it, in one transaction."""
+def store_program(wh: Warehouse, program: ProgramRecord, calls: Sequence[CallRecord], paid: Sequence[CacheEntry] = ()) -> None:
+    """Store a compiled program with the optimizer calls that made it (and their paid answers,
+    when the compiling task handed them back), in one transaction."""
     with wh.writer() as con:
         insert_rows(con, "insert_calls", [_row(c) for c in calls])
+        insert_rows(con, "insert_cache", [_row(e) for e in paid])
         con.execute(query("insert_program"), _row(program))
 
 
@@ -252,10 +287,11 @@ def study_spend(wh: Warehouse, study_id: str) -> float:
         return float(con.execute(query("study_spend"), {"study_id": study_id}).fetchone()[0])
 
 
-def insert_calls(wh: Warehouse, calls: list[CallRecord]) -> None:
-    """Store calls made outside a trial's evaluation (e.g. a smoke call)."""
+def store_calls(wh: Warehouse, calls: Sequence[CallRecord], paid: Sequence[CacheEntry] = ()) -> None:
+    """Store calls, and the paid answers a task handed back (the response cache), in one transaction."""
     with wh.writer() as con:
         insert_rows(con, "insert_calls", [_row(c) for c in calls])
+        insert_rows(con, "insert_cache", [_row(e) for e in paid])
 
 
 def cache_lookup(wh: Warehouse, keys: list[str]) -> dict[str, tuple]:

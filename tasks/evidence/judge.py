@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 
-from offramp.tasks.study.trials import TrialSummary
 from offramp.tasks.evidence.compare import Comparison, PairedExample, compare_paired
 from offramp.tasks.feature.spec import Example, Feature
 from offramp.tasks.feature.prompts import render_input
 from offramp.tasks.evidence.policy import Candidate, Selection, SelectionPolicy, select_release
 from offramp.warehouse import Warehouse, records
+from offramp.warehouse.records import Trial
 
 
 def paired(
@@ -53,8 +53,8 @@ def _rows(study_id: str, dev_id: int, test_id: int, comparison: Comparison) -> t
 
 
 def judge_front(
-    wh: Warehouse, study_id: str, feature: Feature, test_examples: tuple[Example, ...], incumbent_test: TrialSummary,
-    test_by_source: dict[int, TrialSummary], dev_by_id: dict[int, TrialSummary], policy: SelectionPolicy, seed: int,
+    wh: Warehouse, study_id: str, feature: Feature, test_examples: tuple[Example, ...], incumbent_test: Trial,
+    test_by_source: dict[int, Trial], dev_by_id: dict[int, Trial], policy: SelectionPolicy, seed: int,
 ) -> tuple[Selection, dict[int, Comparison]]:
     """Paired comparisons of each front config with the incumbent (stored), then the selection."""
     comparisons: dict[int, Comparison] = {}
@@ -73,11 +73,9 @@ def judge_front(
         flips += more_flips
         o = comparison.overall
         candidates.append(Candidate(
-            trial_id=dev_id, label=dev_by_id[dev_id].label, test_quality=test.quality,
-            cost_per_1k_usd=test.cost_per_1k_usd, latency_p95_s=test.latency_p95_s, error_rate=test.error_rate or 0.0,
-            diff=o.diff, diff_ci_low=o.diff_ci_low, diff_ci_high=o.diff_ci_high,
+            trial_id=dev_id, label=dev_by_id[dev_id].label, test=test.measurement, diff=o.diff, diff_ci_low=o.diff_ci_low, diff_ci_high=o.diff_ci_high,
             slice_diffs={f"{s.field}={s.value}": (s.diff, s.n) for s in comparison.slices},
         ))
-    selection = select_release(incumbent_test.quality, candidates, policy)
+    selection = select_release(incumbent_test.measurement.quality, candidates, policy)
     records.store_evidence(wh, study_id, rows, flips, policy.model_dump())
     return selection, comparisons

@@ -22,6 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from offramp.warehouse.records import TrialMeasurement
+
 
 class SelectionPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -53,12 +55,9 @@ class SelectionPolicy(BaseModel):
 class Candidate:
     """A front config as measured on the held-out split, with its paired comparison."""
 
-    trial_id: int
+    trial_id: int  # its dev trial
     label: str
-    test_quality: float
-    cost_per_1k_usd: float
-    latency_p95_s: float
-    error_rate: float
+    test: TrialMeasurement  # what its test trial measured
     diff: float  # candidate - incumbent, paired
     diff_ci_low: float
     diff_ci_high: float
@@ -93,31 +92,31 @@ def violations(c: Candidate, policy: SelectionPolicy) -> list[str]:
         for name, (diff, n) in sorted(c.slice_diffs.items()):
             if n >= policy.min_slice_n and diff < -policy.max_slice_drop:
                 problems.append(f"slice {name} drops {diff:+.3f} (n={n}), more than {policy.max_slice_drop:g}")
-    if policy.max_cost_per_1k_usd is not None and c.cost_per_1k_usd > policy.max_cost_per_1k_usd:
-        problems.append(f"cost ${c.cost_per_1k_usd:.4f}/1k above ${policy.max_cost_per_1k_usd:g}")
-    if policy.max_latency_p95_s is not None and c.latency_p95_s > policy.max_latency_p95_s:
-        problems.append(f"p95 {c.latency_p95_s:.2f} s above {policy.max_latency_p95_s:g} s")
-    if policy.max_error_rate is not None and c.error_rate > policy.max_error_rate:
-        problems.append(f"error rate {c.error_rate:.3f} above {policy.max_error_rate:g}")
+    if policy.max_cost_per_1k_usd is not None and c.test.cost_per_1k_usd > policy.max_cost_per_1k_usd:
+        problems.append(f"cost ${c.test.cost_per_1k_usd:.4f}/1k above ${policy.max_cost_per_1k_usd:g}")
+    if policy.max_latency_p95_s is not None and c.test.latency_p95_s > policy.max_latency_p95_s:
+        problems.append(f"p95 {c.test.latency_p95_s:.2f} s above {policy.max_latency_p95_s:g} s")
+    if policy.max_error_rate is not None and (c.test.error_rate or 0.0) > policy.max_error_rate:
+        problems.append(f"error rate {c.test.error_rate:.3f} above {policy.max_error_rate:g}")
     return problems
 
 
 def _preferred(accepted: Sequence[Candidate], prefer: str) -> Candidate:
     if prefer == "fastest":
-        return min(accepted, key=lambda c: (c.latency_p95_s, c.cost_per_1k_usd, -c.test_quality))
+        return min(accepted, key=lambda c: (c.test.latency_p95_s, c.test.cost_per_1k_usd, -c.test.quality))
     if prefer == "quality":
-        return max(accepted, key=lambda c: (c.test_quality, -c.cost_per_1k_usd, -c.latency_p95_s))
+        return max(accepted, key=lambda c: (c.test.quality, -c.test.cost_per_1k_usd, -c.test.latency_p95_s))
     if prefer == "knee":
         def scaled(values: list[float], v: float) -> float:
             lo, hi = min(values), max(values)
             return 0.0 if hi == lo else (v - lo) / (hi - lo)
 
-        qs = [c.test_quality for c in accepted]
-        cs = [c.cost_per_1k_usd for c in accepted]
-        ls = [c.latency_p95_s for c in accepted]
-        return min(accepted, key=lambda c: ((1 - scaled(qs, c.test_quality)) ** 2 + scaled(cs, c.cost_per_1k_usd) ** 2
-                                            + scaled(ls, c.latency_p95_s) ** 2, c.trial_id))
-    return min(accepted, key=lambda c: (c.cost_per_1k_usd, -c.test_quality, c.latency_p95_s))
+        qs = [c.test.quality for c in accepted]
+        cs = [c.test.cost_per_1k_usd for c in accepted]
+        ls = [c.test.latency_p95_s for c in accepted]
+        return min(accepted, key=lambda c: ((1 - scaled(qs, c.test.quality)) ** 2 + scaled(cs, c.test.cost_per_1k_usd) ** 2
+                                            + scaled(ls, c.test.latency_p95_s) ** 2, c.trial_id))
+    return min(accepted, key=lambda c: (c.test.cost_per_1k_usd, -c.test.quality, c.test.latency_p95_s))
 
 
 def select_release(incumbent_test_quality: float, candidates: Sequence[Candidate], policy: SelectionPolicy | None = None) -> Selection:
@@ -143,7 +142,7 @@ def select_release(incumbent_test_quality: float, candidates: Sequence[Candidate
     if not candidates:
         return Selection(None, policy.model_dump(), rule, "no front config could be evaluated on the held-out split: nothing to select",
                          incumbent_test_quality, None, verdicts)
-    least_bad = min(candidates, key=lambda c: (len(violations(c, policy)), -c.test_quality, c.cost_per_1k_usd))
+    least_bad = min(candidates, key=lambda c: (len(violations(c, policy)), -c.test.quality, c.test.cost_per_1k_usd))
     risks = "; ".join(violations(least_bad, policy))
     reason = (f"no front config meets the policy. Least bad: trial {least_bad.trial_id} ({least_bad.label}); "
               f"its risks: {risks}. Widen the search, collect more held-out examples, or relax the policy knowingly.")

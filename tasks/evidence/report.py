@@ -194,3 +194,21 @@ def write_html(r: StudyReport, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(page), encoding="utf-8")
     return path
+
+
+def publish(wh: Warehouse, study_id: str, reports_dir: Path) -> Path:
+    """The report of a study, from the warehouse's views: a table and a markdown artifact on the
+    current Prefect flow run, and a standalone HTML file in `reports_dir`. Returns the HTML path."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    report = load_report(wh, study_id)
+    path = write_html(report, reports_dir / f"{study_id}.html")
+    create_table_artifact(
+        key="migration-front", table=front_table(report),
+        description=f"Study {study_id}: every dev trial; on_front marks the Pareto front",
+    )
+    create_markdown_artifact(
+        key="migration-report", markdown=markdown(report) + f"\n\nHTML report: `{path}`",
+        description=f"Study {study_id}: front, paired comparisons with the incumbent, selection",
+    )
+    return path

@@ -1,4 +1,4 @@
-"""Evaluate a config on examples: per-example predictions and scores, and the trial's aggregates.
+"""Evaluate a config on examples: per-example predictions and scores, and what the trial measured.
 
 Quality is the feature's metric with a 95% percentile-bootstrap interval (resampling examples).
 Cost per 1,000 requests and latency p50/p95 come from the model calls that produced the answers:
@@ -21,7 +21,7 @@ from offramp.tasks.feature.spec import Example, FeatureSpec
 from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult
 from offramp.tasks.feature.metrics import Metric
 from offramp.tasks.feature.prompts import parse_answer, render_messages, response_format
-from offramp.warehouse.records import CallRecord, TrialAggregates
+from offramp.warehouse.records import CallRecord, TrialMeasurement
 
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -30,7 +30,7 @@ BOOTSTRAP_RESAMPLES = 1000
 class Evaluation:
     """A config evaluated on examples."""
 
-    aggregates: TrialAggregates
+    measurement: TrialMeasurement
     calls: list[CallRecord]
     predictions: list[dict | None]
     scores: list[float]
@@ -105,7 +105,7 @@ def build_requests(
 def aggregate(
     metric: Metric, examples: Sequence[Example], results: Sequence[LLMResult],
     predictions: Sequence[dict | None], scores: Sequence[float], *, seed: int = 0,
-) -> TrialAggregates:
+) -> TrialMeasurement:
     n = len(examples)
     ok = [r for r in results if r.error is None]
     errors = n - len(ok)
@@ -115,7 +115,7 @@ def aggregate(
     spend = float(sum(r.cost_usd for r in results))
     if not ok:
         first_error = next((r.error for r in results if r.error), "no examples")
-        return TrialAggregates(
+        return TrialMeasurement(
             status="failed", n_examples=n, quality=None, quality_ci_low=None, quality_ci_high=None,
             cost_per_1k_usd=None, latency_p50_s=None, latency_p95_s=None, error_rate=errors / n if n else None,
             parse_failure_rate=None, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
@@ -127,7 +127,7 @@ def aggregate(
     statistic = _macro_f1_statistic(golds, preds, metric.labels or ()) if metric.corpus_level else None
     low, high = bootstrap_interval(scores, seed=seed, statistic=statistic)
     latencies = np.array([r.orig_latency_s for r in ok], dtype=float)
-    return TrialAggregates(
+    return TrialMeasurement(
         status="completed", n_examples=n, quality=quality, quality_ci_low=low, quality_ci_high=high,
         cost_per_1k_usd=1000.0 * float(np.mean([r.orig_cost_usd for r in ok])),
         latency_p50_s=float(np.percentile(latencies, 50)), latency_p95_s=float(np.percentile(latencies, 95)),
@@ -175,8 +175,8 @@ def evaluate_config(
                 attempts=result.attempts, purpose=purpose, created_at=now,
             )
         )
-    aggregates = aggregate(metric, examples, results, predictions, scores, seed=seed)
-    return Evaluation(aggregates=aggregates, calls=calls, predictions=predictions, scores=scores, results=list(results))
+    measurement = aggregate(metric, examples, results, predictions, scores, seed=seed)
+    return Evaluation(measurement=measurement, calls=calls, predictions=predictions, scores=scores, results=list(results))
 
 
 def combine(metric: Metric, examples: Sequence[Example], parts: Sequence[Evaluation], *, seed: int = 0) -> Evaluation:
@@ -186,5 +186,5 @@ def combine(metric: Metric, examples: Sequence[Example], parts: Sequence[Evaluat
     predictions = [x for p in parts for x in p.predictions]
     scores = [x for p in parts for x in p.scores]
     results = [x for p in parts for x in p.results]
-    aggregates = aggregate(metric, examples, results, predictions, scores, seed=seed)
-    return Evaluation(aggregates=aggregates, calls=calls, predictions=predictions, scores=scores, results=results)
+    measurement = aggregate(metric, examples, results, predictions, scores, seed=seed)
+    return Evaluation(measurement=measurement, calls=calls, predictions=predictions, scores=scores, results=results)

@@ -28,6 +28,9 @@ from typing import Any
 
 from offramp.errors import BudgetExceeded
 from offramp.tasks.gateway import local_models
+from pydantic import BaseModel, ConfigDict
+
+from offramp.search_spaces.schema import Price
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.warehouse import Warehouse
 from offramp.warehouse.records import CacheEntry, cache_lookup, cache_store
@@ -95,6 +98,25 @@ class LLMResult:
     attempts: int
 
 
+_WARM = threading.Event()
+_WARM_LOCK = threading.Lock()
+
+
+def warm_up_litellm() -> None:
+    """Run litellm's call path once per process, untimed and offline (a mocked answer): its first
+    real call would otherwise carry ~0.4 s of lazy set-up, and a fresh process's first trial
+    (a Dask worker's, a deployment run's) would measure it as the model's latency."""
+    if _WARM.is_set():
+        return
+    with _WARM_LOCK:
+        if not _WARM.is_set():
+            import litellm
+
+            litellm.completion(model="openai/offramp-warm-up", messages=[{"role": "user", "content": "-"}],
+                               mock_response="-", num_retries=0)
+            _WARM.set()
+
+
 def redact(text: str) -> str:
     """Remove the values of secret-looking environment variables from a message."""
     for name, value in os.environ.items():
@@ -128,8 +150,8 @@ class Budget:
     the reservation is replaced by the real cost. So the cap is never exceeded, only approached."""
 
     def __init__(self, max_usd: float | None, spent_usd: float = 0.0) -> None:
-        if max_usd is not None and max_usd <= 0:
-            raise ValueError("a spend cap must be > 0 USD")
+        if max_usd is not None and max_usd < 0:
+            raise ValueError("a spend cap must be >= 0 USD")
         self.max_usd = max_usd
         self.spent_usd = spent_usd
         self.reserved_usd = 0.0
@@ -151,6 +173,44 @@ class Budget:
             self.reserved_usd -= reserved_usd
             self.spent_usd += actual_usd
 
+    def grant(self, share: float = 1.0) -> float | None:
+        """Set aside `share` of what is left for work done elsewhere (a task in another process,
+        with its own `Budget(grant)`); `settle(grant, spent)` when it returns. The grants in flight
+        never add up to more than the cap. None: no cap."""
+        if self.max_usd is None:
+            return None
+        with self._lock:
+            amount = max(0.0, (self.max_usd - self.spent_usd - self.reserved_usd) * share)
+            self.reserved_usd += amount
+            return amount
+
+
+class GatewayConfig(BaseModel):
+    """Everything a gateway is built from, as values: a task builds its own gateway from it, so
+    it can run in any process (a thread, a Dask worker). With `write_cache=False` the gateway
+    only reads the response cache and hands the paid answers back (`Gateway.paid`) for the
+    flow process, the warehouse's one writer, to store."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    home: Path
+    warehouse: Path | None = None  # the response cache; None: no cache
+    prices: dict[str, Price] = {}  # declared prices (the space's, a --prices file), over the bundled and litellm's
+    concurrency: int = 4
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    use_cache: bool = True
+    write_cache: bool = True
+    allowance_usd: float | None = None  # what this gateway may spend (a grant of the study's cap); None: no cap
+
+    def open(self) -> Gateway:
+        warehouse = Warehouse(self.warehouse, read_only=not self.write_cache) if self.warehouse else None
+        return Gateway(
+            warehouse, PriceBook(self.prices), home=self.home, concurrency=self.concurrency, timeout_s=self.timeout_s,
+            max_retries=self.max_retries, use_cache=self.use_cache, write_cache=self.write_cache,
+            budget=None if self.allowance_usd is None else Budget(self.allowance_usd),
+        )
+
 
 class Gateway:
     """Calls models for one process. Thread-safe; holds no open warehouse connection."""
@@ -168,6 +228,7 @@ class Gateway:
         use_cache: bool = True,
         cache_flush_s: float = 1.0,
         budget: Budget | None = None,
+        write_cache: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -181,6 +242,9 @@ class Gateway:
         self.use_cache = use_cache and warehouse is not None
         self.cache_flush_s = cache_flush_s
         self.budget = budget
+        self.write_cache = write_cache
+        self.paid: list[CacheEntry] = []  # paid answers not written (write_cache=False): the caller stores them
+        self._paid_lock = threading.Lock()
         self._routes: dict[str, dict[str, Any]] = {}
         self._routes_lock = threading.Lock()
 
@@ -213,6 +277,7 @@ class Gateway:
         import litellm
 
         args = self.route(request.model)
+        warm_up_litellm()
         started = time.perf_counter()
         attempts = 0
         while True:
@@ -259,6 +324,10 @@ class Gateway:
             )
             for req, res in pending
         ]
+        if not self.write_cache:
+            with self._paid_lock:
+                self.paid.extend(entries)
+            return
         cache_store(self.warehouse, entries)
 
     def complete_many(

@@ -32,23 +32,11 @@ from offramp.errors import BudgetExceeded
 from offramp.search_spaces.optuna_space import all_params, config_from_params, naive_swap_params, suggest_config
 from offramp.search_spaces.schema import Config, SearchSpace
 from offramp.tasks.search.pareto import Point, dominates, pareto_front
+from offramp.warehouse.records import TrialMeasurement
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 DEFAULT_STAGES = (0.2, 0.5, 1.0)
 SamplerName = Literal["tpe", "nsga2", "random"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Observation:
-    """What a stage of a trial measured."""
-
-    quality: float
-    quality_high: float  # upper end of the 95% interval
-    cost_per_1k_usd: float
-    latency_p95_s: float
-    error_rate: float
-    n_examples: int
-    attrs: dict = dataclasses.field(default_factory=dict)  # Optuna user attributes (links to the warehouse)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +46,7 @@ class Limits:
     max_error_rate: float = 0.2
     max_latency_p95_s: float | None = None
 
-    def violations(self, o: Observation) -> dict[str, float]:
+    def violations(self, o: TrialMeasurement) -> dict[str, float]:
         """Optuna constraint values (`trial.set_constraint`): <= 0 is feasible."""
         values = {"error_rate": o.error_rate - self.max_error_rate}
         if self.max_latency_p95_s is not None:
@@ -71,14 +59,15 @@ class TrialOutcome:
     number: int
     config: Config
     state: Literal["complete", "pruned", "failed", "stopped"]
-    observation: Observation | None
+    measurement: TrialMeasurement | None  # of the last stage evaluated
     feasible: bool
     stage: float  # the last fraction of dev evaluated
+    attrs: dict = dataclasses.field(default_factory=dict)  # Optuna user attributes (links to the warehouse)
 
 
-# evaluate(config, trial number, fraction of dev) -> Observation, or None if the trial could not
-# be measured (failed, or stopped by the spend cap: raise BudgetExceeded for the latter).
-Evaluate = Callable[[Config, int, float], Observation | None]
+# evaluate(config, trial number, fraction of dev) -> what the trial measured so far, or None if
+# it could not be measured (failed; a spend cap reached raises BudgetExceeded instead).
+Evaluate = Callable[[Config, int, float], TrialMeasurement | None]
 
 
 def make_sampler(name: SamplerName, seed: int) -> optuna.samplers.BaseSampler:
@@ -92,17 +81,20 @@ def make_sampler(name: SamplerName, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def feasible_front(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
-    done = [o for o in outcomes if o.state == "complete" and o.feasible and o.observation is not None]
-    points = [Point(o.number, o.observation.quality, o.observation.cost_per_1k_usd, o.observation.latency_p95_s) for o in done]
+    done = [o for o in outcomes if o.state == "complete" and o.feasible and o.measurement is not None]
+    points = [_point(o.number, o.measurement) for o in done]
     keep = {p.key for p in pareto_front(points)}
     return [o for o in done if o.number in keep]
 
 
-def hopeless(observation: Observation, front: Sequence[TrialOutcome]) -> bool:
+def _point(key: int, m: TrialMeasurement, quality: float | None = None) -> Point:
+    return Point(key, m.quality if quality is None else quality, m.cost_per_1k_usd, m.latency_p95_s)
+
+
+def hopeless(measurement: TrialMeasurement, front: Sequence[TrialOutcome]) -> bool:
     """Even at the top of its interval, at its observed cost and latency, a front member dominates it."""
-    optimistic = Point(-1, observation.quality_high, observation.cost_per_1k_usd, observation.latency_p95_s)
-    return any(dominates(Point(o.number, o.observation.quality, o.observation.cost_per_1k_usd, o.observation.latency_p95_s), optimistic)
-               for o in front if o.observation is not None)
+    optimistic = _point(-1, measurement, measurement.quality_ci_high)
+    return any(dominates(_point(o.number, o.measurement), optimistic) for o in front if o.measurement is not None)
 
 
 @dataclasses.dataclass
@@ -127,11 +119,13 @@ def run_search(
     sampler: SamplerName = "tpe",
     on_outcome: Callable[[TrialOutcome], None] | None = None,
     recover: Callable[[int, Config], TrialOutcome | None] | None = None,
+    trial_attrs: Callable[[int], dict] | None = None,
 ) -> SearchResult:
     """Ask/tell until a budget ends. Already finished trials of `study` (a resumed study) count
     toward `max_trials` and the front. `on_outcome` (the record) runs before Optuna is told, so
     after a crash between the two, `recover(number, config)` returns the recorded outcome of a
-    trial Optuna still thinks is RUNNING; trials with no record are failed and asked again."""
+    trial Optuna still thinks is RUNNING; trials with no record are failed and asked again.
+    `trial_attrs(number)` gives the Optuna user attributes of a measured trial (links to the record)."""
     started = time.monotonic()
     stages = sorted(set(stages) | {1.0})
     outcomes: list[TrialOutcome] = []
@@ -145,17 +139,17 @@ def run_search(
         outcomes.append(_outcome_from_frozen(frozen, space, incumbent, candidate_models))
 
     def one(trial: optuna.Trial, config: Config) -> TrialOutcome:
-        observation: Observation | None = None
+        measurement: TrialMeasurement | None = None
         stage = 0.0
         for stage in stages:
-            observation = evaluate(config, trial.number, stage)
-            if observation is None:
+            measurement = evaluate(config, trial.number, stage)
+            if measurement is None:
                 return TrialOutcome(trial.number, config, "failed", None, False, stage)
-            if stage < 1.0 and hopeless(observation, feasible_front(outcomes)):
-                return TrialOutcome(trial.number, config, "pruned", observation, False, stage)
-        assert observation is not None
-        feasible = all(v <= 0 for v in limits.violations(observation).values())
-        return TrialOutcome(trial.number, config, "complete", observation, feasible, stage)
+            if stage < 1.0 and hopeless(measurement, feasible_front(outcomes)):
+                return TrialOutcome(trial.number, config, "pruned", measurement, False, stage)
+        assert measurement is not None
+        feasible = all(v <= 0 for v in limits.violations(measurement).values())
+        return TrialOutcome(trial.number, config, "complete", measurement, feasible, stage)
 
     stopped_by = None
     with ThreadPoolExecutor(max_workers=parallel) as pool:
@@ -188,6 +182,8 @@ def run_search(
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     stop = True
                     continue
+                if trial_attrs is not None and outcome.measurement is not None:
+                    outcome = dataclasses.replace(outcome, attrs=trial_attrs(outcome.number))
                 if on_outcome:
                     on_outcome(outcome)
                 _tell(study, trial, outcome, limits)
@@ -227,14 +223,14 @@ def _ask_new(
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, limits: Limits) -> None:
-    o = outcome.observation
+    o = outcome.measurement
     trial.set_user_attr("evaluated", True)  # a FAIL without it was interrupted, not measured
     if outcome.state == "failed" or o is None:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return
     trial.set_user_attr("stage", outcome.stage)
     trial.set_user_attr("feasible", outcome.feasible)
-    for key, value in o.attrs.items():
+    for key, value in outcome.attrs.items():
         trial.set_user_attr(key, value)
     for key, value in limits.violations(o).items():
         trial.set_constraint(key, value)
@@ -284,7 +280,7 @@ def _outcome_from_frozen(t: optuna.trial.FrozenTrial, space, incumbent, models) 
     config = _config_of(t, space, incumbent, models)
     if t.state == optuna.trial.TrialState.COMPLETE and t.values:
         q, c, l = t.values
-        observation = Observation(q, q, c, l, 0.0, 0)
-        return TrialOutcome(t.number, config, "complete", observation, bool(t.user_attrs.get("feasible", True)), t.user_attrs.get("stage", 1.0))
+        measurement = TrialMeasurement(quality=q, quality_ci_low=q, quality_ci_high=q, cost_per_1k_usd=c, latency_p95_s=l, error_rate=0.0)
+        return TrialOutcome(t.number, config, "complete", measurement, bool(t.user_attrs.get("feasible", True)), t.user_attrs.get("stage", 1.0))
     state = "pruned" if t.state == optuna.trial.TrialState.PRUNED else "failed"
     return TrialOutcome(t.number, config, state, None, False, t.user_attrs.get("stage", 0.0))

@@ -7,54 +7,64 @@ Optuna is told, so a crash between the two is reconciled on resume.
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 from prefect import get_run_logger
 
-from offramp.flows.params import MigrateParams
-from offramp.tasks.study.trials import StudyContext, TrialRun, evaluate_stage, finish
 from offramp.errors import BudgetExceeded
-from offramp.search_spaces.schema import Config, SearchSpace
-from offramp.tasks.feature.evaluate import Evaluation, combine
 from offramp.search_spaces.optuna_space import config_from_params
-from offramp.tasks.search.ask_tell import DEFAULT_STAGES, Limits, Observation, TrialOutcome, run_search
+from offramp.search_spaces.schema import Config, SearchSpace
+from offramp.tasks.search.ask_tell import DEFAULT_STAGES, Limits, SamplerName, TrialOutcome, run_search
+from offramp.tasks.study.trials import StudyContext, TrialRun, finish, run_stage
 from offramp.warehouse import Warehouse, records
+from offramp.warehouse.records import TrialMeasurement
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """How a study searches (from the flow's parameters)."""
+
+    max_trials: int
+    max_wall_s: float | None = None
+    racing: bool = True
+    parallel: int = 1
+    sampler: SamplerName = "tpe"
+    limits: Limits = Limits()
 
 
 def search_study(
-    ctx: StudyContext, params: MigrateParams, space: SearchSpace, incumbent: Config, candidate_models: list[str],
-    dev: tuple, study: optuna.Study, seed: int,
+    ctx: StudyContext, settings: SearchSettings, space: SearchSpace, incumbent: Config, candidate_models: list[str],
+    dev: tuple, study: optuna.Study,
 ) -> str | None:
     """Run the Optuna search; every trial lands in the warehouse. Returns what stopped it."""
     runs: dict[int, TrialRun] = {}
     naive = {incumbent.model_copy(update={"model": m}).config_hash() for m in candidate_models}
 
-    def evaluate(config: Config, number: int, fraction: float) -> Observation | None:
+    def evaluate(config: Config, number: int, fraction: float) -> TrialMeasurement | None:
         run = runs.get(number)
         if run is None:
             role = "naive_swap" if config.config_hash() in naive else "candidate"
             run = runs[number] = TrialRun(ctx.allocate_trial_id(), role, "dev", config, dev, optuna_number=number)
-        evaluation = evaluate_stage(ctx, run, fraction)
-        budget = ctx.gateway.budget
-        if budget is not None and budget.exhausted:
+        evaluation = run_stage(ctx, run, fraction)
+        if ctx.budget_exhausted:
             finish(ctx, run, evaluation, status="stopped_by_budget", stage=fraction)
             raise BudgetExceeded("spend cap reached")
-        if evaluation is None or evaluation.aggregates.status != "completed":
+        if evaluation is None or evaluation.measurement.status != "completed":
             finish(ctx, run, evaluation, stage=fraction)
             return None
-        a = evaluation.aggregates
-        return Observation(
-            quality=a.quality, quality_high=a.quality_ci_high, cost_per_1k_usd=a.cost_per_1k_usd,
-            latency_p95_s=a.latency_p95_s, error_rate=a.error_rate, n_examples=a.n_examples,
-            attrs={"offramp_study_id": ctx.study_id, "offramp_trial_id": run.trial_id, "program_hash": run.program_hash},
-        )
+        return evaluation.measurement
 
-    def on_outcome(outcome) -> None:
+    def attrs(number: int) -> dict:
+        run = runs[number]
+        return {"offramp_study_id": ctx.study_id, "offramp_trial_id": run.trial_id, "program_hash": run.program_hash}
+
+    def on_outcome(outcome: TrialOutcome) -> None:
         run = runs.get(outcome.number)
         if run is None or outcome.state == "failed":
             return
-        evaluation = combine_current(ctx, run)
         status = "pruned" if outcome.state == "pruned" else None
-        finish(ctx, run, evaluation, status=status, feasible=outcome.feasible, stage=outcome.stage)
+        finish(ctx, run, run.measured(ctx), status=status, feasible=outcome.feasible, stage=outcome.stage)
 
     recorded = {
         r["optuna_number"]: r for r in records.study_trials(ctx.wh, ctx.study_id)
@@ -65,26 +75,18 @@ def search_study(
         row = recorded.get(number)
         if row is None:
             return None
-        observation = Observation(
-            quality=row["quality"], quality_high=row["quality_ci_high"], cost_per_1k_usd=row["cost_per_1k_usd"],
-            latency_p95_s=row["latency_p95_s"], error_rate=row["error_rate"], n_examples=0,
+        state = "complete" if row["status"] == "completed" else "pruned"
+        return TrialOutcome(
+            number, config, state, TrialMeasurement.from_row(row), bool(row["feasible"]), row["stage"],
             attrs={"offramp_study_id": ctx.study_id, "offramp_trial_id": row["trial_id"], "program_hash": row["program_hash"]},
         )
-        state = "complete" if row["status"] == "completed" else "pruned"
-        return TrialOutcome(number, config, state, observation, bool(row["feasible"]), row["stage"])
 
-    limits = Limits(max_error_rate=params.max_error_rate, max_latency_p95_s=params.max_latency_p95_s)
     result = run_search(
-        study, space, incumbent, candidate_models, evaluate, seed=seed, max_trials=params.max_trials,
-        max_wall_s=params.max_wall_s, stages=DEFAULT_STAGES if params.racing else (1.0,), limits=limits,
-        parallel=params.parallel, sampler=params.sampler, on_outcome=on_outcome, recover=recover,
+        study, space, incumbent, candidate_models, evaluate, seed=ctx.seed, max_trials=settings.max_trials,
+        max_wall_s=settings.max_wall_s, stages=DEFAULT_STAGES if settings.racing else (1.0,), limits=settings.limits,
+        parallel=settings.parallel, sampler=settings.sampler, on_outcome=on_outcome, recover=recover, trial_attrs=attrs,
     )
     return result.stopped_by
-
-
-def combine_current(ctx: StudyContext, run: TrialRun) -> Evaluation | None:
-    """What the trial measured so far."""
-    return combine(ctx.metric, run.examples[: run.evaluated], run.parts, seed=ctx.seed) if run.parts else None
 
 
 def study_front(wh: Warehouse, study_id: str, study: optuna.Study) -> list[int]:

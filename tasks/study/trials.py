@@ -1,8 +1,14 @@
-"""Running one trial of a study: compile its program if needed, evaluate it stage by stage,
-and keep the warehouse up to date after every stage (so a crash loses at most one stage).
+"""The trials of a study, stage by stage.
 
-Used by the migrate-feature flow for the incumbent baseline, the search's trials (raced in
-stages) and the held-out test evaluations. A stage is a Prefect task, named after its trial.
+Two Prefect tasks do the work, and they take and return values only, so any task runner (a
+thread pool, a Dask cluster of processes) can run them:
+- `compile_strategy`: a DSPy program of a config's prompt strategy, compiled on the train split;
+- `evaluate_examples`: a config answering examples, scored.
+Each builds its own gateway from a `GatewayConfig` and spends at most the share of the study's
+spend cap the flow granted it. What they return (calls, programs, paid answers) is stored by the
+flow process, the warehouse's one writer: `StudyContext` and `TrialRun` live there and keep the
+bookkeeping (a trial recorded when it starts, its calls after every stage, its measurement when
+it ends, so a crash loses at most one stage).
 """
 
 from __future__ import annotations
@@ -11,20 +17,25 @@ import dataclasses
 import json
 import math
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from offramp.search_spaces.schema import Config
 from offramp.tasks.feature.evaluate import Evaluation, combine, evaluate_config
-from offramp.tasks.feature.spec import Example, Feature
-from offramp.tasks.gateway.llm import Gateway, LLMResult
-from offramp.tasks.feature.metrics import Metric
+from offramp.tasks.feature.metrics import Metric, build_metric
 from offramp.tasks.feature.programs import Compiled, compile_key, compile_program
 from offramp.tasks.feature.prompts import choose_demos
+from offramp.tasks.feature.spec import Example, Feature
+from offramp.tasks.gateway.llm import Budget, Gateway, GatewayConfig, LLMResult
+from offramp.tasks.gateway.plugins import load_plugins
 from offramp.warehouse import Warehouse, records
+from offramp.warehouse.records import CacheEntry, Trial, TrialMeasurement
 
-# Progress listeners (the CLI's progress bars). Called from the flow's threads and the gateway's pool.
+# Progress listeners (the CLI's progress bars), in the flow's process. Called from the flow's
+# threads, and from a task's gateway threads when the task runs in this process.
 LISTENERS: list = []
 
 
@@ -33,31 +44,96 @@ def notify(event: str, **data: object) -> None:
         listener(event, data)
 
 
+# ------------------------------------------------------------------------------------ the tasks
 @dataclasses.dataclass(frozen=True)
-class TrialSummary:
+class Spent:
+    """What a task's gateway spent and paid for."""
+
+    usd: float
+    refused: bool  # its allowance refused a call: the study's cap is reached
+    paid: tuple[CacheEntry, ...]  # paid answers the task did not write (the flow stores them)
+
+    @classmethod
+    def of(cls, gateway: Gateway) -> Spent:
+        budget = gateway.budget
+        return cls(usd=budget.spent_usd if budget else 0.0, refused=bool(budget and budget.exhausted), paid=tuple(gateway.paid))
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalJob:
+    """One stage of a trial: `config` answers `examples` (the shipped prompt with `demos`, or the
+    DSPy `program`)."""
+
+    name: str  # the task run's name: trial, role, split, stage, model
+    feature: Feature  # without its examples (they stay in the flow)
+    config: Config
+    examples: tuple[Example, ...]
+    demos: tuple[Example, ...]
+    program: dict | None
+    study_id: str
     trial_id: int
-    role: str
-    split: str
-    label: str
-    model: str
-    status: str
-    quality: float | None
-    ci_low: float | None
-    ci_high: float | None
-    cost_per_1k_usd: float | None
-    latency_p95_s: float | None
-    error_rate: float | None
-    parse_failure_rate: float | None
-    source_trial_id: int | None = None
-    program_hash: str | None = None
-    error: str | None = None
-    optuna_number: int | None = None
-    stage: float | None = None
+    seed: int
+    gateway: GatewayConfig
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalOutcome:
+    evaluation: Evaluation
+    spent: Spent
+
+
+@task(cache_policy=NO_CACHE, task_run_name="{job.name}")
+def evaluate_examples(job: EvalJob) -> EvalOutcome:
+    """Run a config on examples through a gateway of its own; score every answer."""
+    load_plugins()  # a fresh process (a Dask worker) registers the user's providers too
+    gateway = job.gateway.open()
+
+    def on_result(_: int, result: LLMResult) -> None:
+        notify("call_done", trial_id=job.trial_id, error=result.error is not None, cache_hit=result.cache_hit)
+
+    evaluation = evaluate_config(
+        job.feature.spec, build_metric(job.feature), job.config, job.examples, gateway, demos=list(job.demos),
+        program=job.program, study_id=job.study_id, trial_id=job.trial_id, seed=job.seed, on_result=on_result,
+    )
+    return EvalOutcome(evaluation, Spent.of(gateway))
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileJob:
+    """Compile `config`'s prompt strategy on the train split."""
+
+    name: str
+    feature: Feature  # without its examples
+    config: Config
+    train: tuple[Example, ...]
+    seed: int
+    study_id: str
+    trial_id: int
+    gateway: GatewayConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileOutcome:
+    compiled: Compiled
+    spent: Spent
+
+
+@task(cache_policy=NO_CACHE, task_run_name="{job.name}")
+def compile_strategy(job: CompileJob) -> CompileOutcome:
+    """A DSPy program of the config's strategy, compiled on train through a gateway of its own."""
+    load_plugins()
+    gateway = job.gateway.open()
+    compiled = compile_program(
+        job.feature.spec, build_metric(job.feature), job.config, job.train, gateway, seed=job.seed,
+        study_id=job.study_id, trial_id=job.trial_id,
+    )
+    return CompileOutcome(compiled, Spent.of(gateway))
+
+
+# ------------------------------------------------------------------------ the flow's bookkeeping
 @dataclasses.dataclass
 class StudyContext:
-    """What every trial of one study shares (live objects: never a task's cache key)."""
+    """What the trials of one study share, in the flow process (never sent to a task)."""
 
     wh: Warehouse
     feature: Feature
@@ -65,9 +141,14 @@ class StudyContext:
     train: tuple[Example, ...]
     seed: int
     study_id: str
-    gateway: Gateway
+    gateway: GatewayConfig  # each task's gateway: this, with its grant of the cap
+    budget: Budget | None = None  # the study's spend cap (what was spent before a resume included)
+    share: float = 1.0  # of what is left of the cap, the part one task may be granted (1 / trials at once)
     next_trial_id: int = 0
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.feature_ref = self.feature.model_copy(update={"examples": ()})  # what tasks get: no data rows
 
     def allocate_trial_id(self) -> int:
         with self.lock:
@@ -75,10 +156,28 @@ class StudyContext:
             self.next_trial_id += 1
             return trial_id
 
+    @property
+    def budget_exhausted(self) -> bool:
+        return self.budget is not None and self.budget.exhausted
+
+    def run(self, task_fn: Any, make_job: Callable[[GatewayConfig], Any]) -> Any:
+        """Run a task with a grant of the spend cap, on the flow's task runner; settle what it
+        spent and store the paid answers it hands back."""
+        grant = self.budget.grant(self.share) if self.budget is not None else None
+        outcome = None
+        try:
+            outcome = task_fn.submit(make_job(self.gateway.model_copy(update={"allowance_usd": grant}))).result()
+        finally:
+            if self.budget is not None:
+                self.budget.settle(grant or 0.0, outcome.spent.usd if outcome is not None else 0.0)
+        if outcome.spent.refused:
+            self.budget.exhausted = True
+        return outcome
+
 
 @dataclasses.dataclass
 class TrialRun:
-    """A trial in progress: the examples evaluated so far and their results."""
+    """A trial in progress, in the flow process: the examples evaluated so far and their results."""
 
     trial_id: int
     role: str
@@ -95,6 +194,13 @@ class TrialRun:
     evaluated: int = 0
     started: bool = False
     compile_failure: Compiled | None = None
+
+    def stage_name(self, fraction: float) -> str:
+        return f"trial {self.trial_id} {self.role} {self.split} to {fraction:.0%}: {self.config.model}"
+
+    def measured(self, ctx: StudyContext) -> Evaluation | None:
+        """What the trial measured so far (all its stages)."""
+        return combine(ctx.metric, self.examples[: self.evaluated], self.parts, seed=ctx.seed) if self.parts else None
 
 
 def start(ctx: StudyContext, run: TrialRun) -> None:
@@ -117,11 +223,13 @@ def start(ctx: StudyContext, run: TrialRun) -> None:
     if found is not None:
         run.program_hash, run.program, run.reused_program = found[0], found[1], True
         return
-    compiled = compile_program(
-        spec, ctx.metric, run.config, ctx.train, ctx.gateway, seed=ctx.seed, study_id=ctx.study_id, trial_id=run.trial_id
-    )
+    outcome: CompileOutcome = ctx.run(compile_strategy, lambda gateway: CompileJob(
+        name=f"compile trial {run.trial_id}: {run.config.strategy.label()} on {run.config.model}", feature=ctx.feature_ref,
+        config=run.config, train=ctx.train, seed=ctx.seed, study_id=ctx.study_id, trial_id=run.trial_id, gateway=gateway,
+    ))
+    compiled = outcome.compiled
     if compiled.status != "compiled":
-        records.insert_calls(ctx.wh, compiled.calls)
+        records.store_calls(ctx.wh, compiled.calls, outcome.spent.paid)
         run.compile_failure = compiled
         return
     records.store_program(
@@ -135,15 +243,15 @@ def start(ctx: StudyContext, run: TrialRun) -> None:
             study_id=ctx.study_id, trial_id=run.trial_id, compile_calls=len(compiled.calls),
             compile_tokens=compiled.tokens, compile_cost_usd=compiled.cost_usd, compile_seconds=compiled.seconds,
         ),
-        compiled.calls,
+        compiled.calls, outcome.spent.paid,
     )
     run.program_hash, run.program, run.reused_program = compiled.program_hash, compiled.state, False
 
 
-@task(cache_policy=NO_CACHE, task_run_name="trial {run.trial_id} {run.role} {run.split} to {fraction:.0%}: {run.config.model}")
-def evaluate_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluation | None:
-    """Evaluate the trial's next examples up to `fraction` of its split; store their calls now.
-    None when the trial cannot be evaluated (its compilation failed or hit the spend cap)."""
+def run_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluation | None:
+    """Evaluate the trial's next examples up to `fraction` of its split (the `evaluate_examples`
+    task) and store their calls now. None when the trial cannot be evaluated (its compilation
+    failed or hit the spend cap)."""
     if not run.started:
         start(ctx, run)
     if run.compile_failure is not None:
@@ -151,52 +259,46 @@ def evaluate_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluat
     upto = min(len(run.examples), max(1, math.ceil(fraction * len(run.examples))))
     new = run.examples[run.evaluated:upto]
     if new:
-        def on_result(_: int, result: LLMResult) -> None:
-            notify("call_done", trial_id=run.trial_id, error=result.error is not None, cache_hit=result.cache_hit)
-
-        part = evaluate_config(
-            ctx.feature.spec, ctx.metric, run.config, new, ctx.gateway, demos=run.demos, program=run.program,
-            study_id=ctx.study_id, trial_id=run.trial_id, seed=ctx.seed, on_result=on_result,
-        )
-        records.insert_calls(ctx.wh, part.calls)
-        run.parts.append(part)
+        outcome: EvalOutcome = ctx.run(evaluate_examples, lambda gateway: EvalJob(
+            name=run.stage_name(fraction), feature=ctx.feature_ref, config=run.config, examples=new, demos=tuple(run.demos),
+            program=run.program, study_id=ctx.study_id, trial_id=run.trial_id, seed=ctx.seed, gateway=gateway,
+        ))
+        records.store_calls(ctx.wh, outcome.evaluation.calls, outcome.spent.paid)
+        run.parts.append(outcome.evaluation)
         run.evaluated = upto
-    return combine(ctx.metric, run.examples[: run.evaluated], run.parts, seed=ctx.seed)
+    return run.measured(ctx)
 
 
 def finish(
     ctx: StudyContext, run: TrialRun, evaluation: Evaluation | None, *, status: str | None = None,
     feasible: bool | None = None, stage: float | None = None,
-) -> TrialSummary:
-    """Close the trial in the warehouse with its aggregates (its calls are already stored)."""
+) -> Trial:
+    """Close the trial in the warehouse with its measurement (its calls are already stored)."""
+    n = len(run.examples)
     if run.compile_failure is not None:
-        failure = run.compile_failure
-        a = records.failed_aggregates(len(run.examples), failure.status, f"compilation: {failure.error}")
+        m = TrialMeasurement.failed(n, run.compile_failure.status, f"compilation: {run.compile_failure.error}")
     elif evaluation is None:
-        a = records.failed_aggregates(len(run.examples), status or "failed", "not evaluated")
+        m = TrialMeasurement.failed(n, status or "failed", "not evaluated")
     else:
-        a = evaluation.aggregates
-        if status is not None and status != a.status:
-            a = dataclasses.replace(a, status=status) if status == "pruned" else records.failed_aggregates(
-                len(run.examples), status, f"{status} after {run.evaluated} of {len(run.examples)} examples"
+        m = evaluation.measurement
+        if status is not None and status != m.status:
+            m = dataclasses.replace(m, status=status) if status == "pruned" else TrialMeasurement.failed(
+                n, status, f"{status} after {run.evaluated} of {n} examples"
             )
     records.finish_trial(
-        ctx.wh, study_id=ctx.study_id, trial_id=run.trial_id, aggregates=a, calls=[],
+        ctx.wh, study_id=ctx.study_id, trial_id=run.trial_id, measurement=m, calls=[],
         program_hash=run.program_hash, reused_program=run.reused_program, feasible=feasible, stage=stage,
     )
-    summary = TrialSummary(
+    trial = Trial(
         trial_id=run.trial_id, role=run.role, split=run.split, label=run.config.label(), model=run.config.model,
-        status=a.status, quality=a.quality, ci_low=a.quality_ci_low, ci_high=a.quality_ci_high,
-        cost_per_1k_usd=a.cost_per_1k_usd, latency_p95_s=a.latency_p95_s, error_rate=a.error_rate,
-        parse_failure_rate=a.parse_failure_rate, source_trial_id=run.source_trial_id, program_hash=run.program_hash,
-        error=a.error, optuna_number=run.optuna_number, stage=stage,
+        measurement=m, source_trial_id=run.source_trial_id, program_hash=run.program_hash,
+        optuna_number=run.optuna_number, stage=stage,
     )
-    notify("trial_finished", summary=summary)
-    return summary
+    notify("trial_finished", trial=trial)
+    return trial
 
 
-def evaluate_full(ctx: StudyContext, run: TrialRun) -> TrialSummary:
+def evaluate_full(ctx: StudyContext, run: TrialRun) -> Trial:
     """A trial evaluated on its whole split in one stage (the baseline, the test confirmations)."""
-    evaluation = evaluate_stage(ctx, run, 1.0)
-    stopped = ctx.gateway.budget is not None and ctx.gateway.budget.exhausted
-    return finish(ctx, run, evaluation, status="stopped_by_budget" if stopped else None, stage=1.0)
+    evaluation = run_stage(ctx, run, 1.0)
+    return finish(ctx, run, evaluation, status="stopped_by_budget" if ctx.budget_exhausted else None, stage=1.0)

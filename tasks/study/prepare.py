@@ -1,0 +1,164 @@
+"""Before a study pays for anything: load and check the feature, the search space, every model's
+price and route, the Optuna storage; start the local models it needs; open (or resume) the
+study's record.
+
+`preflight` runs twice on purpose: from the CLI before Prefect starts (bad input fails fast, with
+a message naming file and field), and as the flow's first task (a deployment run has no CLI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import optuna
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from offramp.errors import SpaceError, UserError
+from offramp.search_spaces.schema import Config, Price, SearchSpace, load_space
+from offramp.tasks.feature.metrics import build_metric
+from offramp.tasks.feature.spec import Feature, load_feature
+from offramp.tasks.gateway import local_models
+from offramp.tasks.gateway.llm import LOCAL_PREFIX
+from offramp.tasks.gateway.plugins import load_plugins
+from offramp.tasks.gateway.prices import PriceBook, load_price_file
+from offramp.warehouse import Warehouse, records, state_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyInputs:
+    """What a study is asked to do, as values (the flow's parameters, resolved)."""
+
+    feature_dir: str
+    deprecated_model: str | None = None
+    space: str | None = None  # a YAML path or a name under search_spaces/; None: the feature's, else local-zoo
+    replacement_model: str | None = None
+    prices_file: str | None = None
+    storage_url: str | None = None  # Optuna RDB storage; None: sqlite in the state dir
+
+    @property
+    def optuna_storage(self) -> str:
+        return self.storage_url or f"sqlite:///{state_dir() / 'optuna.db'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    feature: Feature
+    space: SearchSpace  # with the provider's replacement model among the candidates, when it can be priced
+    prices: dict[str, Price]  # declared prices (the space's and the --prices file's)
+
+
+def preflight(inputs: StudyInputs) -> Prepared:
+    """Load and check everything a study needs before a single call is paid: feature, metric,
+    search space, a price for every model, the local models named, the Optuna storage."""
+    load_plugins()
+    feature = load_feature(inputs.feature_dir)
+    build_metric(feature)  # imports a user metric now, not mid-study
+    space = _load_space(inputs.space, feature)
+    incumbent = feature.spec.incumbent.model
+    if inputs.deprecated_model and inputs.deprecated_model != incumbent:
+        raise UserError(
+            f"{feature.spec_path}: field `incumbent.model` is {incumbent!r}, but the deprecated model given is "
+            f"{inputs.deprecated_model!r}: this feature does not use it, so there is nothing to migrate"
+        )
+    overrides = {**(load_price_file(inputs.prices_file) if inputs.prices_file else {}), **space.prices}
+    prices = PriceBook(overrides)
+    problems = []
+    for model in dict.fromkeys([incumbent, *space.models, *space.optimizer_models()]):
+        try:
+            _check_model(model, prices)
+        except UserError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise UserError(" ".join(problems))
+    space = _with_replacement(space, inputs.replacement_model, incumbent, prices)
+    if not [m for m in space.models if m != incumbent]:
+        raise UserError(f"search space {space.name!r}: every model in it is the retiring one ({incumbent}); add candidates")
+    open_storage(inputs.optuna_storage)
+    return Prepared(feature, space, overrides)
+
+
+@task(cache_policy=NO_CACHE)
+def prepare(inputs: StudyInputs) -> Prepared:
+    """The flow's first step: `preflight`, on the flow's side of Prefect."""
+    return preflight(inputs)
+
+
+def _check_model(model: str, prices: PriceBook) -> None:
+    zoo = local_models.zoo()
+    if model.startswith(LOCAL_PREFIX) and model[len(LOCAL_PREFIX) :] not in zoo:
+        raise UserError(f"model {model!r}: no such local model; known: {sorted('local/' + a for a in zoo)}")
+    prices.check(model)
+
+
+def _load_space(ref: str | None, feature: Feature) -> SearchSpace:
+    """The space asked for, else the feature's own `search_space` (relative to its feature.yaml),
+    else the bundled local zoo."""
+    if ref is None and feature.spec.search_space:
+        relative = feature.spec_path.parent / feature.spec.search_space
+        ref = str(relative) if relative.exists() else feature.spec.search_space
+    try:
+        return load_space(ref or "local-zoo")
+    except SpaceError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _with_replacement(space: SearchSpace, replacement: str | None, incumbent: str, prices: PriceBook) -> SearchSpace:
+    """The provider's suggested successor joins the candidates when offramp can call and price it;
+    otherwise the study goes on without it (a triggered run should not die on a vendor's hint)."""
+    if not replacement or replacement in space.models or replacement == incumbent:
+        return space
+    try:
+        _check_model(replacement, prices)
+    except UserError as exc:
+        logging.getLogger("offramp").warning("replacement model %s left out of the search: %s", replacement, exc)
+        return space
+    return space.model_copy(update={"models": [*space.models, replacement]})
+
+
+def check_train_size(feature: Feature, space: SearchSpace, incumbent: Config, n_train: int) -> None:
+    """Refuse a train split too small for the incumbent's demos or a strategy of the space."""
+    if incumbent.settings.demos > n_train:
+        raise UserError(f"{feature.spec_path}: field `splits.train`: {n_train} train examples, but the incumbent "
+                        f"shows {incumbent.settings.demos} demos")
+    for strategy in space.strategy_variants():
+        needed = strategy.kind.min_train(strategy)
+        if needed > n_train:
+            raise UserError(f"{feature.spec_path}: field `splits.train`: {n_train} train examples, but {strategy.label()} "
+                            f"of the search space needs {needed}")
+
+
+@task(cache_policy=NO_CACHE)
+def ensure_local_models(models: list[str], start: bool) -> list[str]:
+    """Start the local model servers the study needs and are not up (unless `start` is off: then
+    refuse). Returns the aliases started."""
+    aliases = sorted({m[len(LOCAL_PREFIX) :] for m in models if m.startswith(LOCAL_PREFIX)})
+    running = {s.alias for s in local_models.status(state_dir()) if s.healthy}
+    missing = [a for a in aliases if a not in running]
+    if missing and not start:
+        raise UserError(f"local model server(s) not up: {missing}. Run `offramp models up {' '.join(missing)}`.")
+    if missing:
+        get_run_logger().info("starting local model servers: %s", missing)
+        local_models.up(missing, state_dir())
+    return missing
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # noqa: BLE001 - any failure to open is the user's URL
+        raise UserError(f"Optuna storage {url.split('@')[-1]!r} cannot be opened: {exc}; expected sqlite:///path or postgresql://...") from None
+
+
+def choose_study_id(wh: Warehouse, base: str, new_study: bool) -> tuple[str, bool]:
+    """(study id, resumed): the latest study with this key if it did not complete, else a new one."""
+    n = 1
+    while True:
+        candidate = base if n == 1 else f"{base}-{n}"
+        found = records.find_study(wh, candidate)
+        if found is None:
+            return candidate, False
+        if found[0] in ("running", "failed") and not new_study:
+            return candidate, True
+        n += 1
