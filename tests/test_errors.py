@@ -1,8 +1,115 @@
-"""How offramp fails: the spend cap as a typed refusal."""
+"""How offramp fails: one line and exit 2 for what the user can fix (an OfframpError, a usage
+mistake), a traceback and exit 1 for a bug, and the spend cap as a typed refusal."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
 import pytest
+
+from tests.conftest import ROOT
+
+OFFRAMP = [sys.executable, "-m", "offramp.flows.cli"]
+
+
+def offramp(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OFFRAMP_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    return subprocess.run([*OFFRAMP, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture()
+def newer_warehouse(home: Path) -> Path:
+    """A warehouse written by a newer offramp: schema_migrations holds a version this one lacks."""
+    from offramp.warehouse import Warehouse
+
+    wh = Warehouse(home / "warehouse.duckdb")
+    wh.ensure_schema()
+    with duckdb.connect(str(wh.path)) as con:
+        con.execute("insert into schema_migrations (version, name) values (6, '0006_from_the_future.sql')")
+    return wh.path
+
+
+def test_an_offramp_error_is_one_line_and_exit_2(home, newer_warehouse):
+    result = offramp("notify", "gpt-4o", "--withdraw", home=home)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: the warehouse has schema versions [6] that this offramp does not know")
+
+
+def test_debug_shows_the_traceback_of_an_offramp_error(home, newer_warehouse):
+    result = offramp("--debug", "notify", "gpt-4o", "--withdraw", home=home)
+    assert result.returncode == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "offramp.errors.SchemaError: the warehouse has schema versions [6]" in result.stderr
+
+
+BUG = """
+import sys
+from pathlib import Path
+
+from offramp.flows import cli
+from offramp.warehouse import db
+
+db.QUERIES = Path(sys.argv[1])  # offramp's own query files gone missing: a bug, not the user's input
+sys.argv = ["offramp", *sys.argv[2:]]
+cli.main()
+"""
+
+
+def test_anything_else_is_a_bug_with_a_traceback_and_exit_1(home, tmp_path):
+    """A FileNotFoundError of an internal .sql file is not the user's to fix: it must not be
+    printed as `error: ...` with exit 2 (it was, while main() caught every FileNotFoundError)."""
+    from offramp.warehouse import Warehouse
+
+    Warehouse(home / "warehouse.duckdb").ensure_schema()
+    env = {**os.environ, "OFFRAMP_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    result = subprocess.run([sys.executable, "-c", BUG, str(tmp_path / "no-queries"), "report", "some-study"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "FileNotFoundError" in result.stderr and "no-queries" in result.stderr
+    assert not result.stderr.startswith("error:")
+
+
+def test_a_bad_option_value_names_the_option_not_a_pydantic_model(home, tmp_path):
+    from tests.helpers import make_feature
+
+    root = make_feature(tmp_path / "feature")
+    result = offramp("migrate", str(root), "--concurrency", "1000", home=home)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: offramp migrate: option --concurrency (field `concurrency`): Input should be less than or equal to 256"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--bogus"], "No such option: --bogus"),
+        (["sql"], "Missing argument 'query'"),
+        (["nosuchcommand"], "No such command 'nosuchcommand'"),
+        ([], None),
+    ],
+    ids=["unknown-option", "missing-argument", "unknown-command", "bare"],
+)
+def test_usage_mistakes_exit_2_with_clicks_short_message(home, args, named):
+    result = offramp(*args, home=home)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    if named is None:  # bare `offramp`: the help on stdout, as click does standalone (exit 2)
+        assert result.stderr == ""
+        assert result.stdout.lstrip().startswith("Usage:") and "migrate" in result.stdout
+        return
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 3, result.stderr  # usage, `Try ... --help`, the error
+    assert lines[0].startswith("Usage:") and "--help" in lines[1]
+    assert lines[2].startswith(f"Error: {named}")
 
 
 # -- the spend cap: a typed refusal ----------------------------------------------------------
