@@ -1,5 +1,6 @@
 """How offramp fails: one line and exit 2 for what the user can fix (an OfframpError, a usage
-mistake), a traceback and exit 1 for a bug, and the spend cap as a typed refusal."""
+mistake), a traceback and exit 1 for a bug, the spend cap as a typed refusal, and no module
+named like the standard library."""
 
 from __future__ import annotations
 
@@ -162,3 +163,28 @@ def test_a_provider_error_named_like_a_budget_is_a_failed_call_not_our_cap(home,
     gateway = _gateway(home)
     with pytest.raises(ProviderCallFailed, match="^BudgetExceededError: Budget has been exceeded"):
         _bridge_call(gateway)
+
+
+# -- module names ----------------------------------------------------------------------------
+
+LAYERS = ("flows", "tasks", "search_spaces", "warehouse", "offramp")
+
+
+def stdlib_shadows(paths: list[str]) -> list[str]:
+    """The .py files (repository-relative paths) named like a standard-library module: with their
+    folder on sys.path (`python tasks/compare.py`) they shadow it, e.g. tasks/select.py and
+    `select`, which asyncio imports."""
+    return sorted(
+        p for p in paths
+        if p.endswith(".py") and p.split("/")[0] in LAYERS and Path(p).stem in sys.stdlib_module_names
+    )
+
+
+def test_no_module_is_named_like_a_standard_library_module():
+    paths = [str(p.relative_to(ROOT)) for layer in LAYERS for p in (ROOT / layer).rglob("*.py")]
+    assert len(paths) > 20  # the walk found the package
+    assert stdlib_shadows(paths) == []
+
+
+def test_the_stdlib_name_check_catches_a_shadowing_module():
+    assert stdlib_shadows(["tasks/select.py", "tasks/evidence/policy.py", "warehouse/__init__.py"]) == ["tasks/select.py"]
