@@ -115,16 +115,12 @@ def test_usage_mistakes_exit_2_with_clicks_short_message(home, args, named):
 
 # -- the spend cap: a typed refusal ----------------------------------------------------------
 
-def _bridge_call(gateway):
-    """One call as DSPy makes it (through the `offramp` litellm provider) and the call recorded."""
+def _bridge_call(gateway) -> None:
+    """One call as DSPy makes it: through the `offramp` litellm provider into the gateway."""
     from offramp.tasks.gateway import dspy_bridge
 
     with dspy_bridge.session(gateway, study_id=None, trial_id=None, purpose="optimize") as current:
-        try:
-            dspy_bridge._GatewayProvider().completion(model=f"{current.id}/fake/x", messages=[{"role": "user", "content": "hi"}])
-        finally:
-            call = current.calls[-1]
-    return call
+        dspy_bridge._GatewayProvider().completion(model=f"{current.id}/fake/x", messages=[{"role": "user", "content": "hi"}])
 
 
 def _gateway(home, **kwargs):
