@@ -167,12 +167,16 @@ LAYERS = ("flows", "tasks", "search_spaces", "warehouse", "offramp")
 
 
 def stdlib_shadows(paths: list[str]) -> list[str]:
-    """The .py files (repository-relative paths) named like a standard-library module: with their
-    folder on sys.path (`python tasks/compare.py`) they shadow it, e.g. tasks/select.py and
-    `select`, which asyncio imports."""
+    """The .py files (repository-relative paths) named like a standard-library module, or inside
+    a package folder so named: with their folder on sys.path (`python tasks/compare.py`) they
+    shadow it, e.g. tasks/select.py and `select`, which asyncio imports."""
+    def names(path: str) -> list[str]:
+        parts = Path(path).parts
+        return [*parts[1:-1], Path(path).stem]  # below the layer folder: packages, then the module
+
     return sorted(
         p for p in paths
-        if p.endswith(".py") and p.split("/")[0] in LAYERS and Path(p).stem in sys.stdlib_module_names
+        if p.endswith(".py") and p.split("/")[0] in LAYERS and any(n in sys.stdlib_module_names for n in names(p))
     )
 
 
@@ -184,3 +188,4 @@ def test_no_module_is_named_like_a_standard_library_module():
 
 def test_the_stdlib_name_check_catches_a_shadowing_module():
     assert stdlib_shadows(["tasks/select.py", "tasks/evidence/policy.py", "warehouse/__init__.py"]) == ["tasks/select.py"]
+    assert stdlib_shadows(["tasks/email/__init__.py", "tests/select.py"]) == ["tasks/email/__init__.py"]
