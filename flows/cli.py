@@ -11,9 +11,10 @@ import io
 import json
 import os
 import sys
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,19 +22,29 @@ from rich.table import Table
 
 from offramp.warehouse.home import configure_environment
 
-app = typer.Typer(add_completion=False, no_args_is_help=True)
+# Typer's pretty tracebacks print every frame's locals (an API key in a variable, pages of a
+# dataset); a bug gets Python's own traceback instead.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 models_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the bundled local model servers.")
 app.add_typer(models_app, name="models")
+T = TypeVar("T")
 # Not a terminal (CI, a pipe): rich would wrap at 80 columns; tables read better wider.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 
+# Set by `--debug`: main() re-raises an OfframpError (full traceback) instead of printing one line.
+_DEBUG = False
+
+
 @app.callback()
 def _root(
     home: Annotated[Optional[Path], typer.Option("--home", help="state dir (default: $OFFRAMP_HOME or ./.offramp)")] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="on an error, print the full traceback instead of one line")] = False,
 ) -> None:
     """offramp: migrate LLM features off retiring models, measured and on evidence."""
+    global _DEBUG
+    _DEBUG = debug
     if home is not None:
         os.environ["OFFRAMP_HOME"] = str(home)
     configure_environment()
@@ -131,12 +142,12 @@ def migrate(
     the same command again after a crash resumes the study."""
     from offramp.flows.params import GatewayParams, MigrateParams
 
-    params = MigrateParams(
+    params = _checked("migrate", lambda: MigrateParams(
         feature_dir=str(feature_dir), deprecated_model=deprecated, space=space, max_examples=max_examples,
         prices_file=str(prices) if prices else None, seed=seed, trigger="cli", max_spend_usd=max_spend,
         max_trials=max_trials, max_wall_s=max_wall, parallel=parallel, sampler=sampler, racing=racing,
         optuna_storage=storage, new_study=new_study, gateway=GatewayParams(concurrency=concurrency),
-    )
+    ))
     _print_study(_run_migration(params))
 
 
@@ -160,10 +171,10 @@ def demo(
         started = local_models.up(None, home)
     console.print("models up: " + ", ".join(f"{s.alias} ({s.api_base})" for s in started))
     try:
-        params = MigrateParams(
+        params = _checked("demo", lambda: MigrateParams(
             feature_dir=str(bundled), deprecated_model="local/smollm2-135m", space="local-zoo",
             max_examples=max_examples, max_trials=max_trials, trigger="demo", gateway=GatewayParams(concurrency=2),
-        )
+        ))
         _print_study(_run_migration(params))
     finally:
         if not keep_models:
@@ -446,11 +457,11 @@ def watch(
     horizons = _provider_horizons(provider_horizon)
     url = _check_prefect_server()
     emit = bool(url) and not dry_run
-    params = WatchParams(
+    params = _checked("watch", lambda: WatchParams(
         features_root=str(features_root(features)), notices_file=_notices_file(notices),
         price_map=str(price_map.resolve()) if price_map else None, horizon_days=horizon_days,
         provider_horizon_days=horizons, provider_apis=provider_api or [], emit=emit,
-    )
+    ))
     from offramp.flows.watch_deprecations import watch_deprecations
 
     summary = watch_deprecations(params)
@@ -517,8 +528,10 @@ def serve(
     if url is None:
         raise _usage("offramp serve needs a Prefect server: `prefect server start`, then "
                      "`export PREFECT_API_URL=http://127.0.0.1:4200/api`")
-    watch_params = WatchParams(features_root=str(features_root(features)), notices_file=_notices_file(notices),
-                               horizon_days=horizon_days, provider_horizon_days=_provider_horizons(provider_horizon))
+    watch_params = _checked("serve", lambda: WatchParams(
+        features_root=str(features_root(features)), notices_file=_notices_file(notices),
+        horizon_days=horizon_days, provider_horizon_days=_provider_horizons(provider_horizon),
+    ))
     defaults = {"max_trials": max_trials, "max_spend_usd": max_spend}
     deployments = build(watch=watch_params, migrate_defaults=defaults, cron=cron)
     ui = url.split("@")[-1].removesuffix("/api")
@@ -526,9 +539,39 @@ def serve(
     serve_deployments(deployments, limit=limit)
 
 
+# The flow parameter (pydantic field) each command-line option sets, to name the option in errors.
+_OPTION_OF_FIELD = {
+    "deprecated_model": "--deprecated", "max_examples": "--max-examples", "prices_file": "--prices",
+    "concurrency": "--concurrency", "seed": "--seed", "max_spend_usd": "--max-spend", "max_trials": "--max-trials",
+    "max_wall_s": "--max-wall", "parallel": "--parallel", "sampler": "--sampler", "optuna_storage": "--storage",
+    "horizon_days": "--horizon-days", "provider_horizon_days": "--provider-horizon", "provider_apis": "--provider-api",
+}
+
+
+def _checked(command: str, build: Callable[[], T]) -> T:
+    """`build()` (it constructs flow parameters from options), with pydantic's ValidationError
+    turned into a UserError naming the option, its field and what was expected."""
+    from pydantic import ValidationError
+
+    from offramp.errors import UserError
+    from offramp.search_spaces.validation import field_path
+
+    try:
+        return build()
+    except ValidationError as exc:
+        parts = []
+        for e in exc.errors():
+            field = field_path(e["loc"])
+            option = _OPTION_OF_FIELD.get(field.split(".")[0])
+            where = f"option {option} (field `{field}`)" if option else f"field `{field}`"
+            parts.append(f"{where}: {e['msg']}")
+        raise UserError(f"offramp {command}: " + "; ".join(parts)) from None
+
 
 def _usage(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # a query or value may hold `[`
     return typer.Exit(code=2)
 
 
@@ -539,42 +582,49 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    """Console entry point: user errors print one paragraph and exit 2."""
+    """Console entry point. An `OfframpError` is the user's to fix: its message on one line and
+    exit 2 (`--debug`: the traceback). A usage mistake (unknown option or command, missing
+    argument) gets click's short usage message and exit 2; bare `offramp` prints the help and
+    exits 2, as click does standalone. Anything else is a bug: Python's traceback, exit 1."""
     import signal
 
+    from rich.markup import escape
+
+    from offramp.errors import OfframpError
+
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    from offramp.search_spaces.schema import SpaceError
-    from offramp.errors import UserError
-    from offramp.warehouse.db import WarehouseBusy
-
-    from pydantic import ValidationError
-
-    user_errors: tuple[type[BaseException], ...] = (UserError, SpaceError, WarehouseBusy, FileNotFoundError, ValidationError)
-    try:
-        from offramp.tasks.gateway.local_models import LocalModelError
-
-        user_errors += (LocalModelError,)
-    except ImportError:  # pragma: no cover - the module ships with offramp
-        pass
     try:
         code = app(standalone_mode=False)  # click returns an Exit's code instead of raising it
         if isinstance(code, int) and code:
             sys.exit(code)
-    except user_errors as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+    except OfframpError as exc:
+        if _DEBUG:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)  # a message may hold `[`
         sys.exit(2)
+    except typer.TyperException as exc:
+        # Typer 0.29 vendors click (typer._click) and raises its own copies of click's exceptions,
+        # all subclasses of the public TyperException: `click.ClickException` would not catch them.
+        _show_usage_error(exc)
+        sys.exit(getattr(exc, "exit_code", 2))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+
+def _show_usage_error(exc: Exception) -> None:
+    """Click's own short message: usage line, `Try ... --help`, `Error: ...`. For bare `offramp`
+    (no_args_is_help) typer's rich help has already printed itself to stdout, and the error
+    carries no text."""
+    if type(exc).__name__ == "NoArgsIsHelpError" and not exc.format_message().strip():
+        return
+    show = getattr(exc, "show", None)
+    if show is not None:
+        show()
+    else:  # pragma: no cover - every TyperException typer raises has show()
+        err_console.print(f"error: {exc}", soft_wrap=True, markup=False)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Subclasses exist where a caller needs to tell them apart:
 | `WarehouseBusy` | the DuckDB file stayed locked by another process too long | the CLI |
 | `SchemaError` | the warehouse's schema is newer than this offramp, or migration files are inconsistent | the CLI |
 | `NoSuchStudy` | a study id that the warehouse does not hold | the CLI |
+| `NoWarehouse` | a read of a warehouse file that does not exist yet | the CLI |
 | `BudgetExceeded` | the spend cap refused a call (typed, also across DSPy's optimizers) | the trial, the study |
 | `ProviderCallFailed` | a model call failed after the gateway's retries (recorded as a call with its error) | DSPy's optimizers |
 
@@ -47,6 +48,10 @@ class SchemaError(OfframpError):
 
 class NoSuchStudy(UserError):
     """The warehouse holds no study of that id."""
+
+
+class NoWarehouse(UserError):
+    """A read of a warehouse file that does not exist yet (nothing has been recorded there)."""
 
 
 class BudgetExceeded(OfframpError):

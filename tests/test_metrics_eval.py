@@ -45,6 +45,43 @@ def test_bootstrap_interval_contains_mean_and_narrows_with_n():
     assert (hi_l - lo_l) / 2 == pytest.approx(1.96 * np.sqrt(p * (1 - p) / len(large)), rel=0.15)
 
 
+def test_two_features_with_a_scoring_py_each_keep_their_own_metric(tmp_path):
+    """Both built in one process (a `serve` running two features' studies): each scores with
+    the function in its own folder. A bare-name import gave the second feature the first's."""
+    first = make_feature(tmp_path / "first", extra={"metric": {"function": "scoring:score"}})
+    second = make_feature(tmp_path / "second", extra={"metric": {"function": "scoring:score"}})
+    (first / "scoring.py").write_text("def score(gold, prediction):\n    return 0.25\n")
+    (second / "scoring.py").write_text("def score(gold, prediction):\n    return 0.75\n")
+    metrics = [build_metric(load_feature(root)) for root in (first, second)]
+    gold, prediction = {"label": "alpha"}, {"label": "alpha"}
+    assert [m.score(gold, prediction) for m in metrics] == [0.25, 0.75]
+    import sys
+
+    for m in metrics:  # registered under a unique name (pickle and dataclasses look it up there)
+        assert sys.modules[m.score_fn.__module__].score is m.score_fn
+
+
+def test_a_dotted_user_metric_and_one_from_the_environment(tmp_path):
+    root = make_feature(tmp_path / "dotted", extra={"metric": {"function": "metrics_pkg.exact:score"}})
+    (root / "metrics_pkg").mkdir()
+    (root / "metrics_pkg" / "exact.py").write_text(
+        "def score(gold, prediction):\n    return float(gold['label'] == prediction['label'])\n"
+    )
+    metric = build_metric(load_feature(root))
+    assert metric.score({"label": "alpha"}, {"label": "alpha"}) == 1.0
+    assert metric.score({"label": "alpha"}, {"label": "beta"}) == 0.0
+    from_env = make_feature(tmp_path / "env", extra={"metric": {"function": "operator:eq"}})
+    assert build_metric(load_feature(from_env)).score({"label": "a"}, {"label": "a"}) == 1.0
+
+
+def test_a_missing_user_metric_names_file_field_and_what_was_expected(tmp_path):
+    from offramp.errors import UserError
+
+    root = make_feature(tmp_path / "missing", extra={"metric": {"function": "nowhere_to_be_found:score"}})
+    with pytest.raises(UserError, match=r"feature\.yaml: field `metric.function`: cannot import 'nowhere_to_be_found:score'.*expected"):
+        build_metric(load_feature(root))
+
+
 def test_parse_failures_and_errors_are_counted_and_scored_zero(tmp_path, home, fake):
     feature = load_feature(make_feature(tmp_path / "f"))
     metric = build_metric(feature)

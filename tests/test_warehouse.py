@@ -66,6 +66,22 @@ def test_a_failing_migration_leaves_nothing_half_applied(tmp_path):
     assert con.execute("select count(*) from schema_migrations").fetchone()[0] == 0
 
 
+def test_a_semicolon_at_a_line_end_inside_a_string_literal_stays_in_the_string(tmp_path):
+    """A migration runs as DuckDB parses it: `;` then a newline inside a literal is data, not the
+    end of a statement (the old runner split the file there and broke valid SQL)."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "0001_a.sql").write_text(
+        "-- notes keep their own ; at a line end;\n"
+        "CREATE TABLE notes (body TEXT);\n"
+        "INSERT INTO notes VALUES ('a;\nb');\n"
+    )
+    (folder / "0002_comment_only.sql").write_text("-- nothing to do in this version;\n")
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    assert migrate.apply_migrations(con, folder) == [1, 2]
+    assert con.execute("select body from notes").fetchall() == [("a;\nb",)]
+
+
 def test_a_newer_database_is_refused(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     migrate.apply_migrations(con)

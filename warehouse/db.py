@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from offramp.errors import WarehouseBusy
+from offramp.errors import NoWarehouse, WarehouseBusy
 
 from offramp.warehouse import migrate
 
@@ -112,9 +112,11 @@ class Warehouse:
     @contextlib.contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read connection. From the writing process it shares the writer's lock; from any other
-        process it opens the file read-only (the file must exist)."""
+        process it opens the file read-only, so the file must exist: a missing one is `NoWarehouse`
+        (a user error with what to do), never a FileNotFoundError a caller would have to tell
+        apart from a missing file of offramp's own."""
         if not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: no warehouse yet (run a study first, e.g. `offramp demo`)")
+            raise NoWarehouse(f"{self.path}: no warehouse yet (run a study first, e.g. `offramp demo`)")
         with self._lock:
             read_only = self.read_only or self.path not in _READY
             con = _open(self.path, read_only=read_only, wait_s=self.wait_s)

@@ -4,8 +4,9 @@
 recorded in `schema_migrations`. The runner refuses gaps and duplicate numbers, and refuses a
 database that is newer than this code (a version it does not know). `views/*.sql` are
 `CREATE OR REPLACE VIEW` statements applied on every start in file-name order (prefix them with
-a number where one view uses another). Limits: no down-migrations; one statement list per file,
-split on `;` at line ends (no `;` inside string literals at a line end).
+a number where one view uses another). Each file runs as one script (DuckDB executes every
+statement of it, string literals and comments included as written: no splitting here), inside
+a transaction of its own, so a file lands whole or not at all. Limit: no down-migrations.
 """
 
 from __future__ import annotations
@@ -37,15 +38,15 @@ def migration_files(folder: Path = MIGRATIONS) -> list[tuple[int, Path]]:
     return found
 
 
-def statements(sql: str) -> list[str]:
-    """Split a file into statements on `;` at line ends, dropping comment-only chunks."""
-    parts = re.split(r";\s*$", sql, flags=re.MULTILINE)
-    out = []
-    for part in parts:
-        body = "\n".join(line for line in part.splitlines() if not line.strip().startswith("--")).strip()
-        if body:
-            out.append(part.strip())
-    return out
+def _run_script(con: duckdb.DuckDBPyConnection, script: str) -> None:
+    """One file's statements, all or none (DuckDB runs a multi-statement string as it is)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(script)
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def apply_migrations(con: duckdb.DuckDBPyConnection, folder: Path = MIGRATIONS) -> list[int]:
@@ -68,8 +69,7 @@ def apply_migrations(con: duckdb.DuckDBPyConnection, folder: Path = MIGRATIONS) 
             continue
         con.execute("BEGIN TRANSACTION")
         try:
-            for statement in statements(path.read_text()):
-                con.execute(statement)
+            con.execute(path.read_text())
             con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [number, path.name])
             con.execute("COMMIT")
         except Exception:
@@ -83,7 +83,6 @@ def apply_views(con: duckdb.DuckDBPyConnection, folder: Path = VIEWS) -> list[st
     """(Re)create every view; return their file names."""
     names = []
     for path in sorted(folder.glob("*.sql")):
-        for statement in statements(path.read_text()):
-            con.execute(statement)
+        _run_script(con, path.read_text())
         names.append(path.name)
     return names

@@ -3,17 +3,24 @@
 Built-ins: `exact_match` (normalised string equality), `label_accuracy` (the predicted label is
 the gold label), `macro_f1` (per-example: label accuracy; trial: macro-averaged F1 over the labels,
 a corpus-level number), `json_f1` (field-level F1 between two JSON objects), `numeric_match`
-(|pred - gold| <= tolerance). A user metric is `module:callable` importable from the feature folder,
-called as fn(gold: dict, prediction: dict | None) -> float.
+(|pred - gold| <= tolerance). A user metric is `module:callable`, called as
+fn(gold: dict, prediction: dict | None) -> float: `module` is the file `<feature folder>/module.py`
+(dotted `pkg.mod`: `pkg/mod.py`), loaded under a module name unique to that file, so two
+features that each ship a `scoring.py` keep their own; else a module importable from the
+environment.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
 import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -91,18 +98,42 @@ class Metric:
         return float(np.mean(scores)) if len(scores) else 0.0
 
 
+def _load_file(path: Path, root: Path) -> ModuleType:
+    """The module in `path`, under a name unique to the file. A bare-name import (the feature
+    folder on sys.path, `import scoring`) would hand every feature the first `scoring` loaded
+    in the process. Registered in sys.modules under that name: dataclasses and pickle look
+    a function's module up there."""
+    name = "offramp_feature_metric_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    if name in sys.modules:
+        return sys.modules[name]
+    # The folder stays importable for helper modules a metric imports (as before); appended, so
+    # a feature's file cannot shadow the standard library or an installed package.
+    if str(root) not in sys.path:
+        sys.path.append(str(root))
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]  # a failed load is not cached: the next try runs the file again
+        raise
+    return module
+
+
 def _import_user_metric(feature: Feature, dotted: str) -> ScoreFn:
     module_name, _, attr = dotted.partition(":")
-    root = str(feature.root)
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    root = feature.root.resolve()
+    path = root.joinpath(*module_name.split(".")).with_suffix(".py")
     try:
-        module = importlib.import_module(module_name)
+        module = _load_file(path, root) if path.is_file() else importlib.import_module(module_name)
         fn = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
         raise UserError(
             f"{feature.spec_path}: field `metric.function`: cannot import {dotted!r} ({exc}); expected "
-            "\"module:callable\" importable from the feature folder or the environment"
+            f"\"module:callable\" with the module in the feature folder ({path}) or importable from the environment"
         ) from None
     if not callable(fn):
         raise UserError(f"{feature.spec_path}: field `metric.function`: {dotted!r} is not callable")

@@ -77,7 +77,7 @@ class _GatewayProvider(CustomLLM):
                 )
             )
         if result.error is not None:
-            if result.error.startswith("BudgetExceeded"):
+            if result.refused:
                 raise BudgetExceeded(result.error)
             raise ProviderCallFailed(result.error)
         prompt_tokens, completion_tokens = result.prompt_tokens or 0, result.completion_tokens or 0

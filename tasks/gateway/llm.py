@@ -84,7 +84,9 @@ class LLMRequest:
 
 @dataclasses.dataclass(frozen=True)
 class LLMResult:
-    """What came back. On a cache hit cost_usd is 0 and orig_* carry the original call's figures."""
+    """What came back. On a cache hit cost_usd is 0 and orig_* carry the original call's figures.
+    `refused`: the spend cap refused the call before it was made (`error` says so for the
+    warehouse's `calls.error`); callers test this flag, never the error's wording."""
 
     text: str | None
     prompt_tokens: int | None
@@ -96,6 +98,7 @@ class LLMResult:
     error: str | None
     cache_hit: bool
     attempts: int
+    refused: bool = False
 
 
 _WARM = threading.Event()
@@ -337,7 +340,7 @@ class Gateway:
         Identical requests in one batch are called once. Paid answers reach the cache at least every
         `cache_flush_s` seconds (one DuckDB transaction each, ~30 ms, so not per answer): a crash
         loses at most that much paid work. A call the spend cap refuses
-        comes back as an unpaid error starting with "BudgetExceeded" (and `budget.exhausted`)."""
+        comes back as an unpaid error with `refused` set (and `budget.exhausted`)."""
         keys = [r.cache_key for r in requests]
         cached = cache_lookup(self.warehouse, sorted(set(keys))) if self.use_cache else {}
         results: list[LLMResult | None] = [None] * len(requests)
@@ -367,7 +370,7 @@ class Gateway:
                         result = LLMResult(
                             text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0, latency_s=0.0,
                             orig_cost_usd=None, orig_latency_s=None, error=f"BudgetExceeded: {exc}", cache_hit=False,
-                            attempts=0,
+                            attempts=0, refused=True,
                         )
                     results[i] = result
                     if on_result:
