@@ -115,8 +115,11 @@ def warm_up_litellm() -> None:
         if not _WARM.is_set():
             import litellm
 
-            litellm.completion(model="openai/offramp-warm-up", messages=[{"role": "user", "content": "-"}],
-                               mock_response="-", num_retries=0)
+            try:
+                litellm.completion(model="openai/offramp-warm-up", messages=[{"role": "user", "content": "-"}],
+                                   mock_response="-", num_retries=0)
+            except Exception as exc:  # noqa: BLE001 - a warm-up must never fail a call (e.g. litellm.max_budget set)
+                log.debug("litellm warm-up failed: %s", exc)
             _WARM.set()
 
 
