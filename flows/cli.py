@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from offramp.tasks.evidence.terminal import fmt as _fmt
 from offramp.warehouse.home import configure_environment
 
 # Typer's pretty tracebacks print every frame's locals (an API key in a variable, pages of a
@@ -50,12 +51,6 @@ def _root(
     configure_environment()
 
 
-def _fmt(value: object, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
 
 
 class _ProgressView:
@@ -102,11 +97,12 @@ def _run_migration(params) -> object:
 def _print_study(summary) -> None:
     """After a study: the report (from the warehouse), where it is, and a query to paste."""
     from offramp.tasks.evidence.report import load_report
+    from offramp.tasks.evidence.terminal import render_report
     from offramp.warehouse import Warehouse
 
     if summary.resumed:
         console.print(f"(resumed an interrupted study: {summary.study_id})")
-    _print_report(load_report(Warehouse(summary.warehouse), summary.study_id))
+    render_report(console, load_report(Warehouse(summary.warehouse), summary.study_id))
     console.print(f"Warehouse: {summary.warehouse}")
     if summary.report_path:
         console.print(f"Report: {summary.report_path}  (terminal: offramp report {summary.study_id})")
@@ -223,55 +219,16 @@ def report(
     flips, the decision and why (the same facts as the HTML report and the Prefect artifact)."""
     from offramp.errors import NoSuchStudy
     from offramp.tasks.evidence.report import load_report, write_html
+    from offramp.tasks.evidence.terminal import render_report
     from offramp.warehouse import Warehouse, warehouse_path
 
     try:
         r = load_report(Warehouse(warehouse_path()), study_id)
     except NoSuchStudy as exc:
         raise _usage(str(exc)) from None
-    _print_report(r)
+    render_report(console, r)
     if html_path is not None:
         console.print(f"HTML report: {write_html(r, html_path)}")
-
-
-def _print_report(r) -> None:
-    s, sel = r.study, r.selection
-    console.print(f"[bold]Study {r.study_id}[/]: feature {s['feature']}, off {s['incumbent_model']}, status {s['status']}")
-    inc = r.incumbent
-    if inc:
-        t = r.test_of(inc["trial_id"])
-        console.print(f"Incumbent: dev {_fmt(inc['quality'])}, test {_fmt(t and t['quality'])}, "
-                      f"${_fmt(inc['cost_per_1k_usd'], 5)}/1k, p95 {_fmt(inc['latency_p95_s'])} s")
-    table = Table(title="Front (dev split) and its check against the incumbent (held-out test split, paired)")
-    for column in ("trial", "config", "dev quality", "test quality", "vs incumbent [95% CI]", "p", "agree", "$ / 1k", "p95 s", "verdict"):
-        table.add_column(column)
-    verdicts = {v["trial_id"]: v for v in sel.get("verdicts", [])}
-    for t in r.front:
-        o, test, v = r.overall(t["trial_id"]), r.test_of(t["trial_id"]), verdicts.get(t["trial_id"], {})
-        verdict = "[green]selected[/]" if sel.get("trial_id") == t["trial_id"] else ("accepted" if v.get("accepted") else "[red]rejected[/]") if v else "-"
-        table.add_row(
-            str(t["trial_id"]), r.label(t), f"{_fmt(t['quality'])} [{_fmt(t['quality_ci_low'])}, {_fmt(t['quality_ci_high'])}]",
-            _fmt(test and test["quality"]), "-" if o is None else f"{o['diff']:+.3f} [{o['diff_ci_low']:+.3f}, {o['diff_ci_high']:+.3f}]",
-            _fmt(o and o["p_value"]), _fmt(o and o["agreement_rate"], 2), _fmt(t["cost_per_1k_usd"], 5), _fmt(t["latency_p95_s"]), verdict,
-        )
-    console.print(table)
-    slices = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:6]
-    if slices:
-        st = Table("trial", "slice", "n", "incumbent", "candidate", "diff [95% CI]", title="Largest slice drops (test)")
-        for x in slices:
-            st.add_row(str(x["trial_id"]), f"{x['slice_field']}={x['slice_value']}", str(x["n"]), _fmt(x["incumbent_quality"]),
-                       _fmt(x["candidate_quality"]), f"{x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}]")
-        console.print(st)
-    regressed = [f for f in r.flips if f["direction"] == "regressed" and f["trial_id"] == sel.get("trial_id", sel.get("recommended_trial_id"))]
-    if regressed:
-        console.print(f"Right -> wrong under trial {regressed[0]['trial_id']} ({len(regressed)}), e.g.:")
-        for f in regressed[:3]:
-            console.print(f"  {f['example_id']}: {f['input_text'][:90]!r}: {f['incumbent_prediction']} -> {f['candidate_prediction']}")
-    console.print(f"Policy: {sel.get('rule', '-')}")
-    console.print(f"Decision: {sel.get('reason', s.get('error') or '-')}")
-    for v in sel.get("verdicts", []):
-        console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
-    console.print("Every number above is a row of: " + "; ".join(r.queries().values()), soft_wrap=True)
 
 
 @app.command()

@@ -49,11 +49,11 @@ class _Collect(HTMLParser):
 def test_report_forms_share_the_facts(study, home):
     summary, wh = study
     r = load_report(wh, summary.study_id)
-    assert {t["trial_id"] for t in r.front} == set(summary.front)
+    assert {t.trial_id for t in r.front} == set(summary.front)
     md = markdown(r)
     assert summary.study_id in md and "Decision:" in md and "v_regressions" in md
     for t in r.front:  # every front config's paired delta appears in the markdown
-        o = r.overall(t["trial_id"])
+        o = r.overall(t.trial_id)
         assert f"{o['diff']:+.3f}" in md
     path = write_html(r, home / "reports" / "r.html")
     parser = _Collect()

@@ -15,6 +15,7 @@ from typing import Any
 from offramp.errors import NoSuchStudy
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
+from offramp.warehouse.records import Trial
 
 QUERIES = {
     "trials": "SELECT * FROM v_trials WHERE study_id = '{id}' ORDER BY trial_id",
@@ -41,7 +42,8 @@ def _label(t: dict[str, Any]) -> str:
 @dataclasses.dataclass
 class StudyReport:
     study: dict[str, Any]
-    trials: list[dict[str, Any]]
+    trials: list[Trial]  # every trial of the study, with its measurement
+    front_ids: set[int]  # the dev trials on the front
     regressions: list[dict[str, Any]]
     flips: list[dict[str, Any]]
     spend: list[dict[str, Any]]
@@ -54,25 +56,25 @@ class StudyReport:
     def selection(self) -> dict[str, Any]:
         return json.loads(self.study["selection"]) if self.study.get("selection") else {}
 
-    def trial(self, trial_id: int) -> dict[str, Any]:
-        return next(t for t in self.trials if t["trial_id"] == trial_id)
+    def trial(self, trial_id: int) -> Trial:
+        return next(t for t in self.trials if t.trial_id == trial_id)
 
-    def test_of(self, trial_id: int) -> dict[str, Any] | None:
-        return next((t for t in self.trials if t["split"] == "test" and t["source_trial_id"] == trial_id), None)
-
-    @property
-    def incumbent(self) -> dict[str, Any] | None:
-        return next((t for t in self.trials if t["role"] == "incumbent" and t["split"] == "dev"), None)
+    def test_of(self, trial_id: int) -> Trial | None:
+        return next((t for t in self.trials if t.split == "test" and t.source_trial_id == trial_id), None)
 
     @property
-    def front(self) -> list[dict[str, Any]]:
-        return [t for t in self.trials if t["on_front"]]
+    def incumbent(self) -> Trial | None:
+        return next((t for t in self.trials if t.role == "incumbent" and t.split == "dev"), None)
+
+    def on_front(self, t: Trial) -> bool:
+        return t.trial_id in self.front_ids
+
+    @property
+    def front(self) -> list[Trial]:
+        return [t for t in self.trials if self.on_front(t)]
 
     def overall(self, trial_id: int) -> dict[str, Any] | None:
         return next((r for r in self.regressions if r["trial_id"] == trial_id and r["slice_field"] == "(all)"), None)
-
-    def label(self, t: dict[str, Any]) -> str:
-        return _label(t)
 
     def queries(self) -> dict[str, str]:
         return {k: v.format(id=self.study_id) for k, v in QUERIES.items()}
@@ -82,8 +84,10 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
     studies = _rows(wh, "report_study", study_id)
     if not studies:
         raise NoSuchStudy(f"no study {study_id!r} in {wh.path}; list them: offramp sql \"select id, feature, status from studies\"")
+    rows = _rows(wh, "report_trials", study_id)
     return StudyReport(
-        study=studies[0], trials=_rows(wh, "report_trials", study_id), regressions=_rows(wh, "report_regressions", study_id),
+        study=studies[0], trials=[Trial.from_row(row, _label(row)) for row in rows],
+        front_ids={row["trial_id"] for row in rows if row["on_front"]}, regressions=_rows(wh, "report_regressions", study_id),
         flips=_rows(wh, "report_flips", study_id), spend=_rows(wh, "report_spend", study_id),
     )
 
@@ -99,19 +103,19 @@ def markdown(r: StudyReport) -> str:
              "Numbers: front on the dev split (the search); quality deltas on the held-out test split (the decision).", ""]
     inc = r.incumbent
     if inc:
-        t = r.test_of(inc["trial_id"])
-        lines.append(f"Incumbent: dev quality {_f(inc['quality'])}, test quality {_f(t and t['quality'])}, "
-                     f"${_f(inc['cost_per_1k_usd'], 5)} per 1k, p95 {_f(inc['latency_p95_s'])} s.")
+        t = r.test_of(inc.trial_id)
+        lines.append(f"Incumbent: dev quality {_f(inc.measurement.quality)}, test quality {_f(t and t.measurement.quality)}, "
+                     f"${_f(inc.measurement.cost_per_1k_usd, 5)} per 1k, p95 {_f(inc.measurement.latency_p95_s)} s.")
     lines += ["", "| trial | config | dev quality (95% CI) | test quality | vs incumbent (paired 95% CI) | agreement | $ / 1k | p95 s | verdict |",
               "|---|---|---|---|---|---|---|---|---|"]
     verdicts = {v["trial_id"]: v for v in sel.get("verdicts", [])}
     for t in r.front:
-        o, test, v = r.overall(t["trial_id"]), r.test_of(t["trial_id"]), verdicts.get(t["trial_id"], {})
+        o, test, v = r.overall(t.trial_id), r.test_of(t.trial_id), verdicts.get(t.trial_id, {})
         delta = "-" if o is None else f"{o['diff']:+.3f} [{o['diff_ci_low']:+.3f}, {o['diff_ci_high']:+.3f}]"
-        verdict = ("**selected**" if sel.get("trial_id") == t["trial_id"] else "accepted" if v.get("accepted") else "rejected") if v else "-"
-        lines.append(f"| {t['trial_id']} | {r.label(t)} | {_f(t['quality'])} ({_f(t['quality_ci_low'])}-{_f(t['quality_ci_high'])}) | "
-                     f"{_f(test and test['quality'])} | {delta} | {_f(o and o['agreement_rate'], 2)} | {_f(t['cost_per_1k_usd'], 5)} | "
-                     f"{_f(t['latency_p95_s'])} | {verdict} |")
+        verdict = ("**selected**" if sel.get("trial_id") == t.trial_id else "accepted" if v.get("accepted") else "rejected") if v else "-"
+        lines.append(f"| {t.trial_id} | {t.label} | {_f(t.measurement.quality)} ({_f(t.measurement.quality_ci_low)}-{_f(t.measurement.quality_ci_high)}) | "
+                     f"{_f(test and test.measurement.quality)} | {delta} | {_f(o and o['agreement_rate'], 2)} | {_f(t.measurement.cost_per_1k_usd, 5)} | "
+                     f"{_f(t.measurement.latency_p95_s)} | {verdict} |")
     lines += ["", f"**Policy:** {sel.get('rule', '-')}", "", f"**Decision:** {sel.get('reason', s.get('error') or '-')}", ""]
     for v in sel.get("verdicts", []):
         lines.append(f"- trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
@@ -133,11 +137,11 @@ def front_table(r: StudyReport) -> list[dict[str, Any]]:
     """Rows for the Prefect table artifact: every dev trial, front and selection marked."""
     selected = r.selection.get("trial_id")
     return [
-        {"trial": t["trial_id"], "role": t["role"], "config": r.label(t), "status": t["status"],
-         "quality": t["quality"], "ci_low": t["quality_ci_low"], "ci_high": t["quality_ci_high"],
-         "cost_per_1k_usd": t["cost_per_1k_usd"], "p95_latency_s": t["latency_p95_s"], "error_rate": t["error_rate"],
-         "on_front": bool(t["on_front"]), "selected": t["trial_id"] == selected}
-        for t in r.trials if t["split"] == "dev"
+        {"trial": t.trial_id, "role": t.role, "config": t.label, "status": t.status,
+         "quality": t.measurement.quality, "ci_low": t.measurement.quality_ci_low, "ci_high": t.measurement.quality_ci_high,
+         "cost_per_1k_usd": t.measurement.cost_per_1k_usd, "p95_latency_s": t.measurement.latency_p95_s, "error_rate": t.measurement.error_rate,
+         "on_front": bool(r.on_front(t)), "selected": t.trial_id == selected}
+        for t in r.trials if t.split == "dev"
     ]
 
 
@@ -146,20 +150,20 @@ def write_html(r: StudyReport, path: Path) -> Path:
     colour), incumbent and naive swaps marked; slice deltas with intervals; the flips."""
     import plotly.graph_objects as go
 
-    dev = [t for t in r.trials if t["split"] == "dev" and t["quality"] is not None]
+    dev = [t for t in r.trials if t.split == "dev" and t.measurement.quality is not None]
     fig = go.Figure()
-    groups = [("candidates", [t for t in dev if t["role"] == "candidate" and not t["on_front"]], "circle-open", 9),
-              ("front", [t for t in dev if t["on_front"]], "circle", 14),
-              ("naive swap", [t for t in dev if t["role"] == "naive_swap"], "diamond", 14),
-              ("incumbent", [t for t in dev if t["role"] == "incumbent"], "star", 18)]
+    groups = [("candidates", [t for t in dev if t.role == "candidate" and not r.on_front(t)], "circle-open", 9),
+              ("front", [t for t in dev if r.on_front(t)], "circle", 14),
+              ("naive swap", [t for t in dev if t.role == "naive_swap"], "diamond", 14),
+              ("incumbent", [t for t in dev if t.role == "incumbent"], "star", 18)]
     for name, items, symbol, size in groups:
         if items:
             fig.add_trace(go.Scatter(
-                x=[t["cost_per_1k_usd"] for t in items], y=[t["quality"] for t in items], mode="markers", name=name,
-                marker={"symbol": symbol, "size": size, "color": [t["latency_p95_s"] for t in items], "coloraxis": "coloraxis"},
-                text=[f"trial {t['trial_id']}: {r.label(t)}<br>p95 {_f(t['latency_p95_s'])} s" for t in items], hoverinfo="text",
-                error_y={"type": "data", "symmetric": False, "array": [t["quality_ci_high"] - t["quality"] for t in items],
-                         "arrayminus": [t["quality"] - t["quality_ci_low"] for t in items], "thickness": 1},
+                x=[t.measurement.cost_per_1k_usd for t in items], y=[t.measurement.quality for t in items], mode="markers", name=name,
+                marker={"symbol": symbol, "size": size, "color": [t.measurement.latency_p95_s for t in items], "coloraxis": "coloraxis"},
+                text=[f"trial {t.trial_id}: {t.label}<br>p95 {_f(t.measurement.latency_p95_s)} s" for t in items], hoverinfo="text",
+                error_y={"type": "data", "symmetric": False, "array": [t.measurement.quality_ci_high - t.measurement.quality for t in items],
+                         "arrayminus": [t.measurement.quality - t.measurement.quality_ci_low for t in items], "thickness": 1},
             ))
     fig.update_layout(title=f"Study {r.study_id}: quality vs cost (dev split; colour = p95 latency s)",
                       xaxis_title="cost per 1,000 requests (USD)", yaxis_title="quality (95% CI)",

@@ -1,0 +1,58 @@
+"""The migration report in a terminal (rich): the same facts as the markdown artifact and the
+HTML page (`offramp.tasks.evidence.report`), for `offramp report` and the end of `offramp migrate`."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from offramp.tasks.evidence.report import StudyReport
+
+
+def fmt(value: object, digits: int = 3) -> str:
+    """A number for a table cell: fixed digits for floats, "-" for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_report(console: Console, r: StudyReport) -> None:
+    s, sel = r.study, r.selection
+    console.print(f"[bold]Study {r.study_id}[/]: feature {s['feature']}, off {s['incumbent_model']}, status {s['status']}")
+    inc = r.incumbent
+    if inc:
+        t = r.test_of(inc.trial_id)
+        console.print(f"Incumbent: dev {fmt(inc.measurement.quality)}, test {fmt(t and t.measurement.quality)}, "
+                      f"${fmt(inc.measurement.cost_per_1k_usd, 5)}/1k, p95 {fmt(inc.measurement.latency_p95_s)} s")
+    table = Table(title="Front (dev split) and its check against the incumbent (held-out test split, paired)")
+    for column in ("trial", "config", "dev quality", "test quality", "vs incumbent [95% CI]", "p", "agree", "$ / 1k", "p95 s", "verdict"):
+        table.add_column(column)
+    verdicts = {v["trial_id"]: v for v in sel.get("verdicts", [])}
+    for t in r.front:
+        o, test, v = r.overall(t.trial_id), r.test_of(t.trial_id), verdicts.get(t.trial_id, {})
+        verdict = "[green]selected[/]" if sel.get("trial_id") == t.trial_id else ("accepted" if v.get("accepted") else "[red]rejected[/]") if v else "-"
+        table.add_row(
+            str(t.trial_id), t.label, f"{fmt(t.measurement.quality)} [{fmt(t.measurement.quality_ci_low)}, {fmt(t.measurement.quality_ci_high)}]",
+            fmt(test and test.measurement.quality), "-" if o is None else f"{o['diff']:+.3f} [{o['diff_ci_low']:+.3f}, {o['diff_ci_high']:+.3f}]",
+            fmt(o and o["p_value"]), fmt(o and o["agreement_rate"], 2), fmt(t.measurement.cost_per_1k_usd, 5), fmt(t.measurement.latency_p95_s), verdict,
+        )
+    console.print(table)
+    slices = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:6]
+    if slices:
+        st = Table("trial", "slice", "n", "incumbent", "candidate", "diff [95% CI]", title="Largest slice drops (test)")
+        for x in slices:
+            st.add_row(str(x["trial_id"]), f"{x['slice_field']}={x['slice_value']}", str(x["n"]), fmt(x["incumbent_quality"]),
+                       fmt(x["candidate_quality"]), f"{x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}]")
+        console.print(st)
+    regressed = [f for f in r.flips if f["direction"] == "regressed" and f["trial_id"] == sel.get("trial_id", sel.get("recommended_trial_id"))]
+    if regressed:
+        console.print(f"Right -> wrong under trial {regressed[0]['trial_id']} ({len(regressed)}), e.g.:")
+        for f in regressed[:3]:
+            console.print(f"  {f['example_id']}: {f['input_text'][:90]!r}: {f['incumbent_prediction']} -> {f['candidate_prediction']}")
+    console.print(f"Policy: {sel.get('rule', '-')}")
+    console.print(f"Decision: {sel.get('reason', s.get('error') or '-')}")
+    for v in sel.get("verdicts", []):
+        console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+    console.print("Every number above is a row of: " + "; ".join(r.queries().values()), soft_wrap=True)
