@@ -100,3 +100,38 @@ def test_bulk_calls_round_trip(tmp_path):
         "select count(*), sum(score), count(error), count(*) filter (where cache_hit) from calls"
     )
     assert (n, scored, errors, hits) == (500, 250, 250, 167)
+
+
+def test_a_file_locked_by_another_process_raises_busy_after_the_wait(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from offramp.errors import WarehouseBusy
+
+    path = tmp_path / "w.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; con = duckdb.connect({str(path)!r}); print('open', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        started = time.monotonic()
+        with pytest.raises(WarehouseBusy, match="still locked by another process"):
+            Warehouse(path, wait_s=0.5).fetch("select 1")
+        assert time.monotonic() - started >= 0.5  # retried until the deadline, not given up at once
+    finally:
+        holder.kill()
+        holder.wait()
+    assert Warehouse(path, wait_s=5).fetch("select 1") == (["1"], [(1,)])  # released: opens again
+
+
+def test_an_error_other_than_the_lock_is_not_retried(tmp_path):
+    import time
+
+    from offramp.warehouse.db import _open
+
+    started = time.monotonic()
+    with pytest.raises(duckdb.IOException):
+        _open(tmp_path / "no-such-dir" / "w.duckdb", read_only=True, wait_s=30)
+    assert time.monotonic() - started < 5
