@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from offramp.util import safe_url
 from offramp.warehouse.home import configure_environment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
@@ -371,7 +372,7 @@ def _check_prefect_server() -> str | None:
         from offramp.errors import UserError
 
         raise UserError(
-            f"the Prefect server at PREFECT_API_URL={url.split('@')[-1]} does not answer ({type(problem).__name__}: {problem}). "
+            f"the Prefect server at PREFECT_API_URL={safe_url(url)} does not answer ({type(problem).__name__}: {problem}). "
             "Start it (`prefect server start`), fix PREFECT_API_URL, or unset it to run on a temporary server."
         )
     return url
@@ -521,7 +522,7 @@ def serve(
                                horizon_days=horizon_days, provider_horizon_days=_provider_horizons(provider_horizon))
     defaults = {"max_trials": max_trials, "max_spend_usd": max_spend}
     deployments = build(watch=watch_params, migrate_defaults=defaults, cron=cron)
-    ui = url.split("@")[-1].removesuffix("/api")
+    ui = safe_url(url).removesuffix("/api")
     console.print(f"serving migrate-feature/on-deprecation and watch-deprecations/daily on {ui} (Ctrl-C stops)")
     serve_deployments(deployments, limit=limit)
 

@@ -38,6 +38,7 @@ from offramp.tasks.gateway.llm import LOCAL_PREFIX, Budget, Gateway
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.gateway.plugins import load_plugins
 from offramp.tasks.gateway.prices import PriceBook, load_price_file
+from offramp.util import safe_url
 from offramp.tasks.search.ask_tell import DIRECTIONS
 from offramp.tasks.evidence.report import front_table, load_report, markdown, write_html
 from offramp.warehouse import Warehouse, records, state_dir, warehouse_path
@@ -171,7 +172,7 @@ def _open_storage(url: str) -> optuna.storages.BaseStorage:
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # noqa: BLE001 - any failure to open is the user's URL
-        raise UserError(f"Optuna storage {url.split('@')[-1]!r} cannot be opened: {exc}; expected sqlite:///path or postgresql://...") from None
+        raise UserError(f"Optuna storage {safe_url(url)!r} cannot be opened: {exc}; expected sqlite:///path or postgresql://...") from None
 
 
 def _choose_study_id(wh: Warehouse, base: str, new_study: bool) -> tuple[str, bool]:
@@ -228,7 +229,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             wh, study_id=study_id, feature=spec.name, deprecated_model=params.deprecated_model or inc.model,
             incumbent_model=inc.model, trigger=params.trigger, space_name=space.name,
             space=space.model_dump(mode="json"), params=params.model_dump(mode="json"), seed=seed,
-            max_spend_usd=params.max_spend_usd, optuna_storage=storage_url.split("@")[-1],
+            max_spend_usd=params.max_spend_usd, optuna_storage=safe_url(storage_url),
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=storage, study_name=study_id, directions=DIRECTIONS, load_if_exists=True)

@@ -28,6 +28,7 @@ from offramp.tasks.watch.deprecations import (
     EVENT, Assessment, Notice, assess, load_notices_file, load_price_map, map_notices, provider_api_notices, today_utc,
 )
 from offramp.errors import UserError
+from offramp.util import safe_url
 from offramp.tasks.watch.registry import discover
 from offramp.warehouse import Warehouse, records, warehouse_path
 
@@ -106,7 +107,7 @@ def api_url() -> str | None:
     from prefect.settings import PREFECT_API_URL
 
     url = PREFECT_API_URL.value()
-    return url.split("@")[-1] if url else None
+    return safe_url(url) if url else None
 
 
 @task(cache_policy=NO_CACHE)

@@ -1,0 +1,38 @@
+"""Small helpers used by several layers (flows, tasks, search_spaces, warehouse).
+
+A leaf module: it imports nothing from offramp, so the lowest layers can use it too. Heavier
+libraries are imported inside the function that needs them, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SECRET_PARAM = re.compile(r"(PASS|PWD|TOKEN|SECRET|KEY)", re.IGNORECASE)
+HIDDEN_URL = "<URL hidden: not parseable>"
+
+
+def safe_url(url: str) -> str:
+    """`url` without its credentials, to show in messages and logs or to store in the warehouse.
+
+    An http(s) URL (parsed by httpx) loses its whole userinfo (`user:password@`, or a token in the
+    user part); any other URL is parsed as a database URL by SQLAlchemy and rendered with its
+    password as `***` (the user name stays). Query parameters whose name looks secret (pass, pwd,
+    token, secret, key) are dropped from both. A string that parses as neither gives
+    `HIDDEN_URL` instead, since it could hold a secret anywhere; this never raises.
+    """
+    try:
+        if url.partition("://")[0].lower() in ("http", "https"):
+            import httpx
+
+            parsed = httpx.URL(url).copy_with(username=None, password=None)
+            for name in {name for name in parsed.params if _SECRET_PARAM.search(name)}:
+                parsed = parsed.copy_remove_param(name)
+            return str(parsed)
+        from sqlalchemy.engine import make_url
+
+        parsed_db = make_url(url)
+        parsed_db = parsed_db.difference_update_query([name for name in parsed_db.query if _SECRET_PARAM.search(name)])
+        return parsed_db.render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - garbage of any kind is hidden, never raised
+        return HIDDEN_URL
