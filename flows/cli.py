@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from offramp.util import safe_url
-from offramp.warehouse.home import configure_environment
+from offramp.warehouse.home import OfframpSettings, configure_environment
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 models_app = typer.Typer(no_args_is_help=True, help="Start, stop and inspect the bundled local model servers.")
@@ -355,7 +355,7 @@ ProviderHorizonOption = Annotated[Optional[list[str]], typer.Option(
 
 
 def _notices_file(explicit: Path | None) -> str | None:
-    value = explicit or os.environ.get("OFFRAMP_NOTICES")
+    value = explicit or OfframpSettings().notices
     return str(Path(value).expanduser().resolve()) if value else None
 
 

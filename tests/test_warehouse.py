@@ -135,3 +135,35 @@ def test_an_error_other_than_the_lock_is_not_retried(tmp_path):
     with pytest.raises(duckdb.IOException):
         _open(tmp_path / "no-such-dir" / "w.duckdb", read_only=True, wait_s=30)
     assert time.monotonic() - started < 5
+
+
+def test_settings_come_from_the_environment_afresh_with_the_documented_defaults(tmp_path, monkeypatch):
+    from offramp.flows.cli import _notices_file
+    from offramp.tasks.gateway.plugins import load_plugins
+    from offramp.tasks.watch.registry import features_root
+    from offramp.tasks.watch.releases import releases_dir
+    from offramp.warehouse import home
+
+    names = [f"OFFRAMP_{name.upper()}" for name in home.OfframpSettings.model_fields]
+    assert all(f"| `{name}` |" in home.__doc__ for name in names)  # the docstring's table lists every setting
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OFFRAMP_PYTHON", "python3.11")  # ./dev's own variable: not a setting, ignored
+    monkeypatch.chdir(tmp_path)
+    assert home.state_dir() == tmp_path / ".offramp"
+    assert home.warehouse_path() == tmp_path / ".offramp" / "warehouse.duckdb"
+    assert features_root() == tmp_path / "features" and releases_dir() == tmp_path / "releases"
+    assert _notices_file(None) is None and load_plugins() == []
+
+    monkeypatch.setenv("OFFRAMP_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("OFFRAMP_WAREHOUSE", "elsewhere/w.duckdb")
+    monkeypatch.setenv("OFFRAMP_FEATURES", "feats")
+    monkeypatch.setenv("OFFRAMP_RELEASES", "")  # empty counts as unset
+    monkeypatch.setenv("OFFRAMP_NOTICES", "notices.yaml")
+    monkeypatch.setenv("OFFRAMP_PLUGINS", "json, os.path")
+    assert home.state_dir() == tmp_path / "state" and (tmp_path / "state").is_dir()
+    assert home.warehouse_path() == tmp_path / "elsewhere" / "w.duckdb"
+    assert features_root() == tmp_path / "feats" and features_root("mine") == tmp_path / "mine"
+    assert releases_dir() == tmp_path / "releases"
+    assert _notices_file(None) == str(tmp_path / "notices.yaml")
+    assert load_plugins() == ["json", "os.path"]
