@@ -10,7 +10,6 @@ State lives under `<home>/models/`: `files/` (assembled GGUF files, checksum sid
 from __future__ import annotations
 
 import argparse
-import fcntl
 import functools
 import hashlib
 import importlib
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict
 
 from offramp.errors import LocalModelError
@@ -319,8 +319,7 @@ def up(aliases: list[str] | None, home: Path, *, threads: int | None = None, n_p
     result = []
     for alias in list(zoo()) if aliases is None else aliases:
         get_spec(alias)
-        with (run / f"{alias}.lock").open("w") as lock:  # concurrent `up`s start one server, not two
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with FileLock(run / f"{alias}.lock"):  # concurrent `up`s start one server, not two
             state = _read_state(alias, home)
             if state and _alive(state["pid"], alias):
                 log.info("local model %s already running (pid %s)", alias, state["pid"])
