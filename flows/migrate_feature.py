@@ -13,8 +13,6 @@ Trials are tasks inside this one flow (a subflow per trial would cost ~1 s each)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -38,7 +36,7 @@ from offramp.tasks.gateway.llm import LOCAL_PREFIX, Budget, Gateway
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.gateway.plugins import load_plugins
 from offramp.tasks.gateway.prices import PriceBook, load_price_file
-from offramp.util import safe_url
+from offramp.util import content_hash, safe_url
 from offramp.tasks.search.ask_tell import DIRECTIONS
 from offramp.tasks.evidence.report import front_table, load_report, markdown, write_html
 from offramp.warehouse import Warehouse, records, state_dir, warehouse_path
@@ -85,7 +83,7 @@ def study_key(params: MigrateParams, feature: Feature, space: SearchSpace, seed:
     search settings and seed; not how calls are made (concurrency) or who triggered it."""
     payload = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study", "feature_dir", "space"})
     payload.update(spec=feature.spec.spec_hash(), space=space.model_dump(mode="json"), seed=seed)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+    return content_hash(payload, length=10, compact=False)
 
 
 def preflight(params: MigrateParams) -> tuple[Feature, SearchSpace, dict[str, Price]]:

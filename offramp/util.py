@@ -6,7 +6,10 @@ libraries are imported inside the function that needs them, so importing this mo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from typing import Any
 
 _SECRET_PARAM = re.compile(r"(PASS|PWD|TOKEN|SECRET|KEY)", re.IGNORECASE)
 HIDDEN_URL = "<URL hidden: not parseable>"
@@ -36,3 +39,18 @@ def safe_url(url: str) -> str:
         return parsed_db.render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - garbage of any kind is hidden, never raised
         return HIDDEN_URL
+
+
+def content_hash(value: Any, *, length: int | None = None, compact: bool = True) -> str:
+    """The sha256 hex digest of `value` as canonical JSON (keys sorted, a value JSON cannot encode
+    written as its `str`), cut to its first `length` characters (None: all 64).
+
+    offramp's keys (configs, specs, programs, compilations, studies, cached responses) are such
+    hashes, and warehouses already hold them, so their text must never change. `compact=True`
+    writes JSON without spaces (`","`, `":"`), as the response cache key always has;
+    `compact=False` writes json.dumps's default separators (`", "`, `": "`), which every other
+    stored key was made with.
+    """
+    separators = (",", ":") if compact else (", ", ": ")
+    digest = hashlib.sha256(json.dumps(value, sort_keys=True, separators=separators, default=str).encode()).hexdigest()
+    return digest if length is None else digest[:length]

@@ -8,9 +8,7 @@ its full grid.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from offramp.errors import SpaceError
 from offramp.search_spaces.validation import load_model
+from offramp.util import content_hash
 
 HERE = Path(__file__).parent
 
@@ -94,7 +93,7 @@ class Config(_Frozen):
     settings: Settings = Settings()
 
     def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        return content_hash(self.model_dump(mode="json"), length=16, compact=False)
 
     def label(self) -> str:
         s = self.settings

@@ -14,7 +14,6 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random_exponential
 
 from offramp.errors import BudgetExceeded
+from offramp.util import content_hash
 from offramp.tasks.gateway import local_models
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.warehouse import Warehouse
@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 LOCAL_PREFIX = "local/"
 LOCAL_API_KEY = "sk-no-key-local"  # the local server ignores it; litellm's openai client wants one
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def route(model: str, home: Path) -> dict[str, Any]:
@@ -73,11 +69,11 @@ class LLMRequest:
             key["served"] = local_models.served_identity(self.model[len(LOCAL_PREFIX) :])
         if self.cache_salt is not None:
             key["salt"] = self.cache_salt
-        return _digest(key)
+        return content_hash(key)
 
     @functools.cached_property
     def prompt_hash(self) -> str:
-        return _digest(self.messages)
+        return content_hash(self.messages)
 
 
 @dataclasses.dataclass(frozen=True)

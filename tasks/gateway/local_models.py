@@ -34,6 +34,7 @@ from filelock import FileLock
 from pydantic import BaseModel, ConfigDict
 
 from offramp.errors import LocalModelError
+from offramp.util import content_hash
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def served_identity(alias: str) -> str | None:
     spec = zoo().get(alias)
     if spec is None:
         return None
-    return hashlib.sha256(json.dumps([spec.sha256, spec.chat_template, list(spec.stop)]).encode()).hexdigest()[:16]
+    return content_hash([spec.sha256, spec.chat_template, list(spec.stop)], length=16, compact=False)
 
 
 def get_spec(alias: str) -> ModelSpec:
