@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from offramp.search_spaces.schema import Config
+from offramp.tasks.evidence.bootstrap import percentile_bootstrap
 from offramp.tasks.feature.spec import Example, FeatureSpec
 from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult
 from offramp.tasks.feature.metrics import Metric
@@ -46,14 +47,10 @@ def bootstrap_interval(
     n = len(scores)
     if n == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
     if statistic is None:
-        values = np.asarray(scores, dtype=float)[idx].mean(axis=1)
-    else:
-        values = np.array([statistic(row) for row in idx])
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
+        values = np.asarray(scores, dtype=float)
+        return percentile_bootstrap(n, lambda idx: values[idx].mean(axis=1), seed=seed, resamples=resamples)
+    return percentile_bootstrap(n, lambda idx: [statistic(row) for row in idx], seed=seed, resamples=resamples)
 
 
 def _macro_f1_statistic(golds: Sequence, preds: Sequence, labels: Sequence[str]) -> Callable[[np.ndarray], float]:
