@@ -10,7 +10,8 @@ import pytest
 
 from offramp.tasks.evidence.bootstrap import percentile_bootstrap
 from offramp.tasks.evidence.compare import paired_bootstrap_diff
-from offramp.tasks.feature.evaluate import _macro_f1_statistic, bootstrap_interval
+from offramp.tasks.feature.evaluate import bootstrap_interval
+from offramp.tasks.feature.metrics import macro_f1_statistic
 
 SAME = {"rel": 1e-12, "abs": 1e-15}
 
@@ -25,7 +26,7 @@ def test_interval_of_a_mean_is_unchanged():
 def test_interval_of_a_statistic_of_indices_is_unchanged():
     golds = list("bbbbcbbbbcabbccaccbabacccaccbcccaaaabccbbbcacabbccabaabcaacb")
     preds = [None if p == "-" else p for p in "acbbbb--bbccc-ab--bb-bb-bac-----bacac-bbca-ca---babb--baabcb"]
-    statistic = _macro_f1_statistic(golds, preds, ["a", "b", "c"])
+    statistic = macro_f1_statistic(golds, preds, ["a", "b", "c"])
     assert bootstrap_interval([0.0] * 60, seed=2, statistic=statistic) == pytest.approx(
         (0.1631511544011544, 0.39386630468588013), **SAME)
 
