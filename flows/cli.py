@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from offramp.tasks.evidence.terminal import fmt as _fmt
-from offramp.warehouse.home import configure_environment
+from offramp.util import safe_url
+from offramp.warehouse.home import OfframpSettings, configure_environment
 
 # Typer's pretty tracebacks print every frame's locals (an API key in a variable, pages of a
 # dataset); a bug gets Python's own traceback instead.
@@ -322,7 +323,7 @@ ProviderHorizonOption = Annotated[Optional[list[str]], typer.Option(
 
 
 def _notices_file(explicit: Path | None) -> str | None:
-    value = explicit or os.environ.get("OFFRAMP_NOTICES")
+    value = explicit or OfframpSettings().notices
     return str(Path(value).expanduser().resolve()) if value else None
 
 
@@ -339,7 +340,7 @@ def _check_prefect_server() -> str | None:
         from offramp.errors import UserError
 
         raise UserError(
-            f"the Prefect server at PREFECT_API_URL={url.split('@')[-1]} does not answer ({type(problem).__name__}: {problem}). "
+            f"the Prefect server at PREFECT_API_URL={safe_url(url)} does not answer ({type(problem).__name__}: {problem}). "
             "Start it (`prefect server start`), fix PREFECT_API_URL, or unset it to run on a temporary server."
         )
     return url
@@ -491,7 +492,7 @@ def serve(
     ))
     defaults = {"max_trials": max_trials, "max_spend_usd": max_spend}
     deployments = build(watch=watch_params, migrate_defaults=defaults, cron=cron)
-    ui = url.split("@")[-1].removesuffix("/api")
+    ui = safe_url(url).removesuffix("/api")
     console.print(f"serving migrate-feature/on-deprecation and watch-deprecations/daily on {ui} (Ctrl-C stops)")
     serve_deployments(deployments, limit=limit)
 

@@ -37,7 +37,7 @@ from offramp.tasks.study.prepare import (
 )
 from offramp.tasks.study.search import SearchSettings, configs_by_trial_id, search_study, study_front
 from offramp.tasks.study.trials import LISTENERS, StudyContext, TrialRun, evaluate_full, notify
-from offramp.util import content_hash
+from offramp.util import content_hash, safe_url
 from offramp.warehouse import Warehouse, records, state_dir, warehouse_path
 from offramp.warehouse.records import Trial
 
@@ -86,7 +86,7 @@ def study_key(params: MigrateParams, prepared: Prepared, seed: int) -> str:
     search settings and seed; not how calls are made (concurrency) or who triggered it."""
     payload = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study", "feature_dir", "space"})
     payload.update(spec=prepared.feature.spec.spec_hash(), space=prepared.space.model_dump(mode="json"), seed=seed)
-    return content_hash(payload, length=10)
+    return content_hash(payload, length=10, compact=False)
 
 
 def _in_process_runner() -> bool:
@@ -126,8 +126,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         records.start_study(
             wh, study_id=study_id, feature=spec.name, deprecated_model=params.deprecated_model or inc.model,
             incumbent_model=inc.model, trigger=params.trigger, space_name=space.name,
-            space=space.model_dump(mode="json"), params=params.model_dump(mode="json"), seed=seed,
-            max_spend_usd=params.max_spend_usd, optuna_storage=inputs.optuna_storage.split("@")[-1],
+            space=space.model_dump(mode="json"), params=_recorded_params(params), seed=seed,
+            max_spend_usd=params.max_spend_usd, optuna_storage=safe_url(inputs.optuna_storage),
         )
     study = _optuna_study(storage, study_id, wh)
 
@@ -200,6 +200,14 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     summary.report_path = str(publish(wh, study_id, state_dir() / "reports"))
     notify("study_finished", summary=summary)
     return summary
+
+
+def _recorded_params(params: MigrateParams) -> dict:
+    """The parameters as the warehouse records them: a storage URL without its password."""
+    recorded = params.model_dump(mode="json")
+    if recorded.get("optuna_storage"):
+        recorded["optuna_storage"] = safe_url(recorded["optuna_storage"])
+    return recorded
 
 
 def _optuna_study(storage: optuna.storages.BaseStorage, study_id: str, wh: Warehouse) -> optuna.Study:

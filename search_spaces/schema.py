@@ -9,9 +9,7 @@ config is `search_spaces.optuna_space`.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,6 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from offramp.errors import SpaceError
 from offramp.search_spaces.strategies import strategy_class
 from offramp.search_spaces.validation import load_model
+from offramp.util import content_hash
 
 HERE = Path(__file__).parent
 
@@ -87,7 +86,7 @@ class Config(_Frozen):
     settings: Settings = Settings()
 
     def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+        return content_hash(self.model_dump(mode="json"), length=16, compact=False)
 
     def label(self) -> str:
         s = self.settings

@@ -85,6 +85,31 @@ def test_stale_state_is_ignored_and_cleaned(tmp_path: Path) -> None:
     assert not list(run.glob("*.json"))
 
 
+def test_concurrent_ups_start_one_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The alias lock serialises `up`s (threads here, each with its own lock file handle, as
+    separate processes have): the first starts the server, the others find it running."""
+    import threading
+
+    started = []
+
+    def fake_start(alias: str, home: Path, *args: object) -> None:
+        started.append(alias)
+        time.sleep(0.3)  # a slow start: the other ups must wait for it, not start their own
+        (lm._run_dir(home) / f"{alias}.json").write_text(json.dumps({"pid": os.getpid(), "port": 1, "alias": alias}))
+
+    monkeypatch.setattr(lm, "_start", fake_start)
+    monkeypatch.setattr(lm, "_alive", lambda pid, alias: pid == os.getpid())
+    monkeypatch.setattr(lm, "_wait_healthy", lambda *args: None)
+    monkeypatch.setattr(lm, "_healthy", lambda port: False)
+    ups = [threading.Thread(target=lm.up, args=(["smollm2-135m"], tmp_path)) for _ in range(3)]
+    for t in ups:
+        t.start()
+    for t in ups:
+        t.join()
+    assert started == ["smollm2-135m"]
+    assert (tmp_path / "models" / "run" / "smollm2-135m.lock").exists()
+
+
 # ------------------------------------------------------------------------------------------ model files
 @pytest.fixture()
 def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -156,3 +156,49 @@ def test_pareto_front_matches_brute_force():
         )}
         assert front == brute
         assert all(not dominates(a, b) for a in pareto_front(points) for b in pareto_front(points))
+
+
+@pytest.mark.parametrize(
+    ("gold", "pred", "labels", "expected"),
+    [
+        # a: tp1 fp0 fn1 -> 2/3; b: tp1 fp1 fn0 -> 2/3; c: tp0 -> 0; d occurs nowhere: not averaged
+        (["a", "a", "b", "c"], ["a", "b", "b", None], ["a", "b", "c", "d"], (2 / 3 + 2 / 3 + 0) / 3),
+        # b is only ever predicted: it counts (F1 0)
+        (["a", "a"], ["a", "b"], ["a", "b"], (2 / 3 + 0) / 2),
+        # a value outside the labels is a wrong answer of no label
+        (["a", "b"], ["a", "zzz"], ["a", "b"], (1 + 0) / 2),
+        (["a", "b"], ["a", "b"], ["a", "b"], 1.0),
+        (["x"], [None], ["a"], 0.0),  # no label occurs
+        ([], [], ["a"], 0.0),
+    ],
+)
+def test_macro_f1_hand_computed_cases(gold, pred, labels, expected):
+    from offramp.tasks.feature.metrics import macro_f1_statistic
+
+    assert macro_f1(gold, pred, labels) == pytest.approx(expected)
+    rows = np.arange(len(gold))
+    assert macro_f1_statistic(gold, pred, labels)(rows) == macro_f1(gold, pred, labels)
+
+
+def test_macro_f1_equals_the_per_label_definition_on_random_labels():
+    def reference(gold, pred, labels):  # the definition, one label at a time (the former implementation)
+        present = [label for label in labels if label in set(gold) or label in set(pred)]
+        if not present:
+            return 0.0
+        f1 = []
+        for label in present:
+            tp = sum(1 for g, p in zip(gold, pred) if g == label and p == label)
+            fp = sum(1 for g, p in zip(gold, pred) if g != label and p == label)
+            fn = sum(1 for g, p in zip(gold, pred) if g == label and p != label)
+            f1.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
+        return float(np.mean(f1))
+
+    rng = np.random.default_rng(0)
+    labels = ["a", "b", "c", "d", "e"]
+    for _ in range(200):
+        n = int(rng.integers(1, 30))
+        gold = [labels[i] for i in rng.integers(0, 4, n)]  # e never gold
+        pred = [None if i == 5 else labels[i] for i in rng.integers(0, 6, n)]
+        assert macro_f1(gold, pred, labels) == reference(gold, pred, labels)
+    with pytest.raises(ValueError, match="one prediction per gold label"):
+        macro_f1(["a", "b"], ["a"], labels)

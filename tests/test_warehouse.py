@@ -116,3 +116,70 @@ def test_bulk_calls_round_trip(tmp_path):
         "select count(*), sum(score), count(error), count(*) filter (where cache_hit) from calls"
     )
     assert (n, scored, errors, hits) == (500, 250, 250, 167)
+
+
+def test_a_file_locked_by_another_process_raises_busy_after_the_wait(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from offramp.errors import WarehouseBusy
+
+    path = tmp_path / "w.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; con = duckdb.connect({str(path)!r}); print('open', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        started = time.monotonic()
+        with pytest.raises(WarehouseBusy, match="still locked by another process"):
+            Warehouse(path, wait_s=0.5).fetch("select 1")
+        assert time.monotonic() - started >= 0.5  # retried until the deadline, not given up at once
+    finally:
+        holder.kill()
+        holder.wait()
+    assert Warehouse(path, wait_s=5).fetch("select 1") == (["1"], [(1,)])  # released: opens again
+
+
+def test_an_error_other_than_the_lock_is_not_retried(tmp_path):
+    import time
+
+    from offramp.warehouse.db import _open
+
+    started = time.monotonic()
+    with pytest.raises(duckdb.IOException):
+        _open(tmp_path / "no-such-dir" / "w.duckdb", read_only=True, wait_s=30)
+    assert time.monotonic() - started < 5
+
+
+def test_settings_come_from_the_environment_afresh_with_the_documented_defaults(tmp_path, monkeypatch):
+    from offramp.flows.cli import _notices_file
+    from offramp.tasks.gateway.plugins import load_plugins
+    from offramp.tasks.watch.registry import features_root
+    from offramp.tasks.watch.releases import releases_dir
+    from offramp.warehouse import home
+
+    names = [f"OFFRAMP_{name.upper()}" for name in home.OfframpSettings.model_fields]
+    assert all(f"| `{name}` |" in home.__doc__ for name in names)  # the docstring's table lists every setting
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OFFRAMP_PYTHON", "python3.11")  # ./dev's own variable: not a setting, ignored
+    monkeypatch.chdir(tmp_path)
+    assert home.state_dir() == tmp_path / ".offramp"
+    assert home.warehouse_path() == tmp_path / ".offramp" / "warehouse.duckdb"
+    assert features_root() == tmp_path / "features" and releases_dir() == tmp_path / "releases"
+    assert _notices_file(None) is None and load_plugins() == []
+
+    monkeypatch.setenv("OFFRAMP_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("OFFRAMP_WAREHOUSE", "elsewhere/w.duckdb")
+    monkeypatch.setenv("OFFRAMP_FEATURES", "feats")
+    monkeypatch.setenv("OFFRAMP_RELEASES", "")  # empty counts as unset
+    monkeypatch.setenv("OFFRAMP_NOTICES", "notices.yaml")
+    monkeypatch.setenv("OFFRAMP_PLUGINS", "json, os.path")
+    assert home.state_dir() == tmp_path / "state" and (tmp_path / "state").is_dir()
+    assert home.warehouse_path() == tmp_path / "elsewhere" / "w.duckdb"
+    assert features_root() == tmp_path / "feats" and features_root("mine") == tmp_path / "mine"
+    assert releases_dir() == tmp_path / "releases"
+    assert _notices_file(None) == str(tmp_path / "notices.yaml")
+    assert load_plugins() == ["json", "os.path"]

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import random
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random_exponential
 
 from offramp.errors import NoWarehouse, WarehouseBusy
 
@@ -47,21 +46,23 @@ def _process_lock(path: Path) -> threading.RLock:
 
 
 def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
-    deadline = time.monotonic() + wait_s
-    delay = 0.005
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if not _is_lock_error(exc) or time.monotonic() > deadline:
-                if _is_lock_error(exc):
-                    raise WarehouseBusy(
-                        f"{path}: still locked by another process after {wait_s:.0f} s "
-                        "(a study writing, or a client holding it open): retry, or close that client"
-                    ) from exc
-                raise
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 0.2)
+    """A connection to `path`, retrying DuckDB's lock error for `wait_s` seconds (then
+    WarehouseBusy) after 5 ms, 10 ms, ... up to 200 ms, each x (0.5 + random()); other errors at once."""
+    retrying = Retrying(
+        retry=retry_if_exception(lambda exc: isinstance(exc, duckdb.IOException) and _is_lock_error(exc)),
+        stop=stop_after_delay(wait_s),
+        wait=wait_exponential(multiplier=0.0025, max=0.1) + wait_random_exponential(multiplier=0.005, max=0.2),
+        reraise=True,
+    )
+    try:
+        return retrying(duckdb.connect, str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if _is_lock_error(exc):
+            raise WarehouseBusy(
+                f"{path}: still locked by another process after {wait_s:.0f} s "
+                "(a study writing, or a client holding it open): retry, or close that client"
+            ) from exc
+        raise
 
 
 class Warehouse:

@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from offramp.tasks.evidence.bootstrap import percentile_bootstrap
+
 MCNEMAR_EXACT = "mcnemar_exact"
 PAIRED_PERMUTATION = "paired_permutation"
-_BOOTSTRAP_CELLS = 4_000_000  # max resample-index cells drawn at once (bounds memory for big n)
 
 
 @dataclass(frozen=True)
@@ -149,15 +150,8 @@ def paired_bootstrap_diff(
     n = d.shape[0]
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOTSTRAP_CELLS // n)
-    means = np.empty(resamples)
-    for start in range(0, resamples, chunk):
-        stop = min(start + chunk, resamples)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        means[start:stop] = d[idx].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(d.mean()), float(low), float(high)
+    low, high = percentile_bootstrap(n, lambda idx: d[idx].mean(axis=1), seed=seed, resamples=resamples)
+    return float(d.mean()), low, high
 
 
 def mcnemar_exact(regressed: int, improved: int) -> float:

@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from offramp.search_spaces.schema import Config
+from offramp.tasks.evidence.bootstrap import percentile_bootstrap
 from offramp.tasks.feature.spec import Example, FeatureSpec
 from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult
-from offramp.tasks.feature.metrics import Metric
+from offramp.tasks.feature.metrics import Metric, macro_f1_statistic
 from offramp.tasks.feature.prompts import parse_answer, render_messages, response_format
 from offramp.warehouse.records import CallRecord, TrialMeasurement
 
@@ -46,35 +47,10 @@ def bootstrap_interval(
     n = len(scores)
     if n == 0:
         return (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(resamples, n))
     if statistic is None:
-        values = np.asarray(scores, dtype=float)[idx].mean(axis=1)
-    else:
-        values = np.array([statistic(row) for row in idx])
-    low, high = np.percentile(values, [2.5, 97.5])
-    return float(low), float(high)
-
-
-def _macro_f1_statistic(golds: Sequence, preds: Sequence, labels: Sequence[str]) -> Callable[[np.ndarray], float]:
-    code = {label: i for i, label in enumerate(labels)}
-    gold = np.array([code.get(g, -1) for g in golds])
-    pred = np.array([code.get(p, -2) for p in preds])  # -2: no answer, never equal to a gold code
-    n_labels = len(labels)
-
-    def statistic(rows: np.ndarray) -> float:
-        g, p = gold[rows], pred[rows]
-        hit = g == p
-        tp = np.bincount(g[hit], minlength=n_labels)
-        gold_count = np.bincount(g[g >= 0], minlength=n_labels)
-        pred_count = np.bincount(p[p >= 0], minlength=n_labels)
-        present = (gold_count + pred_count) > 0
-        if not present.any():
-            return 0.0
-        f1 = np.where(tp > 0, 2 * tp / np.maximum(gold_count + pred_count, 1), 0.0)
-        return float(f1[present].mean())
-
-    return statistic
+        values = np.asarray(scores, dtype=float)
+        return percentile_bootstrap(n, lambda idx: values[idx].mean(axis=1), seed=seed, resamples=resamples)
+    return percentile_bootstrap(n, lambda idx: [statistic(row) for row in idx], seed=seed, resamples=resamples)
 
 
 def prompt_runner(
@@ -124,7 +100,7 @@ def aggregate(
     golds = [e.outputs[metric.field] for e in examples]
     preds = [None if p is None else p.get(metric.field) for p in predictions]
     quality = metric.aggregate(scores, golds, preds)
-    statistic = _macro_f1_statistic(golds, preds, metric.labels or ()) if metric.corpus_level else None
+    statistic = macro_f1_statistic(golds, preds, metric.labels or ()) if metric.corpus_level else None
     low, high = bootstrap_interval(scores, seed=seed, statistic=statistic)
     latencies = np.array([r.orig_latency_s for r in ok], dtype=float)
     return TrialMeasurement(

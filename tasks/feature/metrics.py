@@ -61,16 +61,34 @@ def json_field_f1(gold: dict[str, Any], pred: dict[str, Any] | None) -> float:
 
 def macro_f1(gold: Sequence[Any], pred: Sequence[Any], labels: Sequence[Any]) -> float:
     """Macro-averaged F1 over the labels present in gold or prediction (None = no answer)."""
-    present = [label for label in labels if label in set(gold) or label in set(pred)]
-    if not present:
-        return 0.0
-    scores = []
-    for label in present:
-        tp = sum(1 for g, p in zip(gold, pred) if g == label and p == label)
-        fp = sum(1 for g, p in zip(gold, pred) if g != label and p == label)
-        fn = sum(1 for g, p in zip(gold, pred) if g == label and p != label)
-        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores))
+    if len(gold) != len(pred):
+        raise ValueError(f"macro_f1 needs one prediction per gold label, got {len(pred)} for {len(gold)}")
+    return macro_f1_statistic(gold, pred, labels)(np.arange(len(gold)))
+
+
+def macro_f1_statistic(golds: Sequence[Any], preds: Sequence[Any], labels: Sequence[Any]) -> Callable[[np.ndarray], float]:
+    """Macro-F1 of the examples at given indices (all of them, or one bootstrap resample): labels
+    are coded once, so each call is three bincounts. Per label F1 = 2 tp / (2 tp + fp + fn), 0 when
+    tp = 0; averaged over the labels that occur in the selected gold or predictions (None, or a
+    value outside `labels`, is a wrong answer of no label); 0.0 when none occurs."""
+    code = {label: i for i, label in enumerate(labels)}
+    gold = np.array([code.get(g, -1) for g in golds], dtype=np.int64)
+    pred = np.array([code.get(p, -2) for p in preds], dtype=np.int64)  # -2: no answer, never equal to a gold code
+    n_labels = len(labels)
+
+    def statistic(rows: np.ndarray) -> float:
+        g, p = gold[rows], pred[rows]
+        hit = g == p
+        tp = np.bincount(g[hit], minlength=n_labels)
+        gold_count = np.bincount(g[g >= 0], minlength=n_labels)
+        pred_count = np.bincount(p[p >= 0], minlength=n_labels)
+        present = (gold_count + pred_count) > 0
+        if not present.any():
+            return 0.0
+        f1 = np.where(tp > 0, 2 * tp / np.maximum(gold_count + pred_count, 1), 0.0)
+        return float(f1[present].mean())
+
+    return statistic
 
 
 @dataclass(frozen=True)

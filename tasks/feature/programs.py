@@ -18,7 +18,6 @@ is one call and its cost and latency are the program's own.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from offramp.errors import BudgetExceeded
 from offramp.tasks.gateway.llm import Gateway
 from offramp.tasks.feature.metrics import Metric
 from offramp.warehouse.records import CallRecord
+from offramp.util import content_hash
 
 _JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool}
 
@@ -105,7 +105,7 @@ def program_state(program: dspy.Predict) -> dict[str, Any]:
 
 
 def program_hash(state: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
+    return content_hash(state, length=16, compact=False)
 
 
 def to_dspy_examples(spec: FeatureSpec, examples: Sequence[Example]) -> list[dspy.Example]:
@@ -195,7 +195,7 @@ def compile_key(spec: FeatureSpec, config: Config, train: Sequence[Example], see
         "feature": spec.name, "signature": spec.signature.model_dump(mode="json"), "config": config.model_dump(mode="json"),
         "train": [e.id for e in train], "seed": seed,
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
+    return content_hash(payload, length=24, compact=False)
 
 
 def compile_program(

@@ -10,7 +10,6 @@ was expected.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import random
 from pathlib import Path
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from offramp.search_spaces.schema import Settings
 from offramp.search_spaces.validation import load_model
 from offramp.errors import UserError
+from offramp.util import content_hash
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
@@ -160,7 +160,7 @@ class FeatureSpec(_Frozen):
         return outputs[self.metric.field] if self.metric.field else self.signature.outputs[0]
 
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        return content_hash(self.model_dump(mode="json"), compact=False)
 
 
 class Example(_Frozen):

@@ -14,11 +14,9 @@ import concurrent.futures
 import dataclasses
 import datetime as dt
 import functools
-import hashlib
 import json
 import logging
 import os
-import random
 import re
 import threading
 import time
@@ -26,7 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random_exponential
+
 from offramp.errors import BudgetExceeded
+from offramp.util import content_hash
 from offramp.tasks.gateway import local_models
 from pydantic import BaseModel, ConfigDict
 
@@ -39,10 +40,6 @@ log = logging.getLogger(__name__)
 LOCAL_PREFIX = "local/"
 LOCAL_API_KEY = "sk-no-key-local"  # the local server ignores it; litellm's openai client wants one
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def route(model: str, home: Path) -> dict[str, Any]:
@@ -75,11 +72,11 @@ class LLMRequest:
             key["served"] = local_models.served_identity(self.model[len(LOCAL_PREFIX) :])
         if self.cache_salt is not None:
             key["salt"] = self.cache_salt
-        return _digest(key)
+        return content_hash(key)
 
     @functools.cached_property
     def prompt_hash(self) -> str:
-        return _digest(self.messages)
+        return content_hash(self.messages)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -286,36 +283,44 @@ class Gateway:
         warm_up_litellm()
         started = time.perf_counter()
         attempts = 0
-        while True:
-            attempts += 1
-            attempt_started = time.perf_counter()
-            try:
-                response = litellm.completion(
-                    messages=request.messages, timeout=self.timeout_s, num_retries=0, **{**args, **request.settings}
-                )
-                attempt_latency = time.perf_counter() - attempt_started
-                text = response.choices[0].message.content or ""
-                usage = getattr(response, "usage", None)
-                prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-                completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-                cost = self.prices.cost(request.model, prompt_tokens, completion_tokens, response)
-                return LLMResult(
-                    text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                    cost_usd=cost, latency_s=time.perf_counter() - started, orig_cost_usd=cost,
-                    orig_latency_s=attempt_latency, error=None, cache_hit=False, attempts=attempts,
-                )
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded, scored error
-                if is_retryable(exc) and attempts <= self.max_retries:
-                    delay = self.backoff_s * (2 ** (attempts - 1)) * (0.5 + random.random())
-                    log.info("retrying %s after %s (attempt %d, %.2f s)", request.model, type(exc).__name__, attempts, delay)
-                    time.sleep(delay)
-                    continue
-                message = redact(f"{type(exc).__name__}: {exc}")[:2000]
-                return LLMResult(
-                    text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0,
-                    latency_s=time.perf_counter() - started, orig_cost_usd=None, orig_latency_s=None,
-                    error=message, cache_hit=False, attempts=attempts,
-                )
+        # Retry only what can succeed on retry, at most max_retries times, after
+        # backoff_s * 2**(attempt-1) * (0.5 + random()) seconds: the fixed half plus a uniform jitter.
+        retrying = Retrying(
+            retry=retry_if_exception(is_retryable), stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait_exponential(multiplier=self.backoff_s / 2) + wait_random_exponential(multiplier=self.backoff_s),
+            before_sleep=lambda state: log.info(
+                "retrying %s after %s (attempt %d, %.2f s)", request.model, type(state.outcome.exception()).__name__,
+                state.attempt_number, state.upcoming_sleep,
+            ),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    attempt_started = time.perf_counter()
+                    response = litellm.completion(
+                        messages=request.messages, timeout=self.timeout_s, num_retries=0, **{**args, **request.settings}
+                    )
+                    attempt_latency = time.perf_counter() - attempt_started
+                    text = response.choices[0].message.content or ""
+                    usage = getattr(response, "usage", None)
+                    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+                    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+                    cost = self.prices.cost(request.model, prompt_tokens, completion_tokens, response)
+                    return LLMResult(
+                        text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                        cost_usd=cost, latency_s=time.perf_counter() - started, orig_cost_usd=cost,
+                        orig_latency_s=attempt_latency, error=None, cache_hit=False, attempts=attempts,
+                    )
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded, scored error
+            message = redact(f"{type(exc).__name__}: {exc}")[:2000]
+            return LLMResult(
+                text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0,
+                latency_s=time.perf_counter() - started, orig_cost_usd=None, orig_latency_s=None,
+                error=message, cache_hit=False, attempts=attempts,
+            )
+        raise AssertionError("unreachable: tenacity either returned an attempt's result or re-raised its error")
 
     def _store(self, pending: list[tuple[LLMRequest, LLMResult]]) -> None:
         if not self.use_cache or not pending:

@@ -10,7 +10,6 @@ State lives under `<home>/models/`: `files/` (assembled GGUF files, checksum sid
 from __future__ import annotations
 
 import argparse
-import fcntl
 import functools
 import hashlib
 import importlib
@@ -31,9 +30,11 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from filelock import FileLock
 from pydantic import BaseModel, ConfigDict
 
 from offramp.errors import LocalModelError
+from offramp.util import content_hash
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def served_identity(alias: str) -> str | None:
     spec = zoo().get(alias)
     if spec is None:
         return None
-    return hashlib.sha256(json.dumps([spec.sha256, spec.chat_template, list(spec.stop)]).encode()).hexdigest()[:16]
+    return content_hash([spec.sha256, spec.chat_template, list(spec.stop)], length=16, compact=False)
 
 
 def get_spec(alias: str) -> ModelSpec:
@@ -319,8 +320,7 @@ def up(aliases: list[str] | None, home: Path, *, threads: int | None = None, n_p
     result = []
     for alias in list(zoo()) if aliases is None else aliases:
         get_spec(alias)
-        with (run / f"{alias}.lock").open("w") as lock:  # concurrent `up`s start one server, not two
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with FileLock(run / f"{alias}.lock"):  # concurrent `up`s start one server, not two
             state = _read_state(alias, home)
             if state and _alive(state["pid"], alias):
                 log.info("local model %s already running (pid %s)", alias, state["pid"])

@@ -9,16 +9,16 @@ parent registered in memory is gone there: the flow loads the plugins itself.
 from __future__ import annotations
 
 import importlib
-import os
 
 from offramp.errors import UserError
+from offramp.warehouse.home import OfframpSettings
 
 _LOADED: set[str] = set()
 
 
 def load_plugins(spec: str | None = None) -> list[str]:
     """Import/call each plugin once per process; returns the ones named."""
-    spec = os.environ.get("OFFRAMP_PLUGINS", "") if spec is None else spec
+    spec = OfframpSettings().plugins if spec is None else spec
     names = [part.strip() for part in spec.split(",") if part.strip()]
     for name in names:
         if name in _LOADED:

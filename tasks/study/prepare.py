@@ -23,6 +23,7 @@ from offramp.tasks.gateway import local_models
 from offramp.tasks.gateway.llm import LOCAL_PREFIX
 from offramp.tasks.gateway.plugins import load_plugins
 from offramp.tasks.gateway.prices import PriceBook, load_price_file
+from offramp.util import safe_url
 from offramp.warehouse import Warehouse, records, state_dir
 
 
@@ -148,7 +149,7 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # noqa: BLE001 - any failure to open is the user's URL
-        raise UserError(f"Optuna storage {url.split('@')[-1]!r} cannot be opened: {exc}; expected sqlite:///path or postgresql://...") from None
+        raise UserError(f"Optuna storage {safe_url(url)!r} cannot be opened: {exc}; expected sqlite:///path or postgresql://...") from None
 
 
 def choose_study_id(wh: Warehouse, base: str, new_study: bool) -> tuple[str, bool]:

@@ -7,18 +7,18 @@ release's model. Only specs are read here, never the data files: scanning stays 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from offramp.errors import UserError
 from offramp.tasks.feature.spec import load_spec
 from offramp.tasks.watch.releases import list_releases, releases_dir
+from offramp.warehouse.home import OfframpSettings
 
 
 def features_root(explicit: Path | str | None = None) -> Path:
     """`--features`, else `OFFRAMP_FEATURES`, else `./features`."""
-    return Path(explicit or os.environ.get("OFFRAMP_FEATURES") or "features").expanduser().resolve()
+    return Path(explicit or OfframpSettings().features).expanduser().resolve()
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,12 @@ from offramp.tasks.feature.spec import Example, FeatureSpec, load_feature, split
 from offramp.tasks.feature.prompts import choose_demos, parse_answer, render_input, render_messages, response_format
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
+from offramp.warehouse.home import OfframpSettings
 
 
 def releases_dir(explicit: Path | str | None = None) -> Path:
     """`--releases-dir`, else `OFFRAMP_RELEASES`, else `./releases`."""
-    return Path(explicit or os.environ.get("OFFRAMP_RELEASES") or "releases").expanduser().resolve()
+    return Path(explicit or OfframpSettings().releases).expanduser().resolve()
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from offramp.errors import UserError
+from offramp.util import safe_url
 from offramp.tasks.watch.deprecations import (
     EVENT, Assessment, Notice, load_notices_file, load_price_map, map_notices, provider_api_notices,
 )
@@ -96,7 +97,7 @@ def api_url() -> str | None:
     from prefect.settings import PREFECT_API_URL
 
     url = PREFECT_API_URL.value()
-    return url.split("@")[-1] if url else None
+    return safe_url(url) if url else None
 
 
 @dataclasses.dataclass(frozen=True)
