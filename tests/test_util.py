@@ -71,6 +71,7 @@ def test_response_cache_keys_are_unchanged():
 
 def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
     from offramp.flows.migrate_feature import study_key
+    from offramp.tasks.study.prepare import Prepared
     from offramp.flows.params import MigrateParams
     from offramp.search_spaces.schema import Config, load_space
     from offramp.tasks.feature.programs import compile_key, program_hash
@@ -98,4 +99,4 @@ def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
     study = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study",
                                                     "feature_dir", "space"})
     study.update(spec=spec.spec_hash(), space=space.model_dump(mode="json"), seed=7)
-    assert study_key(params, feature, space, 7) == _old(study, 10)
+    assert study_key(params, Prepared(feature, space, {}), 7) == _old(study, 10)
