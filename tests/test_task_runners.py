@@ -29,12 +29,12 @@ def harness():
         yield
 
 
-def run_study(home, feature, space, task_runner=None):
+def run_study(home, feature, space, task_runner=None, parallel=1):
     os.environ["OFFRAMP_HOME"] = str(home)
     flow = migrate_feature if task_runner is None else migrate_feature.with_options(task_runner=task_runner)
     # max_trials = the whole grid (2 models x 3 strategies) without racing: the front does not depend
     # on which configs the sampler happened to try
-    return flow(MigrateParams(feature_dir=str(feature), space=str(space), max_trials=6, racing=False, trigger="cli",
+    return flow(MigrateParams(feature_dir=str(feature), space=str(space), max_trials=6, racing=False, parallel=parallel, trigger="cli",
                               max_spend_usd=5.0, gateway=GatewayParams(concurrency=2)))
 
 
@@ -53,7 +53,7 @@ def test_a_process_task_runner_finds_the_thread_runners_front(harness, tmp_path,
     assert sum(in_process.values()) > 0  # the thread runner called the models from this process
     install_slow()  # fresh call counters
     runner = prefect_dask.DaskTaskRunner(cluster_kwargs={"n_workers": 2, "threads_per_worker": 2, "processes": True})
-    dask = run_study(tmp_path / "dask", feature, space, task_runner=runner)
+    dask = run_study(tmp_path / "dask", feature, space, task_runner=runner, parallel=2)  # two trials at once
 
     assert threads.status == dask.status == "completed"
     a = Warehouse(tmp_path / "threads" / "warehouse.duckdb")
