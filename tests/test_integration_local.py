@@ -25,7 +25,7 @@ def servers(home):
     pids = [s.pid for s in local_models.status(home) if s.pid]
     local_models.down(None, home)
     for pid in pids:
-        with pytest.raises(ProcessLookupError):
+        with pytest.raises(ProcessLookupError, match="No such process"):
             os.kill(pid, 0)  # gone (reaped by down) -- never left behind
 
 
