@@ -50,8 +50,8 @@ from optuna._hypervolume import compute_hypervolume  # noqa: E402
 
 from offramp.errors import BudgetExceeded  # noqa: E402
 from offramp.search_spaces.schema import Config, SearchSpace, Settings, SettingsGrid, StrategyOptions  # noqa: E402
-from offramp.tasks.search.pareto import Point, pareto_front  # noqa: E402
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits, Observation, run_search, search_distributions, suggest_config  # noqa: E402
+from offramp.tasks.search.pareto import Point, pareto_front  # noqa: E402
 
 # name, ability (logit), $/M input tokens, $/M output tokens, latency overhead (s), s per output token, latency sigma
 MODELS = (

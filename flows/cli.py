@@ -392,8 +392,8 @@ def notify(
     it beats litellm's map for that model. Notifying the same model again replaces its date."""
     from pydantic import ValidationError
 
-    from offramp.tasks.watch.deprecations import NoticeEntry, check_user_notice, load_price_map, today_utc
     from offramp.errors import UserError
+    from offramp.tasks.watch.deprecations import NoticeEntry, check_user_notice, load_price_map, today_utc
     from offramp.tasks.watch.registry import discover, features_root
     from offramp.warehouse import Warehouse, records, warehouse_path
 
@@ -543,11 +543,11 @@ def main() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    from offramp.search_spaces.schema import SpaceError
-    from offramp.errors import UserError
-    from offramp.warehouse.db import WarehouseBusy
-
     from pydantic import ValidationError
+
+    from offramp.errors import UserError
+    from offramp.search_spaces.schema import SpaceError
+    from offramp.warehouse.db import WarehouseBusy
 
     user_errors: tuple[type[BaseException], ...] = (UserError, SpaceError, WarehouseBusy, FileNotFoundError, ValidationError)
     try:

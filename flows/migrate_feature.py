@@ -26,20 +26,20 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from offramp.flows.params import MigrateParams
-from offramp.tasks.evidence.judge import judge_front
-from offramp.tasks.study.search import configs_by_trial_id, search_study, study_front
-from offramp.tasks.study.trials import LISTENERS, StudyContext, TrialRun, TrialSummary, evaluate_full, notify
-from offramp.search_spaces.schema import Config, Price, SearchSpace, SpaceError, load_space
-from offramp.tasks.gateway import local_models
 from offramp.errors import BudgetExceeded, UserError
-from offramp.tasks.feature.spec import Feature, load_feature, load_spec, split_examples
-from offramp.tasks.gateway.llm import LOCAL_PREFIX, Budget, Gateway
+from offramp.flows.params import MigrateParams
+from offramp.search_spaces.schema import Config, Price, SearchSpace, SpaceError, load_space
+from offramp.tasks.evidence.judge import judge_front
+from offramp.tasks.evidence.report import front_table, load_report, markdown, write_html
 from offramp.tasks.feature.metrics import build_metric
+from offramp.tasks.feature.spec import Feature, load_feature, load_spec, split_examples
+from offramp.tasks.gateway import local_models
+from offramp.tasks.gateway.llm import LOCAL_PREFIX, Budget, Gateway
 from offramp.tasks.gateway.plugins import load_plugins
 from offramp.tasks.gateway.prices import PriceBook, load_price_file
 from offramp.tasks.search.ask_tell import DIRECTIONS
-from offramp.tasks.evidence.report import front_table, load_report, markdown, write_html
+from offramp.tasks.study.search import configs_by_trial_id, search_study, study_front
+from offramp.tasks.study.trials import LISTENERS, StudyContext, TrialRun, TrialSummary, evaluate_full, notify
 from offramp.warehouse import Warehouse, records, state_dir, warehouse_path
 
 __all__ = ["LISTENERS", "StudySummary", "migrate_feature", "preflight"]

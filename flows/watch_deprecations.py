@@ -23,13 +23,22 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from offramp.errors import UserError
 from offramp.flows.params import WatchParams
 from offramp.tasks.watch.deprecations import (
-    EVENT, Assessment, Notice, assess, load_notices_file, load_price_map, map_notices, provider_api_notices, today_utc,
+    EVENT,
+    Assessment,
+    Notice,
+    assess,
+    load_notices_file,
+    load_price_map,
+    map_notices,
+    provider_api_notices,
+    today_utc,
 )
-from offramp.errors import UserError
 from offramp.tasks.watch.registry import discover
 from offramp.warehouse import Warehouse, records, warehouse_path
+
 
 @dataclass
 class WatchSummary:

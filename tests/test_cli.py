@@ -216,8 +216,8 @@ def test_notify_records_replaces_and_withdraws_a_notice(tmp_path):
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
     from offramp.warehouse import Warehouse
+    from tests.conftest import ROOT
 
     env = {**os.environ, "OFFRAMP_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
 

@@ -7,12 +7,12 @@ import json
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+from offramp.errors import UserError
 from offramp.flows.migrate_feature import migrate_feature
 from offramp.flows.params import MigrateParams
-from offramp.errors import UserError
 from offramp.tasks.search.pareto import Point, pareto_front
-from tests.helpers import dspy_reply, make_feature, make_space, oracle
 from offramp.warehouse import Warehouse, warehouse_path
+from tests.helpers import dspy_reply, make_feature, make_space, oracle
 
 
 @pytest.fixture(scope="module")
@@ -163,9 +163,7 @@ def test_artifacts_exist_on_the_flow_run(harness, home, fake, tmp_path):
     import asyncio
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    from prefect.client.schemas.filters import ArtifactFilterFlowRunId
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     setup_models(fake)
     state = run(tmp_path, max_trials=3, return_state=True)

@@ -7,8 +7,8 @@ import pytest
 
 from offramp.tasks.gateway.llm import Gateway, LLMRequest, redact
 from offramp.tasks.gateway.prices import PriceBook
-from tests import fake_provider as fp
 from offramp.warehouse import Warehouse
+from tests import fake_provider as fp
 
 PRICES = PriceBook({"fake/x": fp.FAKE_PRICE, "fake/slow": fp.FAKE_PRICE})
 

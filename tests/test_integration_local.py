@@ -13,8 +13,8 @@ from prefect.testing.utilities import prefect_test_harness
 from offramp.flows.migrate_feature import migrate_feature
 from offramp.flows.params import GatewayParams, MigrateParams
 from offramp.tasks.gateway import local_models
-from tests.conftest import BANK
 from offramp.warehouse import Warehouse, warehouse_path
+from tests.conftest import BANK
 
 pytestmark = pytest.mark.integration
 

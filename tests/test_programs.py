@@ -6,17 +6,17 @@ import json
 
 import pytest
 
-from offramp.search_spaces.schema import Config, SearchSpace, Settings, SpaceError, Strategy, load_space
 from offramp.errors import UserError
+from offramp.search_spaces.schema import Config, SearchSpace, Settings, SpaceError, Strategy, load_space
 from offramp.tasks.feature.evaluate import evaluate_config
+from offramp.tasks.feature.metrics import build_metric
+from offramp.tasks.feature.programs import ProgramRunner, compile_program, program_for, program_hash, signature_for
 from offramp.tasks.feature.spec import load_feature, split_examples
 from offramp.tasks.gateway.llm import Budget, Gateway
-from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.gateway.prices import PriceBook
-from offramp.tasks.feature.programs import ProgramRunner, compile_program, program_for, program_hash, signature_for
+from offramp.warehouse import Warehouse
 from tests import fake_provider as fp
 from tests.helpers import make_feature, oracle
-from offramp.warehouse import Warehouse
 
 PRICES = PriceBook({"fake/good": fp.FAKE_PRICE, "fake/reflect": fp.FAKE_PRICE})
 

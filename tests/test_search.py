@@ -9,7 +9,14 @@ import pytest
 
 from offramp.search_spaces.schema import HERE, Config, Settings, load_space
 from offramp.tasks.search.ask_tell import (
-    Limits, Observation, TrialOutcome, all_params, hopeless, naive_swap_params, run_search, search_distributions,
+    Limits,
+    Observation,
+    TrialOutcome,
+    all_params,
+    hopeless,
+    naive_swap_params,
+    run_search,
+    search_distributions,
     suggest_config,
 )
 

@@ -21,7 +21,6 @@ from typing import Any
 import duckdb
 
 from offramp.errors import WarehouseBusy
-
 from offramp.warehouse import migrate
 
 QUERIES = Path(__file__).parent / "queries"

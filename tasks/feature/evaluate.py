@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from offramp.search_spaces.schema import Config
-from offramp.tasks.feature.spec import Example, FeatureSpec
-from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult
 from offramp.tasks.feature.metrics import Metric
 from offramp.tasks.feature.prompts import parse_answer, render_messages, response_format
+from offramp.tasks.feature.spec import Example, FeatureSpec
+from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult
 from offramp.warehouse.records import CallRecord, TrialAggregates
 
 BOOTSTRAP_RESAMPLES = 1000

@@ -10,12 +10,12 @@ from __future__ import annotations
 import optuna
 from prefect import get_run_logger
 
-from offramp.flows.params import MigrateParams
-from offramp.tasks.study.trials import StudyContext, TrialRun, evaluate_stage, finish
 from offramp.errors import BudgetExceeded
+from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config, SearchSpace
 from offramp.tasks.feature.evaluate import Evaluation, combine
 from offramp.tasks.search.ask_tell import DEFAULT_STAGES, Limits, Observation, TrialOutcome, run_search, suggest_config
+from offramp.tasks.study.trials import StudyContext, TrialRun, evaluate_stage, finish
 from offramp.warehouse import Warehouse, records
 
 

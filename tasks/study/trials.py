@@ -17,11 +17,11 @@ from prefect.cache_policies import NO_CACHE
 
 from offramp.search_spaces.schema import Config
 from offramp.tasks.feature.evaluate import Evaluation, combine, evaluate_config
-from offramp.tasks.feature.spec import Example, Feature
-from offramp.tasks.gateway.llm import Gateway, LLMResult
 from offramp.tasks.feature.metrics import Metric
 from offramp.tasks.feature.programs import Compiled, compile_key, compile_program
 from offramp.tasks.feature.prompts import choose_demos
+from offramp.tasks.feature.spec import Example, Feature
+from offramp.tasks.gateway.llm import Gateway, LLMResult
 from offramp.warehouse import Warehouse, records
 
 # Progress listeners (the CLI's progress bars). Called from the flow's threads and the gateway's pool.
