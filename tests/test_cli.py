@@ -168,7 +168,7 @@ def _children(pid: int) -> set[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                stat = open(f"/proc/{entry}/stat").read()
+                stat = Path(f"/proc/{entry}/stat").read_text()
             except OSError:
                 continue
             parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
@@ -196,7 +196,7 @@ def test_sigterm_stops_the_temporary_prefect_server(tmp_path):
     deadline = time.monotonic() + 120
     server = set()
     while not server and time.monotonic() < deadline and cli.poll() is None:
-        server = {p for p in _children(cli.pid) if b"uvicorn" in open(f"/proc/{p}/cmdline", "rb").read()}
+        server = {p for p in _children(cli.pid) if b"uvicorn" in Path(f"/proc/{p}/cmdline").read_bytes()}
         time.sleep(0.2)
     assert server, "the temporary Prefect server never started"
     cli.send_signal(signal.SIGTERM)

@@ -153,7 +153,11 @@ def test_unknown_model_is_refused_before_any_call(harness, home, fake, tmp_path)
     setup_models(fake)
     feature = make_feature(tmp_path / "feature")
     space = tmp_path / "space.yaml"
-    space.write_text("name: s\nmodels: [fake/good, nosuchprovider/model-x]\nprices:\n  fake/good: {input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}\n  fake/old: {input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}\n")
+    space.write_text(
+        "name: s\nmodels: [fake/good, nosuchprovider/model-x]\nprices:\n"
+        "  fake/good: {input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}\n"
+        "  fake/old: {input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}\n"
+    )
     with pytest.raises(UserError, match="nosuchprovider/model-x"):
         migrate_feature(MigrateParams(feature_dir=str(feature), space=str(space)))
     assert sum(m.calls for m in fake.models.values()) == 0

@@ -136,7 +136,9 @@ def test_train_too_small_for_k(setup):
 def test_signature_dspy_cannot_express(tmp_path):
     feature = load_feature(make_feature(tmp_path / "f"))
     spec = feature.spec.model_copy(update={"signature": feature.spec.signature.model_copy(update={"outputs": [
-        feature.spec.signature.outputs[0].model_copy(update={"type": "json", "labels": None, "json_schema": {"type": "object", "properties": {"x": {"oneOf": [{"type": "string"}]}}}})
+        feature.spec.signature.outputs[0].model_copy(update={
+            "type": "json", "labels": None, "json_schema": {"type": "object", "properties": {"x": {"oneOf": [{"type": "string"}]}}},
+        })
     ]})})
     with pytest.raises(UserError, match=r"signature.outputs.label.json_schema.x.*cannot be expressed"):
         signature_for(spec, "x")

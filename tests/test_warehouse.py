@@ -78,10 +78,9 @@ def test_writer_block_is_all_or_nothing(tmp_path):
     wh = Warehouse(tmp_path / "w.duckdb")
     records.start_study(wh, study_id="s", feature="f", deprecated_model=None, incumbent_model="m", trigger="cli",
                         space_name="x", space={}, params={}, seed=0)
-    with pytest.raises(RuntimeError, match="crash mid-write"):
-        with wh.writer() as con:
-            con.execute("update studies set status = 'completed' where id = 's'")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError, match="crash mid-write"), wh.writer() as con:
+        con.execute("update studies set status = 'completed' where id = 's'")
+        raise RuntimeError("crash mid-write")
     _, [(status,)] = wh.fetch("select status from studies where id = 's'")
     assert status == "running"
 
