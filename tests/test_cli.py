@@ -128,13 +128,6 @@ def test_migrate_unknown_space_and_unknown_model(home, tmp_path):
     assert not (home / "warehouse.duckdb").exists()
 
 
-def test_every_command_has_help(home):
-    result = offramp("--help", home=home)
-    for command in ("migrate", "demo", "sql", "models"):
-        assert command in result.stdout
-        assert offramp(command, "--help", home=home).returncode == 0
-
-
 @pytest.mark.parametrize(
     ("args", "space_text", "expected"),
     [
