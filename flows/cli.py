@@ -279,7 +279,7 @@ def promote(
         err_console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"{entry['feature']}: release v{entry['version']} = trial {entry['trial_id']} of {study_id} "
                   f"({entry['model']}, {entry['strategy']['name']}) written to {path}")
-    console.print(f"Load it: from tasks.releases import load_release; program = load_release(\"{path}\")")
+    console.print(f"Load it: from offramp import load_release; program = load_release(\"{path}\")")
 
 
 @app.command()
