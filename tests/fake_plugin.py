@@ -23,3 +23,13 @@ def install() -> None:
     provider.add("old", answer=_sometimes_wrong(3))
     provider.add("good", answer=oracle)
     provider.add("cheap", answer=_sometimes_wrong(3))
+
+
+def install_ordered() -> None:
+    """The same models with latencies far apart, so the front does not depend on timing noise:
+    `fake/cheap` (wrong one time in three, the slower one; make_space prices it above `fake/good`)
+    is dominated by `fake/good` on every objective."""
+    provider = fake_provider.install()
+    provider.add("old", answer=_sometimes_wrong(3), latency_s=0.02)
+    provider.add("good", answer=oracle, latency_s=0.005)
+    provider.add("cheap", answer=_sometimes_wrong(3), latency_s=0.05)
