@@ -38,11 +38,11 @@ import litellm  # noqa: E402
 
 from offramp.search_spaces.schema import Config  # noqa: E402
 from offramp.tasks.feature.evaluate import Evaluation, evaluate_config  # noqa: E402
+from offramp.tasks.feature.metrics import Metric, build_metric  # noqa: E402
+from offramp.tasks.feature.prompts import render_messages  # noqa: E402
 from offramp.tasks.feature.spec import Example, Feature, FeatureSpec, load_feature, split_examples  # noqa: E402
 from offramp.tasks.gateway.llm import Gateway  # noqa: E402
-from offramp.tasks.feature.metrics import Metric, build_metric  # noqa: E402
 from offramp.tasks.gateway.prices import PriceBook  # noqa: E402
-from offramp.tasks.feature.prompts import render_messages  # noqa: E402
 from offramp.warehouse import Warehouse, records  # noqa: E402
 from tests import fake_provider  # noqa: E402
 from tests.helpers import make_feature, oracle  # noqa: E402

@@ -49,10 +49,10 @@ import optuna  # noqa: E402
 from optuna._hypervolume import compute_hypervolume  # noqa: E402
 
 from offramp.errors import BudgetExceeded  # noqa: E402
-from offramp.search_spaces.schema import Config, SearchSpace, Settings, SettingsGrid, StrategyOptions  # noqa: E402
-from offramp.tasks.search.pareto import Point, pareto_front  # noqa: E402
 from offramp.search_spaces.optuna_space import search_distributions, suggest_config  # noqa: E402
+from offramp.search_spaces.schema import Config, SearchSpace, Settings, SettingsGrid, StrategyOptions  # noqa: E402
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits, run_search  # noqa: E402
+from offramp.tasks.search.pareto import Point, pareto_front  # noqa: E402
 from offramp.warehouse.records import TrialMeasurement  # noqa: E402
 
 # name, ability (logit), $/M input tokens, $/M output tokens, latency overhead (s), s per output token, latency sigma

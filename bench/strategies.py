@@ -47,14 +47,14 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from offramp.search_spaces.schema import Config, Settings, Strategy  # noqa: E402
-from offramp.tasks.gateway import local_models  # noqa: E402
 from offramp.tasks.feature.evaluate import evaluate_config  # noqa: E402
-from offramp.tasks.feature.spec import Feature, Splits, load_feature, split_examples  # noqa: E402
-from offramp.tasks.gateway.llm import LOCAL_PREFIX, Gateway  # noqa: E402
 from offramp.tasks.feature.metrics import Metric, build_metric  # noqa: E402
-from offramp.tasks.gateway.prices import PriceBook  # noqa: E402
 from offramp.tasks.feature.programs import compile_program  # noqa: E402
 from offramp.tasks.feature.prompts import choose_demos  # noqa: E402
+from offramp.tasks.feature.spec import Feature, Splits, load_feature, split_examples  # noqa: E402
+from offramp.tasks.gateway import local_models  # noqa: E402
+from offramp.tasks.gateway.llm import LOCAL_PREFIX, Gateway  # noqa: E402
+from offramp.tasks.gateway.prices import PriceBook  # noqa: E402
 from offramp.warehouse import Warehouse  # noqa: E402
 from offramp.warehouse.records import TrialMeasurement  # noqa: E402
 

@@ -248,7 +248,7 @@ def promote(
         err_console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"{entry['feature']}: release v{entry['version']} = trial {entry['trial_id']} of {study_id} "
                   f"({entry['model']}, {entry['strategy']['name']}) written to {path}")
-    console.print(f"Load it: from tasks.releases import load_release; program = load_release(\"{path}\")")
+    console.print(f"Load it: from offramp import load_release; program = load_release(\"{path}\")", soft_wrap=True)
 
 
 @app.command()
@@ -361,8 +361,8 @@ def notify(
     it beats litellm's map for that model. Notifying the same model again replaces its date."""
     from pydantic import ValidationError
 
-    from offramp.tasks.watch.deprecations import NoticeEntry, check_user_notice, load_price_map, today_utc
     from offramp.errors import UserError
+    from offramp.tasks.watch.deprecations import NoticeEntry, check_user_notice, load_price_map, today_utc
     from offramp.tasks.watch.registry import discover, features_root
     from offramp.warehouse import Warehouse, records, warehouse_path
 

@@ -33,7 +33,14 @@ from offramp.tasks.feature.spec import load_spec, split_examples
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
 from offramp.tasks.study.prepare import (
-    Prepared, StudyInputs, check_train_size, choose_study_id, ensure_local_models, open_storage, prepare, preflight,
+    Prepared,
+    StudyInputs,
+    check_train_size,
+    choose_study_id,
+    ensure_local_models,
+    open_storage,
+    preflight,
+    prepare,
 )
 from offramp.tasks.study.search import SearchSettings, configs_by_trial_id, search_study, study_front
 from offramp.tasks.study.trials import LISTENERS, StudyContext, TrialRun, evaluate_full, notify

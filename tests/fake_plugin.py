@@ -3,6 +3,8 @@ spawns one per flow run; a Dask worker runs tasks): they register the fake provi
 
 - `install`: an incumbent `fake/old` right two times in three, candidates `fake/good` (always
   right) and `fake/cheap` (right two in three), instantly.
+- `install_ordered`: the same three models with fixed latencies far apart (the front does not
+  depend on timing noise).
 - `install_slow`: the same three models with a latency that grows with the prompt (deterministic
   enough to order configs on latency), each wrong on a fixed subset of inputs.
 """
@@ -49,3 +51,13 @@ def install_slow() -> None:
     provider.add("old", answer=slow_answer(0.02, 2))
     provider.add("good", answer=slow_answer(0.06, 7))
     provider.add("cheap", answer=slow_answer(0.01, 3))
+
+
+def install_ordered() -> None:
+    """The same models with latencies far apart, so the front does not depend on timing noise:
+    `fake/cheap` (wrong one time in three, the slower one; make_space prices it above `fake/good`)
+    is dominated by `fake/good` on every objective."""
+    provider = fake_provider.install()
+    provider.add("old", answer=_sometimes_wrong(3), latency_s=0.02)
+    provider.add("good", answer=oracle, latency_s=0.005)
+    provider.add("cheap", answer=_sometimes_wrong(3), latency_s=0.05)

@@ -143,7 +143,7 @@ def test_bootstrap_single_example_is_degenerate() -> None:
     assert paired_bootstrap_diff(np.array([0.2]), np.array([0.7]), seed=0, resamples=50) == pytest.approx(
         (0.5, 0.5, 0.5)
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs two non-empty 1-d arrays"):
         paired_bootstrap_diff(np.array([]), np.array([]), seed=0, resamples=10)
 
 
@@ -223,12 +223,12 @@ def test_to_dict_is_json_able() -> None:
     assert [f["example_id"] for f in payload["flips_regressed"]] == ["ex0", "ex1"]
 
 
-@pytest.mark.parametrize("inc,cand,kwargs", [
-    ([], [], {}),
-    ([1.2], [1.0], {}),
-    ([float("nan")], [1.0], {}),
-    ([1.0], [1.0], {"correct_threshold": 0.0}),
+@pytest.mark.parametrize("inc,cand,kwargs,message", [
+    ([], [], {}, "needs at least one example"),
+    ([1.2], [1.0], {}, r"incumbent score of example 'ex0' is 1\.2; scores must be in \[0, 1\]"),
+    ([float("nan")], [1.0], {}, r"incumbent score of example 'ex0' is nan"),
+    ([1.0], [1.0], {"correct_threshold": 0.0}, r"correct_threshold must be in \(0, 1\], got 0\.0"),
 ])
-def test_invalid_inputs_raise(inc: list[float], cand: list[float], kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+def test_invalid_inputs_raise(inc: list[float], cand: list[float], kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         compare_paired(_examples(inc, cand), **kwargs)

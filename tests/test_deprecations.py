@@ -11,16 +11,23 @@ import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
+from offramp.errors import UserError
 from offramp.flows.deployments import EVENT_TEMPLATES, trigger_parameters
 from offramp.flows.params import MigrateParams, WatchParams
 from offramp.tasks.watch.deprecations import (
-    Notice, NoticeEntry, assess, canonical, check_user_notice, latest_snapshot, load_notices_file, load_price_map,
+    Notice,
+    NoticeEntry,
+    assess,
+    canonical,
+    check_user_notice,
+    latest_snapshot,
+    load_notices_file,
+    load_price_map,
     map_notices,
 )
-from offramp.errors import UserError
 from offramp.tasks.watch.registry import RegisteredFeature, discover
-from tests.helpers import make_feature
 from offramp.warehouse import Warehouse, records, warehouse_path
+from tests.helpers import make_feature
 
 TODAY = dt.date(2026, 11, 22)
 MAP = {
@@ -181,9 +188,8 @@ def test_registry_reads_specs_releases_and_reports_bad_folders(tmp_path: Path):
 def test_trigger_templates_render_with_prefects_renderer():
     """The templates as Prefect's automation renders them (hydrate with Jinja): a UUID id through
     `| string`, a missing optional key through `| default(none)`; the result is valid MigrateParams."""
-    import uuid
-
     import copy
+    import uuid
 
     from prefect.server.events.actions import RunDeployment
     from prefect.utilities.schema_tools.hydration import HydrationContext, hydrate

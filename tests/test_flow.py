@@ -7,12 +7,12 @@ import json
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+from offramp.errors import UserError
 from offramp.flows.migrate_feature import migrate_feature
 from offramp.flows.params import MigrateParams
-from offramp.errors import UserError
 from offramp.tasks.search.pareto import Point, pareto_front
-from tests.helpers import dspy_reply, make_feature, make_space, oracle
 from offramp.warehouse import Warehouse, warehouse_path
+from tests.helpers import dspy_reply, make_feature, make_space, oracle
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,9 @@ def run(tmp_path, **kwargs):
         output_mode=["text"],
     )
     kwargs.setdefault("max_trials", 6)
+    return_state = kwargs.pop("return_state", False)
     params = MigrateParams(feature_dir=str(feature), space=str(space), trigger="cli", **kwargs)
-    return migrate_feature(params)
+    return migrate_feature(params, return_state=return_state)
 
 
 def test_flow_stores_study_trials_calls_and_selects(harness, home, fake, tmp_path):
@@ -152,7 +153,11 @@ def test_unknown_model_is_refused_before_any_call(harness, home, fake, tmp_path)
     setup_models(fake)
     feature = make_feature(tmp_path / "feature")
     space = tmp_path / "space.yaml"
-    space.write_text("name: s\nmodels: [fake/good, nosuchprovider/model-x]\nprices:\n  fake/good: {input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}\n  fake/old: {input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}\n")
+    space.write_text(
+        "name: s\nmodels: [fake/good, nosuchprovider/model-x]\nprices:\n"
+        "  fake/good: {input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}\n"
+        "  fake/old: {input_cost_per_token: 1.0e-6, output_cost_per_token: 1.0e-6}\n"
+    )
     with pytest.raises(UserError, match="nosuchprovider/model-x"):
         migrate_feature(MigrateParams(feature_dir=str(feature), space=str(space)))
     assert sum(m.calls for m in fake.models.values()) == 0
@@ -162,19 +167,27 @@ def test_artifacts_exist_on_the_flow_run(harness, home, fake, tmp_path):
     import asyncio
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     setup_models(fake)
-    run(tmp_path)
+    state = run(tmp_path, max_trials=3, return_state=True)
+    summary = state.result()
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
 
-    async def keys():
+    async def artifacts():  # this flow run's own, not those earlier tests left on the shared harness
         async with get_client() as client:
-            arts = await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["migration-report", "migration-front"]))
-            )
-            return {a.key for a in arts}
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["migration-report", "migration-front"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            ))
 
-    assert asyncio.run(keys()) == {"migration-report", "migration-front"}
+    arts = {a.key: a for a in asyncio.run(artifacts())}
+    assert set(arts) == {"migration-report", "migration-front"}
+    assert all(a.flow_run_id == flow_run_id for a in arts.values())
+    assert summary.study_id in arts["migration-report"].description
+    assert summary.study_id in arts["migration-front"].description
+    assert summary.report_path in arts["migration-report"].data
 
 
 def test_local_server_not_up_is_a_clear_error_when_not_allowed_to_start(home):

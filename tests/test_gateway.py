@@ -7,8 +7,8 @@ import pytest
 
 from offramp.tasks.gateway.llm import Gateway, LLMRequest, redact
 from offramp.tasks.gateway.prices import PriceBook
-from tests import fake_provider as fp
 from offramp.warehouse import Warehouse
+from tests import fake_provider as fp
 
 PRICES = PriceBook({"fake/x": fp.FAKE_PRICE, "fake/slow": fp.FAKE_PRICE})
 
@@ -183,7 +183,10 @@ def test_cost_uses_declared_price(home, fake):
 
 def test_secrets_are_redacted(monkeypatch):
     monkeypatch.setenv("SOME_PROVIDER_API_KEY", "sk-very-secret-123")
-    assert "sk-very-secret-123" not in redact("auth failed for key sk-very-secret-123")
+    monkeypatch.setenv("SOME_PROVIDER_REGION", "eu-west-long-enough")  # not a secret's name: kept
+    out = redact("auth failed for key sk-very-secret-123 in eu-west-long-enough")
+    assert "sk-very-secret-123" not in out
+    assert out == "auth failed for key <SOME_PROVIDER_API_KEY> in eu-west-long-enough"
 
 
 def test_the_cache_key_of_a_local_model_follows_its_weights(monkeypatch):

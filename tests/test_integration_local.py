@@ -13,8 +13,8 @@ from prefect.testing.utilities import prefect_test_harness
 from offramp.flows.migrate_feature import migrate_feature
 from offramp.flows.params import GatewayParams, MigrateParams
 from offramp.tasks.gateway import local_models
-from tests.conftest import BANK
 from offramp.warehouse import Warehouse, warehouse_path
+from tests.conftest import BANK
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def servers(home):
     pids = [s.pid for s in local_models.status(home) if s.pid]
     local_models.down(None, home)
     for pid in pids:
-        with pytest.raises(ProcessLookupError):
+        with pytest.raises(ProcessLookupError, match="No such process"):
             os.kill(pid, 0)  # gone (reaped by down) -- never left behind
 
 

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from offramp.tasks.gateway import local_models as lm
 from offramp.tasks.gateway.local_models import LocalModelError, ModelSpec
@@ -43,7 +44,7 @@ def test_zoo_parses() -> None:
     assert len(zoo["qwen2.5-0.5b"].sources) == 6
     assert zoo["smollm2-135m"].kind == "file"
     assert zoo["gemma3-270m"].kind == "assemble" and zoo["gemma3-270m"].chat_template
-    with pytest.raises(Exception):  # frozen
+    with pytest.raises(ValidationError, match="Instance is frozen"):
         zoo["smollm2-135m"].n_ctx = 1  # type: ignore[misc]
 
 
@@ -212,7 +213,7 @@ def smollm2_server(tmp_path_factory: pytest.TempPathFactory):
                 os.kill(pid, signal.SIGKILL)
             assert stopped == ["smollm2-135m"]
             time.sleep(0.1)
-            with pytest.raises(ProcessLookupError):
+            with pytest.raises(ProcessLookupError, match="No such process"):
                 os.kill(pid, 0)
             assert not lm.status(home)[1].running
 

@@ -7,15 +7,15 @@ import pytest
 
 from offramp.search_spaces.schema import Config, Settings
 from offramp.tasks.feature.evaluate import bootstrap_interval, evaluate_config
+from offramp.tasks.feature.metrics import build_metric, json_field_f1, macro_f1
+from offramp.tasks.feature.prompts import parse_answer
 from offramp.tasks.feature.spec import load_feature, split_examples
 from offramp.tasks.gateway.llm import Gateway
-from offramp.tasks.feature.metrics import build_metric, json_field_f1, macro_f1
-from offramp.tasks.search.pareto import Point, dominates, pareto_front
 from offramp.tasks.gateway.prices import PriceBook
-from offramp.tasks.feature.prompts import parse_answer
+from offramp.tasks.search.pareto import Point, dominates, pareto_front
+from offramp.warehouse import Warehouse
 from tests import fake_provider as fp
 from tests.helpers import make_feature, oracle
-from offramp.warehouse import Warehouse
 
 
 def test_macro_f1_known_case():

@@ -6,18 +6,18 @@ import json
 
 import pytest
 
-from offramp.search_spaces.schema import Config, SearchSpace, Settings, SpaceError, Strategy, load_space
 from offramp.errors import UserError
+from offramp.search_spaces.schema import Config, SearchSpace, Settings, SpaceError, Strategy, load_space
 from offramp.tasks.feature.evaluate import evaluate_config
+from offramp.tasks.feature.metrics import build_metric
+from offramp.tasks.feature.programs import ProgramRunner, compile_program, program_for, program_hash, signature_for
 from offramp.tasks.feature.spec import load_feature, split_examples
 from offramp.tasks.gateway.llm import Budget, Gateway
-from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.gateway.prices import PriceBook
-from offramp.tasks.feature.programs import ProgramRunner, compile_program, program_for, program_hash, signature_for
+from offramp.warehouse import Warehouse
 from tests import fake_provider as fp
 from tests.helpers import make_feature, oracle
 from tests.test_strategies import compilable
-from offramp.warehouse import Warehouse
 
 PRICES = PriceBook({"fake/good": fp.FAKE_PRICE, "fake/reflect": fp.FAKE_PRICE})
 
@@ -129,7 +129,9 @@ def test_train_too_small_for_k(setup):
 def test_signature_dspy_cannot_express(tmp_path):
     feature = load_feature(make_feature(tmp_path / "f"))
     spec = feature.spec.model_copy(update={"signature": feature.spec.signature.model_copy(update={"outputs": [
-        feature.spec.signature.outputs[0].model_copy(update={"type": "json", "labels": None, "json_schema": {"type": "object", "properties": {"x": {"oneOf": [{"type": "string"}]}}}})
+        feature.spec.signature.outputs[0].model_copy(update={
+            "type": "json", "labels": None, "json_schema": {"type": "object", "properties": {"x": {"oneOf": [{"type": "string"}]}}},
+        })
     ]})})
     with pytest.raises(UserError, match=r"signature.outputs.label.json_schema.x.*cannot be expressed"):
         signature_for(spec, "x")

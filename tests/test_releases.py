@@ -8,13 +8,13 @@ from html.parser import HTMLParser
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+from offramp.errors import UserError
 from offramp.flows.migrate_feature import migrate_feature
 from offramp.flows.params import MigrateParams
-from offramp.errors import UserError
-from offramp.tasks.watch.releases import list_releases, load_release, promote, rollback
 from offramp.tasks.evidence.report import load_report, markdown, write_html
-from tests.helpers import dspy_reply, make_feature, make_space, oracle
+from offramp.tasks.watch.releases import list_releases, load_release, promote, rollback
 from offramp.warehouse import Warehouse, warehouse_path
+from tests.helpers import dspy_reply, make_feature, make_space, oracle
 
 
 @pytest.fixture(scope="module")

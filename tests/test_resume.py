@@ -12,9 +12,9 @@ import time
 import duckdb
 import pytest
 
+from offramp.warehouse import Warehouse
 from tests.conftest import ROOT
 from tests.helpers import make_feature, make_space
-from offramp.warehouse import Warehouse
 
 MAX_TRIALS = 8
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from offramp.search_spaces.schema import HERE, Config, Settings, load_space
 from offramp.search_spaces.optuna_space import all_params, naive_swap_params, search_distributions, suggest_config
+from offramp.search_spaces.schema import HERE, Config, Settings, load_space
 from offramp.tasks.search.ask_tell import Limits, TrialOutcome, hopeless, run_search
 from offramp.warehouse.records import TrialMeasurement
 

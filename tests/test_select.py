@@ -44,7 +44,10 @@ def test_not_worse_rule_is_lenient_and_small_slices_are_not_judged():
 def test_hard_limits():
     policy = SelectionPolicy(max_cost_per_1k_usd=1.5, max_latency_p95_s=0.6, max_error_rate=0.01)
     problems = violations(cand(9, 0.9, 2.0, 0.8, 0.1, 0.05, 0.15, err=0.02), policy)
-    assert len(problems) == 3
+    assert problems == ["cost $2.0000/1k above $1.5", "p95 0.80 s above 0.6 s", "error rate 0.020 above 0.01"]
+    # each limit alone: at the limit passes, just above it is named
+    assert violations(cand(9, 0.9, 1.5, 0.6, 0.1, 0.05, 0.15, err=0.01), policy) == []
+    assert violations(cand(9, 0.9, 1.6, 0.6, 0.1, 0.05, 0.15, err=0.01), policy) == ["cost $1.6000/1k above $1.5"]
 
 
 def test_nothing_passes_names_the_least_bad_with_its_risks():

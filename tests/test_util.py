@@ -71,12 +71,12 @@ def test_response_cache_keys_are_unchanged():
 
 def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
     from offramp.flows.migrate_feature import study_key
-    from offramp.tasks.study.prepare import Prepared
     from offramp.flows.params import MigrateParams
     from offramp.search_spaces.schema import Config, load_space
     from offramp.tasks.feature.programs import compile_key, program_hash
     from offramp.tasks.feature.spec import load_feature, split_examples
     from offramp.tasks.gateway import local_models
+    from offramp.tasks.study.prepare import Prepared
     from tests.conftest import BANK
     from tests.helpers import make_space
 

@@ -60,7 +60,7 @@ def test_a_failing_migration_leaves_nothing_half_applied(tmp_path):
     folder.mkdir()
     (folder / "0001_a.sql").write_text("CREATE TABLE a (x INTEGER);\nCREATE TABLE broken (;\n")
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(duckdb.Error, match="syntax error at or near"):
         migrate.apply_migrations(con, folder)
     assert con.execute("select count(*) from information_schema.tables where table_name = 'a'").fetchone()[0] == 0
     assert con.execute("select count(*) from schema_migrations").fetchone()[0] == 0
@@ -94,10 +94,9 @@ def test_writer_block_is_all_or_nothing(tmp_path):
     wh = Warehouse(tmp_path / "w.duckdb")
     records.start_study(wh, study_id="s", feature="f", deprecated_model=None, incumbent_model="m", trigger="cli",
                         space_name="x", space={}, params={}, seed=0)
-    with pytest.raises(RuntimeError):
-        with wh.writer() as con:
-            con.execute("update studies set status = 'completed' where id = 's'")
-            raise RuntimeError("crash mid-write")
+    with pytest.raises(RuntimeError, match="crash mid-write"), wh.writer() as con:
+        con.execute("update studies set status = 'completed' where id = 's'")
+        raise RuntimeError("crash mid-write")
     _, [(status,)] = wh.fetch("select status from studies where id = 's'")
     assert status == "running"
 
@@ -148,7 +147,7 @@ def test_an_error_other_than_the_lock_is_not_retried(tmp_path):
     from offramp.warehouse.db import _open
 
     started = time.monotonic()
-    with pytest.raises(duckdb.IOException):
+    with pytest.raises(duckdb.IOException, match="database does not exist"):
         _open(tmp_path / "no-such-dir" / "w.duckdb", read_only=True, wait_s=30)
     assert time.monotonic() - started < 5
 

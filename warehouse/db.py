@@ -20,7 +20,6 @@ import duckdb
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random_exponential
 
 from offramp.errors import NoWarehouse, WarehouseBusy
-
 from offramp.warehouse import migrate
 
 QUERIES = Path(__file__).parent / "queries"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 from offramp.tasks.evidence.compare import Comparison, PairedExample, compare_paired
-from offramp.tasks.feature.spec import Example, Feature
-from offramp.tasks.feature.prompts import render_input
 from offramp.tasks.evidence.policy import Candidate, Selection, SelectionPolicy, select_release
+from offramp.tasks.feature.prompts import render_input
+from offramp.tasks.feature.spec import Example, Feature
 from offramp.warehouse import Warehouse, records
 from offramp.warehouse.records import Trial
 

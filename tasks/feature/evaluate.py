@@ -18,10 +18,10 @@ import numpy as np
 
 from offramp.search_spaces.schema import Config
 from offramp.tasks.evidence.bootstrap import percentile_bootstrap
-from offramp.tasks.feature.spec import Example, FeatureSpec
-from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult
 from offramp.tasks.feature.metrics import Metric, macro_f1_statistic
 from offramp.tasks.feature.prompts import parse_answer, render_messages, response_format
+from offramp.tasks.feature.spec import Example, FeatureSpec
+from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult
 from offramp.warehouse.records import CallRecord, TrialMeasurement
 
 BOOTSTRAP_RESAMPLES = 1000

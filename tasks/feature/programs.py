@@ -26,16 +26,15 @@ from typing import Any, Literal
 import dspy
 from pydantic import create_model
 
+from offramp.errors import BudgetExceeded, UserError
 from offramp.search_spaces.schema import Config
 from offramp.search_spaces.strategies import CompileJob, split_train
-from offramp.tasks.gateway import dspy_bridge
-from offramp.errors import UserError
-from offramp.tasks.feature.spec import Example, FeatureSpec, OutputField
-from offramp.errors import BudgetExceeded
-from offramp.tasks.gateway.llm import Gateway
 from offramp.tasks.feature.metrics import Metric
-from offramp.warehouse.records import CallRecord
+from offramp.tasks.feature.spec import Example, FeatureSpec, OutputField
+from offramp.tasks.gateway import dspy_bridge
+from offramp.tasks.gateway.llm import Gateway
 from offramp.util import content_hash
+from offramp.warehouse.records import CallRecord
 
 _JSON_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool}
 

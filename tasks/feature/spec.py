@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from offramp.errors import UserError
 from offramp.search_spaces.schema import Settings
 from offramp.search_spaces.validation import load_model
-from offramp.errors import UserError
 from offramp.util import content_hash
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"

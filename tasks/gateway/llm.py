@@ -24,15 +24,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random_exponential
 
 from offramp.errors import BudgetExceeded
-from offramp.util import content_hash
-from offramp.tasks.gateway import local_models
-from pydantic import BaseModel, ConfigDict
-
 from offramp.search_spaces.schema import Price
+from offramp.tasks.gateway import local_models
 from offramp.tasks.gateway.prices import PriceBook
+from offramp.util import content_hash
 from offramp.warehouse import Warehouse
 from offramp.warehouse.records import CacheEntry, cache_lookup, cache_store
 

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from offramp.errors import UserError
 from offramp.search_spaces.schema import Price
 from offramp.search_spaces.validation import problems, read_yaml
-from offramp.errors import UserError
 
 BUNDLED = Path(__file__).with_name("prices.yaml")
 

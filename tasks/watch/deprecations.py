@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from offramp.search_spaces.validation import problems as validation_problems
 from offramp.errors import UserError
+from offramp.search_spaces.validation import problems as validation_problems
 from offramp.tasks.watch.registry import RegisteredFeature
 
 EVENT = "offramp.model.deprecation"  # what the watch emits and migrate-feature's trigger expects

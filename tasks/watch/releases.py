@@ -23,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from offramp.search_spaces.schema import Config, Settings, Strategy
 from offramp.errors import UserError
-from offramp.tasks.feature.spec import Example, FeatureSpec, load_feature, split_examples
+from offramp.search_spaces.schema import Config, Settings, Strategy
 from offramp.tasks.feature.prompts import choose_demos, parse_answer, render_input, render_messages, response_format
+from offramp.tasks.feature.spec import Example, FeatureSpec, load_feature, split_examples
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
 from offramp.warehouse.home import OfframpSettings

@@ -18,10 +18,16 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from offramp.errors import UserError
-from offramp.util import safe_url
 from offramp.tasks.watch.deprecations import (
-    EVENT, Assessment, Notice, load_notices_file, load_price_map, map_notices, provider_api_notices,
+    EVENT,
+    Assessment,
+    Notice,
+    load_notices_file,
+    load_price_map,
+    map_notices,
+    provider_api_notices,
 )
+from offramp.util import safe_url
 from offramp.warehouse import Warehouse, records
 
 
