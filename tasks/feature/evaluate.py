@@ -10,7 +10,6 @@ both score 0. Cost and latency are averaged over the calls that returned an answ
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 from collections.abc import Callable, Sequence
 
@@ -21,7 +20,7 @@ from offramp.tasks.evidence.bootstrap import percentile_bootstrap
 from offramp.tasks.feature.metrics import Metric, macro_f1_statistic
 from offramp.tasks.feature.prompts import parse_answer, render_messages, response_format
 from offramp.tasks.feature.spec import Example, FeatureSpec
-from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult
+from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult, call_record
 from offramp.warehouse.records import CallRecord, TrialMeasurement
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -133,7 +132,6 @@ def evaluate_config(
     requests = build_requests(spec, config, render, examples)
     results = gateway.complete_many(requests, on_result=on_result)
     settings_json = json.dumps(config.settings.model_dump(mode="json"), sort_keys=True)
-    now = dt.datetime.now()
     predictions, scores, calls = [], [], []
     for example, request, result in zip(examples, requests, results):
         prediction = parse(result.text) if result.error is None else None
@@ -141,14 +139,9 @@ def evaluate_config(
         predictions.append(prediction)
         scores.append(score)
         calls.append(
-            CallRecord(
-                study_id=study_id, trial_id=trial_id, example_id=example.id, model=config.model,
-                settings=settings_json, prompt_hash=request.prompt_hash, cache_key=request.cache_key,
-                output_text=result.text, prediction=None if prediction is None else json.dumps(prediction, sort_keys=True),
-                score=score, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                cost_usd=result.cost_usd, latency_s=result.latency_s, orig_cost_usd=result.orig_cost_usd,
-                orig_latency_s=result.orig_latency_s, error=result.error, cache_hit=result.cache_hit,
-                attempts=result.attempts, purpose=purpose, created_at=now,
+            call_record(
+                request, result, study_id=study_id, trial_id=trial_id, example_id=example.id, settings=settings_json,
+                purpose=purpose, prediction=None if prediction is None else json.dumps(prediction, sort_keys=True), score=score,
             )
         )
     measurement = aggregate(metric, examples, results, predictions, scores, seed=seed)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import json
 import secrets
 import threading
@@ -25,7 +24,7 @@ from litellm import CustomLLM
 from litellm.types.utils import Choices, Message, ModelResponse, Usage
 
 from offramp.errors import BudgetExceeded, ProviderCallFailed
-from offramp.tasks.gateway.llm import Gateway, LLMRequest
+from offramp.tasks.gateway.llm import Gateway, LLMRequest, call_record
 from offramp.warehouse.records import CallRecord
 
 PROVIDER = "offramp"
@@ -66,14 +65,9 @@ class _GatewayProvider(CustomLLM):
         [result] = session.gateway.complete_many([request])
         with session.lock:
             session.calls.append(
-                CallRecord(
-                    study_id=session.study_id, trial_id=session.trial_id, example_id=None, model=target,
-                    settings=json.dumps(settings, sort_keys=True), prompt_hash=request.prompt_hash,
-                    cache_key=request.cache_key, output_text=result.text, prediction=None, score=None,
-                    prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                    cost_usd=result.cost_usd, latency_s=result.latency_s, orig_cost_usd=result.orig_cost_usd,
-                    orig_latency_s=result.orig_latency_s, error=result.error, cache_hit=result.cache_hit,
-                    attempts=result.attempts, purpose=session.purpose, created_at=dt.datetime.now(),
+                call_record(
+                    request, result, study_id=session.study_id, trial_id=session.trial_id, example_id=None,
+                    settings=json.dumps(settings, sort_keys=True), purpose=session.purpose,
                 )
             )
         if result.error is not None:

@@ -33,7 +33,7 @@ from offramp.tasks.gateway import local_models
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.util import content_hash
 from offramp.warehouse import Warehouse
-from offramp.warehouse.records import CacheEntry, cache_lookup, cache_store
+from offramp.warehouse.records import CacheEntry, CallRecord, cache_lookup, cache_store
 
 log = logging.getLogger(__name__)
 LOCAL_PREFIX = "local/"
@@ -95,6 +95,21 @@ class LLMResult:
     cache_hit: bool
     attempts: int
     refused: bool = False
+
+
+def call_record(
+    request: LLMRequest, result: LLMResult, *, study_id: str | None, trial_id: int | None, example_id: str | None,
+    settings: str, purpose: str, prediction: str | None = None, score: float | None = None,
+) -> CallRecord:
+    """The warehouse's row of one answered request (`calls`)."""
+    return CallRecord(
+        study_id=study_id, trial_id=trial_id, example_id=example_id, model=request.model, settings=settings,
+        prompt_hash=request.prompt_hash, cache_key=request.cache_key, output_text=result.text, prediction=prediction,
+        score=score, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+        cost_usd=result.cost_usd, latency_s=result.latency_s, orig_cost_usd=result.orig_cost_usd,
+        orig_latency_s=result.orig_latency_s, error=result.error, cache_hit=result.cache_hit, attempts=result.attempts,
+        purpose=purpose, created_at=dt.datetime.now(),
+    )
 
 
 _WARM = threading.Event()

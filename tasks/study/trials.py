@@ -18,7 +18,7 @@ import json
 import math
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -33,6 +33,8 @@ from offramp.tasks.gateway.llm import Budget, Gateway, GatewayConfig, LLMResult
 from offramp.tasks.gateway.plugins import load_plugins
 from offramp.warehouse import Warehouse, records
 from offramp.warehouse.records import CacheEntry, Trial, TrialMeasurement
+
+R = TypeVar("R")
 
 # Progress listeners (the CLI's progress bars), in the flow's process. Called from the flow's
 # threads, and from a task's gateway threads when the task runs in this process.
@@ -60,33 +62,45 @@ class Spent:
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalJob:
-    """One stage of a trial: `config` answers `examples` (the shipped prompt with `demos`, or the
-    DSPy `program`)."""
+class TrialJob:
+    """What every task of a trial gets: values only."""
 
-    name: str  # the task run's name: trial, role, split, stage, model
+    name: str  # the task run's name
     feature: Feature  # without its examples (they stay in the flow)
     config: Config
-    examples: tuple[Example, ...]
-    demos: tuple[Example, ...]
-    program: dict | None
     study_id: str
     trial_id: int
     seed: int
-    gateway: GatewayConfig
+    gateway: GatewayConfig  # with this task's grant of the spend cap
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalOutcome:
-    evaluation: Evaluation
+class EvalJob(TrialJob):
+    """One stage of a trial: `config` answers `examples` (the shipped prompt with `demos`, or the
+    DSPy `program`)."""
+
+    examples: tuple[Example, ...] = ()
+    demos: tuple[Example, ...] = ()
+    program: dict | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome(Generic[R]):
+    """What a task returns: its result, and what its gateway spent."""
+
+    value: R
     spent: Spent
 
 
-@task(cache_policy=NO_CACHE, task_run_name="{job.name}")
-def evaluate_examples(job: EvalJob) -> EvalOutcome:
-    """Run a config on examples through a gateway of its own; score every answer."""
+def _gateway(job: TrialJob) -> Gateway:
     load_plugins()  # a fresh process (a Dask worker) registers the user's providers too
-    gateway = job.gateway.open()
+    return job.gateway.open()
+
+
+@task(cache_policy=NO_CACHE, task_run_name="{job.name}")
+def evaluate_examples(job: EvalJob) -> Outcome[Evaluation]:
+    """Run a config on examples through a gateway of its own; score every answer."""
+    gateway = _gateway(job)
 
     def on_result(_: int, result: LLMResult) -> None:
         notify("call_done", trial_id=job.trial_id, error=result.error is not None, cache_hit=result.cache_hit)
@@ -95,39 +109,25 @@ def evaluate_examples(job: EvalJob) -> EvalOutcome:
         job.feature.spec, build_metric(job.feature), job.config, job.examples, gateway, demos=list(job.demos),
         program=job.program, study_id=job.study_id, trial_id=job.trial_id, seed=job.seed, on_result=on_result,
     )
-    return EvalOutcome(evaluation, Spent.of(gateway))
+    return Outcome(evaluation, Spent.of(gateway))
 
 
 @dataclasses.dataclass(frozen=True)
-class CompileJob:
+class CompileJob(TrialJob):
     """Compile `config`'s prompt strategy on the train split."""
 
-    name: str
-    feature: Feature  # without its examples
-    config: Config
-    train: tuple[Example, ...]
-    seed: int
-    study_id: str
-    trial_id: int
-    gateway: GatewayConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class CompileOutcome:
-    compiled: Compiled
-    spent: Spent
+    train: tuple[Example, ...] = ()
 
 
 @task(cache_policy=NO_CACHE, task_run_name="{job.name}")
-def compile_strategy(job: CompileJob) -> CompileOutcome:
+def compile_strategy(job: CompileJob) -> Outcome[Compiled]:
     """A DSPy program of the config's strategy, compiled on train through a gateway of its own."""
-    load_plugins()
-    gateway = job.gateway.open()
+    gateway = _gateway(job)
     compiled = compile_program(
         job.feature.spec, build_metric(job.feature), job.config, job.train, gateway, seed=job.seed,
         study_id=job.study_id, trial_id=job.trial_id,
     )
-    return CompileOutcome(compiled, Spent.of(gateway))
+    return Outcome(compiled, Spent.of(gateway))
 
 
 # ------------------------------------------------------------------------ the flow's bookkeeping
@@ -223,11 +223,11 @@ def start(ctx: StudyContext, run: TrialRun) -> None:
     if found is not None:
         run.program_hash, run.program, run.reused_program = found[0], found[1], True
         return
-    outcome: CompileOutcome = ctx.run(compile_strategy, lambda gateway: CompileJob(
+    outcome: Outcome[Compiled] = ctx.run(compile_strategy, lambda gateway: CompileJob(
         name=f"compile trial {run.trial_id}: {run.config.strategy.label()} on {run.config.model}", feature=ctx.feature_ref,
         config=run.config, train=ctx.train, seed=ctx.seed, study_id=ctx.study_id, trial_id=run.trial_id, gateway=gateway,
     ))
-    compiled = outcome.compiled
+    compiled = outcome.value
     if compiled.status != "compiled":
         records.store_calls(ctx.wh, compiled.calls, outcome.spent.paid)
         run.compile_failure = compiled
@@ -259,12 +259,12 @@ def run_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluation |
     upto = min(len(run.examples), max(1, math.ceil(fraction * len(run.examples))))
     new = run.examples[run.evaluated:upto]
     if new:
-        outcome: EvalOutcome = ctx.run(evaluate_examples, lambda gateway: EvalJob(
+        outcome: Outcome[Evaluation] = ctx.run(evaluate_examples, lambda gateway: EvalJob(
             name=run.stage_name(fraction), feature=ctx.feature_ref, config=run.config, examples=new, demos=tuple(run.demos),
             program=run.program, study_id=ctx.study_id, trial_id=run.trial_id, seed=ctx.seed, gateway=gateway,
         ))
-        records.store_calls(ctx.wh, outcome.evaluation.calls, outcome.spent.paid)
-        run.parts.append(outcome.evaluation)
+        records.store_calls(ctx.wh, outcome.value.calls, outcome.spent.paid)
+        run.parts.append(outcome.value)
         run.evaluated = upto
     return run.measured(ctx)
 
