@@ -6,7 +6,8 @@ spawns one per flow run; a Dask worker runs tasks): they register the fake provi
 - `install_ordered`: the same three models with fixed latencies far apart (the front does not
   depend on timing noise).
 - `install_slow`: the same three models with a latency that grows with the prompt (deterministic
-  enough to order configs on latency), each wrong on a fixed subset of inputs.
+  enough to order configs on latency), each wrong on a fixed subset of inputs; `install_spaced`:
+  the same, with latencies far apart.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ def install() -> None:
     provider.add("cheap", answer=_sometimes_wrong(3))
 
 
-def slow_answer(base_s: float, wrong_every: int):
+def slow_answer(base_s: float, wrong_every: int, chars_per_s: float = 8_000):
     def answer(messages: list[dict]) -> str:
         chars = sum(len(m["content"]) for m in messages)
-        time.sleep(base_s + chars / 8_000)
+        time.sleep(base_s + chars / chars_per_s)
         text = messages[-1]["content"]
         if wrong_every and sum(map(ord, text)) % wrong_every == 0:
             return dspy_reply(messages, lambda name, t: "alpha") or "alpha"
@@ -61,3 +62,12 @@ def install_ordered() -> None:
     provider.add("old", answer=_sometimes_wrong(3), latency_s=0.02)
     provider.add("good", answer=oracle, latency_s=0.005)
     provider.add("cheap", answer=_sometimes_wrong(3), latency_s=0.05)
+
+
+def install_spaced() -> None:
+    """`install_slow` with latencies ten times further apart between prompts: configs of one
+    model differ by hundreds of milliseconds, more than a busy machine's noise."""
+    provider = fake_provider.install()
+    provider.add("old", answer=slow_answer(0.02, 2, chars_per_s=800))
+    provider.add("good", answer=slow_answer(0.1, 7, chars_per_s=800))
+    provider.add("cheap", answer=slow_answer(0.01, 3, chars_per_s=800))
