@@ -125,3 +125,30 @@ def test_split_larger_than_data(tmp_path):
     root = make_feature(tmp_path / "f", n=30)
     with pytest.raises(UserError, match=r"splits.*60 examples requested.*30"):
         split_examples(load_feature(root))
+
+
+def test_feature_yaml_that_is_not_utf8(tmp_path):
+    root = make_feature(tmp_path / "f")
+    spec = root / "feature.yaml"
+    spec.write_bytes(spec.read_bytes().replace(b"test feature", b"caf\xe9 feature"))  # latin-1 e-acute
+    with pytest.raises(UserError, match=r"feature\.yaml: line 2: byte b'\\xe9' is not UTF-8; expected a UTF-8 text file"):
+        load_feature(root)
+
+
+def test_csv_data_that_is_not_utf8(tmp_path):
+    root = make_feature(tmp_path / "f")
+    data = root / "data.csv"
+    lines = data.read_bytes().split(b"\n")
+    lines[4] = lines[4].replace(b"message", b"m\xe9ssage")
+    data.write_bytes(b"\n".join(lines))
+    with pytest.raises(UserError, match=r"data\.csv: line 5: byte b'\\xe9' is not UTF-8; expected a UTF-8 text file"):
+        load_feature(root)
+
+
+def test_jsonl_data_that_is_not_utf8(tmp_path):
+    root = make_feature(tmp_path / "f")
+    (root / "data.jsonl").write_bytes(b'{"id": "a", "text": "ok", "label": "alpha", "group": "g"}\n'
+                                      b'{"id": "b", "text": "\xff", "label": "beta", "group": "g"}\n')
+    edit(root, lambda s: s["data"]["files"][0].update(path="data.jsonl"))
+    with pytest.raises(UserError, match=r"data\.jsonl: line 2: byte b'\\xff' is not UTF-8"):
+        load_feature(root)

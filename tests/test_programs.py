@@ -195,3 +195,10 @@ def test_space_grid_crosses_models_strategies_and_settings():
     assert {c.settings.demos for c in grid if c.strategy.name == "incumbent"} == {5}
     assert {c.settings.demos for c in grid if c.strategy.name != "incumbent"} == {0}
     assert space.optimizer_models() == ["a/x"]
+
+
+def test_space_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(b"name: s\ndescription: caf\xe9\nmodels: [fake/good]\n")
+    with pytest.raises(SpaceError, match=r"space\.yaml: line 2: byte b'\\xe9' is not UTF-8"):
+        load_space(path)
