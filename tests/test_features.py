@@ -152,3 +152,18 @@ def test_jsonl_data_that_is_not_utf8(tmp_path):
     edit(root, lambda s: s["data"]["files"][0].update(path="data.jsonl"))
     with pytest.raises(UserError, match=r"data\.jsonl: line 2: byte b'\\xff' is not UTF-8"):
         load_feature(root)
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("bad1,hello, world,alpha,g1", r"data\.csv: row 61 \(line 62\) has 5 fields, but the header has 4 \(id, text, label, group\)"),
+        ("bad1,hello,alpha", r"data\.csv: row 61 \(line 62\) has 3 fields, but the header has 4"),
+    ],
+)
+def test_csv_row_with_a_field_count_unlike_the_header(tmp_path, row, expected):
+    root = make_feature(tmp_path / "f")
+    with (root / "data.csv").open("a") as handle:
+        handle.write(row + "\n")
+    with pytest.raises(UserError, match=expected):
+        load_feature(root)

@@ -197,7 +197,7 @@ def load_spec(path: Path) -> FeatureSpec:
 def _read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
     text = read_utf8(path, error=UserError)
     if fmt == "csv":
-        return list(csv.DictReader(io.StringIO(text, newline="")))
+        return _csv_rows(path, text)
     rows = []
     for number, line in enumerate(io.StringIO(text, newline=None), start=1):
         if not line.strip():
@@ -208,6 +208,25 @@ def _read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
             raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg}); expected one JSON object per line") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}: line {number} is a {type(row).__name__}; expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
+    """The rows of a CSV file; a row whose field count is not the header's is refused (csv's
+    DictReader would file extra fields under the key None and fill missing ones with None)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    for number, row in enumerate(reader, start=1):
+        extra = row.get(None)
+        missing = [k for k, v in row.items() if v is None]
+        if extra or missing:
+            count = len(reader.fieldnames) + len(extra or []) - len(missing)
+            raise UserError(
+                f"{path}: row {number} (line {reader.line_num}) has {count} fields, but the header has "
+                f"{len(reader.fieldnames)} ({', '.join(reader.fieldnames)}); expected one value per header column "
+                "(quote a value that holds a comma)"
+            )
         rows.append(row)
     return rows
 
