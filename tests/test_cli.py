@@ -230,3 +230,37 @@ def test_notify_records_replaces_and_withdraws_a_notice(tmp_path):
     assert wh.fetch("select count(*) from deprecations")[1] == [(0,)]
     history = wh.fetch("select change, cast(retires_on as text) from deprecation_history order by seen_at")[1]
     assert history == [("new", first), ("date_changed", later), ("withdrawn", later)]
+
+
+def _fake_env() -> dict[str, str]:
+    return {"OFFRAMP_PLUGINS": "tests.fake_plugin:install", "PYTHONPATH": str(ROOT)}
+
+
+def offramp_fake(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`offramp` with the fake provider's models routed (as a user's plugin would)."""
+    env = {**os.environ, "OFFRAMP_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **_fake_env()}
+    return subprocess.run([*OFFRAMP, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], r"field `splits`: train\+dev\+test = 1500 examples requested, but the data holds 60"),
+        (["--max-examples", "10"], r"field `splits`: train\+dev\+test = 520 examples requested, but the data holds 60"),
+    ],
+)
+def test_migrate_oversized_splits_fail_before_prefect_starts(home, tmp_path, args, expected):
+    import re
+
+    from tests.helpers import make_space
+
+    root = make_feature(tmp_path / "feature", extra={"splits": {"seed": 3, "train": 500, "dev": 500, "test": 500}})
+    space = make_space(tmp_path / "space.yaml", ["fake/good"])
+    result = offramp_fake("migrate", str(root), "--space", str(space), *args, home=home)
+    assert result.returncode == 2, result.stderr
+    stderr = result.stderr.replace("\n", "")
+    assert re.search(expected, stderr) and str(root / "feature.yaml") in stderr
+    assert "Traceback" not in result.stderr
+    assert not list((home / "prefect").glob("*.db")), "Prefect's ephemeral server was started"  # its database
+    assert "flow run" not in result.stderr.lower()
+    assert not (home / "warehouse.duckdb").exists()
