@@ -264,3 +264,25 @@ def test_migrate_oversized_splits_fail_before_prefect_starts(home, tmp_path, arg
     assert not list((home / "prefect").glob("*.db")), "Prefect's ephemeral server was started"  # its database
     assert "flow run" not in result.stderr.lower()
     assert not (home / "warehouse.duckdb").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["migrate", "FEATURE", "--max-examples", "0"], "--max-examples"),
+        (["migrate", "FEATURE", "--max-examples", "-3"], "--max-examples"),
+        (["migrate", "FEATURE", "--max-trials", "0"], "--max-trials"),
+        (["migrate", "FEATURE", "--parallel", "-1"], "--parallel"),
+        (["migrate", "FEATURE", "--concurrency", "0"], "--concurrency"),
+        (["migrate", "FEATURE", "--max-wall", "0"], "--max-wall"),
+        (["migrate", "FEATURE", "--max-spend", "-1"], "--max-spend"),
+        (["demo", "--max-examples", "0"], "--max-examples"),
+        (["demo", "--max-trials", "-2"], "--max-trials"),
+    ],
+)
+def test_count_options_below_one_exit_2_naming_the_option(home, tmp_path, args, option):
+    root = make_feature(tmp_path / "feature")
+    result = offramp(*[str(root) if a == "FEATURE" else a for a in args], home=home)
+    assert result.returncode == 2, result.stderr
+    assert option in result.stderr and "Traceback" not in result.stderr
+    assert not (home / "warehouse.duckdb").exists()
