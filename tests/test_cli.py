@@ -286,3 +286,33 @@ def test_count_options_below_one_exit_2_naming_the_option(home, tmp_path, args, 
     assert result.returncode == 2, result.stderr
     assert option in result.stderr and "Traceback" not in result.stderr
     assert not (home / "warehouse.duckdb").exists()
+
+
+def test_migrate_max_error_rate_and_timeout_reach_the_study(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from offramp.flows import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "configure_environment", lambda: None)  # keep this process's environment
+    monkeypatch.setattr(cli, "_run_migration", seen.append)
+    monkeypatch.setattr(cli, "_print_study", lambda summary: None)
+    result = CliRunner().invoke(cli.app, ["migrate", str(tmp_path), "--max-error-rate", "0.05", "--timeout", "7.5"])
+    assert result.exit_code == 0, result.output
+    [params] = seen
+    assert params.max_error_rate == 0.05 and params.gateway.timeout_s == 7.5
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--max-error-rate", "1.5"], "option --max-error-rate (field `max_error_rate`): Input should be less than or equal to 1"),
+        (["--max-error-rate", "-0.1"], "option --max-error-rate (field `max_error_rate`): Input should be greater than or equal to 0"),
+        (["--timeout", "0"], "option --timeout (field `timeout_s`): Input should be greater than 0"),
+    ],
+)
+def test_migrate_limits_out_of_range_exit_2_naming_the_option(home, tmp_path, args, expected):
+    root = make_feature(tmp_path / "feature")
+    result = offramp("migrate", str(root), *args, home=home)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr.replace("\n", " ") and "Traceback" not in result.stderr
