@@ -23,6 +23,7 @@ from offramp.tasks.gateway import local_models
 from offramp.tasks.gateway.llm import LOCAL_PREFIX
 from offramp.tasks.gateway.plugins import load_plugins
 from offramp.tasks.gateway.prices import PriceBook, load_price_file
+from offramp.tasks.watch.deprecations import model_identity
 from offramp.util import safe_url
 from offramp.warehouse import Warehouse, records, state_dir
 
@@ -59,7 +60,7 @@ def preflight(inputs: StudyInputs) -> Prepared:
     build_metric(feature)  # imports a user metric now, not mid-study
     space = _load_space(inputs.space, feature)
     incumbent = feature.spec.incumbent.model
-    if inputs.deprecated_model and inputs.deprecated_model != incumbent:
+    if inputs.deprecated_model and model_identity(inputs.deprecated_model) != model_identity(incumbent):
         raise UserError(
             f"{feature.spec_path}: field `incumbent.model` is {incumbent!r}, but the deprecated model given is "
             f"{inputs.deprecated_model!r}: this feature does not use it, so there is nothing to migrate"
