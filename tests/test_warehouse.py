@@ -153,7 +153,7 @@ def test_an_error_other_than_the_lock_is_not_retried(tmp_path):
 
 
 def test_settings_come_from_the_environment_afresh_with_the_documented_defaults(tmp_path, monkeypatch):
-    from offramp.flows.cli import _notices_file
+    from offramp.flows.cli_watch import _notices_file
     from offramp.tasks.gateway.plugins import load_plugins
     from offramp.tasks.watch.registry import features_root
     from offramp.tasks.watch.releases import releases_dir
