@@ -133,6 +133,10 @@ def migrate(
     racing: Annotated[bool, typer.Option("--racing/--no-racing", help="stop hopeless trials early")] = True,
     storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (default: sqlite in the state dir)")] = None,
     new_study: Annotated[bool, typer.Option("--new-study", help="do not resume an interrupted identical study")] = False,
+    max_error_rate: Annotated[float, typer.Option(
+        "--max-error-rate", help="hard limit, 0..1: a config whose calls fail more often than this is infeasible"
+    )] = 0.2,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds one model call may take (> 0)")] = 60.0,
 ) -> None:
     """Run a migration study now (ephemeral Prefect, or the server in PREFECT_API_URL). Running
     the same command again after a crash resumes the study."""
@@ -142,7 +146,8 @@ def migrate(
         feature_dir=str(feature_dir), deprecated_model=deprecated, space=space, max_examples=max_examples,
         prices_file=str(prices) if prices else None, seed=seed, trigger="cli", max_spend_usd=max_spend,
         max_trials=max_trials, max_wall_s=max_wall, parallel=parallel, sampler=sampler, racing=racing,
-        optuna_storage=storage, new_study=new_study, gateway=GatewayParams(concurrency=concurrency),
+        optuna_storage=storage, new_study=new_study, max_error_rate=max_error_rate,
+        gateway=GatewayParams(concurrency=concurrency, timeout_s=timeout),
     ))
     _print_study(_run_migration(params))
 
@@ -317,6 +322,7 @@ _OPTION_OF_FIELD = {
     "deprecated_model": "--deprecated", "max_examples": "--max-examples", "prices_file": "--prices",
     "concurrency": "--concurrency", "seed": "--seed", "max_spend_usd": "--max-spend", "max_trials": "--max-trials",
     "max_wall_s": "--max-wall", "parallel": "--parallel", "sampler": "--sampler", "optuna_storage": "--storage",
+    "max_error_rate": "--max-error-rate", "timeout_s": "--timeout",
     "horizon_days": "--horizon-days", "provider_horizon_days": "--provider-horizon", "provider_apis": "--provider-api",
 }
 

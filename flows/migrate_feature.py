@@ -85,6 +85,7 @@ def study_inputs(params: MigrateParams) -> StudyInputs:
     return StudyInputs(
         feature_dir=params.feature_dir, deprecated_model=params.deprecated_model, space=params.space,
         replacement_model=params.replacement_model, prices_file=params.prices_file, storage_url=params.optuna_storage,
+        max_examples=params.max_examples,
     )
 
 

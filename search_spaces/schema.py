@@ -104,8 +104,10 @@ class Price(_Frozen):
 
 
 class SettingsGrid(_Frozen):
-    temperature: list[float] = Field(default=[0.0], min_length=1)
-    max_tokens: list[int] = Field(default=[64], min_length=1)
+    """The values each setting may take; every value in the range `Settings` accepts."""
+
+    temperature: list[Annotated[float, Field(ge=0.0, le=2.0)]] = Field(default=[0.0], min_length=1)
+    max_tokens: list[Annotated[int, Field(ge=1, le=32768)]] = Field(default=[64], min_length=1)
     output_mode: list[Literal["text", "json_schema"]] = Field(default=["text"], min_length=1)
 
     @field_validator("*")

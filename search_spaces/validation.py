@@ -23,10 +23,25 @@ def problems(exc: ValidationError) -> str:
     return "; ".join(f"field `{field_path(e['loc'])}`: {e['msg']}" for e in exc.errors())
 
 
+def read_utf8(path: Path, *, error: type[Exception]) -> str:
+    """The text of a user's file, which must be UTF-8: any other bytes are `error` naming the file
+    and the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(
+            f"{path}: line {line}: byte {data[exc.start:exc.start + 1]!r} is not UTF-8; expected a UTF-8 text file "
+            "(re-save it as UTF-8)"
+        ) from None
+
+
 def read_yaml(path: Path, *, error: type[Exception], expected: str) -> dict[str, Any]:
     """The mapping at the top of a YAML file."""
+    text = read_utf8(path, error=error)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

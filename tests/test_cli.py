@@ -230,3 +230,89 @@ def test_notify_records_replaces_and_withdraws_a_notice(tmp_path):
     assert wh.fetch("select count(*) from deprecations")[1] == [(0,)]
     history = wh.fetch("select change, cast(retires_on as text) from deprecation_history order by seen_at")[1]
     assert history == [("new", first), ("date_changed", later), ("withdrawn", later)]
+
+
+def _fake_env() -> dict[str, str]:
+    return {"OFFRAMP_PLUGINS": "tests.fake_plugin:install", "PYTHONPATH": str(ROOT)}
+
+
+def offramp_fake(*args: str, home: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`offramp` with the fake provider's models routed (as a user's plugin would)."""
+    env = {**os.environ, "OFFRAMP_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True", **_fake_env()}
+    return subprocess.run([*OFFRAMP, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], r"field `splits`: train\+dev\+test = 1500 examples requested, but the data holds 60"),
+        (["--max-examples", "10"], r"field `splits`: train\+dev\+test = 520 examples requested, but the data holds 60"),
+    ],
+)
+def test_migrate_oversized_splits_fail_before_prefect_starts(home, tmp_path, args, expected):
+    import re
+
+    from tests.helpers import make_space
+
+    root = make_feature(tmp_path / "feature", extra={"splits": {"seed": 3, "train": 500, "dev": 500, "test": 500}})
+    space = make_space(tmp_path / "space.yaml", ["fake/good"])
+    result = offramp_fake("migrate", str(root), "--space", str(space), *args, home=home)
+    assert result.returncode == 2, result.stderr
+    stderr = result.stderr.replace("\n", "")
+    assert re.search(expected, stderr) and str(root / "feature.yaml") in stderr
+    assert "Traceback" not in result.stderr
+    assert not list((home / "prefect").glob("*.db")), "Prefect's ephemeral server was started"  # its database
+    assert "flow run" not in result.stderr.lower()
+    assert not (home / "warehouse.duckdb").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["migrate", "FEATURE", "--max-examples", "0"], "--max-examples"),
+        (["migrate", "FEATURE", "--max-examples", "-3"], "--max-examples"),
+        (["migrate", "FEATURE", "--max-trials", "0"], "--max-trials"),
+        (["migrate", "FEATURE", "--parallel", "-1"], "--parallel"),
+        (["migrate", "FEATURE", "--concurrency", "0"], "--concurrency"),
+        (["migrate", "FEATURE", "--max-wall", "0"], "--max-wall"),
+        (["migrate", "FEATURE", "--max-spend", "-1"], "--max-spend"),
+        (["demo", "--max-examples", "0"], "--max-examples"),
+        (["demo", "--max-trials", "-2"], "--max-trials"),
+    ],
+)
+def test_count_options_below_one_exit_2_naming_the_option(home, tmp_path, args, option):
+    root = make_feature(tmp_path / "feature")
+    result = offramp(*[str(root) if a == "FEATURE" else a for a in args], home=home)
+    assert result.returncode == 2, result.stderr
+    assert option in result.stderr and "Traceback" not in result.stderr
+    assert not (home / "warehouse.duckdb").exists()
+
+
+def test_migrate_max_error_rate_and_timeout_reach_the_study(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from offramp.flows import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "configure_environment", lambda: None)  # keep this process's environment
+    monkeypatch.setattr(cli, "_run_migration", seen.append)
+    monkeypatch.setattr(cli, "_print_study", lambda summary: None)
+    result = CliRunner().invoke(cli.app, ["migrate", str(tmp_path), "--max-error-rate", "0.05", "--timeout", "7.5"])
+    assert result.exit_code == 0, result.output
+    [params] = seen
+    assert params.max_error_rate == 0.05 and params.gateway.timeout_s == 7.5
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--max-error-rate", "1.5"], "option --max-error-rate (field `max_error_rate`): Input should be less than or equal to 1"),
+        (["--max-error-rate", "-0.1"], "option --max-error-rate (field `max_error_rate`): Input should be greater than or equal to 0"),
+        (["--timeout", "0"], "option --timeout (field `timeout_s`): Input should be greater than 0"),
+    ],
+)
+def test_migrate_limits_out_of_range_exit_2_naming_the_option(home, tmp_path, args, expected):
+    root = make_feature(tmp_path / "feature")
+    result = offramp("migrate", str(root), *args, home=home)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr.replace("\n", " ") and "Traceback" not in result.stderr

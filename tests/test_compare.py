@@ -232,3 +232,44 @@ def test_to_dict_is_json_able() -> None:
 def test_invalid_inputs_raise(inc: list[float], cand: list[float], kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         compare_paired(_examples(inc, cand), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "why"),
+    [("failed", "SystemExit: 143", "status failed: it was interrupted (SystemExit: 143)"),
+     ("failed", "TerminationSignal:", "status failed: it was interrupted (TerminationSignal:)"),
+     ("running", None, "status running: it is still running, or its process was killed")],
+)
+def test_report_of_an_unfinished_study_says_the_same_command_resumes_it(tmp_path, status, error, why):
+    import io
+
+    from rich.console import Console
+
+    from offramp.tasks.evidence.report import load_report, markdown, write_html
+    from offramp.tasks.evidence.terminal import render_report
+    from offramp.warehouse import Warehouse, records
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    records.start_study(wh, study_id="s1", feature="f", deprecated_model=None, incumbent_model="fake/old", trigger="cli",
+                        space_name="x", space={}, params={}, seed=0)
+    if status != "running":
+        records.finish_study(wh, "s1", status=status, error=error)
+    r = load_report(wh, "s1")
+    out = io.StringIO()
+    render_report(Console(file=out, width=400), r)
+    write_html(r, tmp_path / "r.html")
+    for text in (" ".join(out.getvalue().split()), markdown(r), (tmp_path / "r.html").read_text()):
+        assert f"This study did not finish ({why}" in text
+        assert "Run the same `offramp migrate ...` command again" in text and "resume it" in text
+
+
+def test_report_of_a_finished_study_has_no_resume_hint(tmp_path):
+    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.warehouse import Warehouse, records
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    records.start_study(wh, study_id="s1", feature="f", deprecated_model=None, incumbent_model="fake/old", trigger="cli",
+                        space_name="x", space={}, params={}, seed=0)
+    records.finish_study(wh, "s1", status="completed", selection={"reason": "kept the incumbent"})
+    r = load_report(wh, "s1")
+    assert r.unfinished is None and "did not finish" not in markdown(r)

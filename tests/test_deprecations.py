@@ -24,6 +24,7 @@ from offramp.tasks.watch.deprecations import (
     load_notices_file,
     load_price_map,
     map_notices,
+    model_identity,
 )
 from offramp.tasks.watch.registry import RegisteredFeature, discover
 from offramp.warehouse import Warehouse, records, warehouse_path
@@ -309,3 +310,48 @@ def test_triggered_study_takes_the_features_space_and_the_replacement_when_it_ca
     assert space.models == ["fake/good"]  # left out (logged), the study still runs
     space = preflight(study_inputs(MigrateParams(**base, space="local-zoo", replacement_model="fake/new"))).space
     assert "local/qwen2.5-0.5b" in space.models and space.models[-1] == "fake/new"
+
+
+def test_model_identity_resolves_the_provider_prefix_one_way_for_everyone():
+    assert model_identity("gpt-4o") == model_identity("openai/gpt-4o") == "openai/gpt-4o"
+    assert model_identity("azure/gpt-4o") == "azure/gpt-4o"  # another deployment, not the same model
+    assert model_identity("gpt-old", MAP) == model_identity("openai/gpt-old", MAP)  # litellm does not know it: the map does
+    assert model_identity("local/smollm2-135m") == "local/smollm2-135m"
+    assert model_identity("made-up-model-9") == "made-up-model-9"
+
+
+@pytest.mark.parametrize(
+    ("incumbent", "deprecated"),
+    [("openai/gpt-4o", "gpt-4o"), ("gpt-4o", "openai/gpt-4o"), ("openai/gpt-4o", "openai/gpt-4o")],
+)
+def test_migrate_deprecated_matches_the_incumbent_through_the_provider_prefix(home, tmp_path, incumbent, deprecated):
+    from offramp.flows.migrate_feature import preflight, study_inputs
+    from tests.helpers import make_space
+
+    folder = make_feature(tmp_path / "f", incumbent=incumbent)
+    space = make_space(tmp_path / "space.yaml", ["fake/good"])
+    price = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+    (tmp_path / "prices.yaml").write_text(yaml.safe_dump({incumbent: price}))
+    params = MigrateParams(feature_dir=str(folder), deprecated_model=deprecated, space=str(space),
+                           prices_file=str(tmp_path / "prices.yaml"))
+    assert preflight(study_inputs(params)).feature.spec.incumbent.model == incumbent
+
+
+@pytest.mark.parametrize("deprecated", ["gpt-4o-mini", "azure/gpt-4o", "anthropic/gpt-4o"])
+def test_migrate_deprecated_that_is_another_model_is_still_refused(home, tmp_path, deprecated):
+    from offramp.flows.migrate_feature import preflight, study_inputs
+    from tests.helpers import make_space
+
+    folder = make_feature(tmp_path / "f", incumbent="openai/gpt-4o")
+    space = make_space(tmp_path / "space.yaml", ["fake/good"])
+    params = MigrateParams(feature_dir=str(folder), deprecated_model=deprecated, space=str(space))
+    with pytest.raises(UserError, match=r"field `incumbent.model` is 'openai/gpt-4o'.*this feature does not use it"):
+        preflight(study_inputs(params))
+
+
+def test_watch_matches_a_user_notice_through_the_prefix_when_the_map_does_not_list_the_model():
+    notices = [Notice("gpt-4o-mini", dt.date(2027, 1, 1), "notice"), Notice("openai/gpt-4.1", dt.date(2027, 1, 2), "notice")]
+    features = [feature("a", "openai/gpt-4o-mini"), feature("b", "gpt-4.1"), feature("c", "azure/gpt-4o-mini")]
+    got = {x.feature: x for x in assess(features, notices, MAP, today=TODAY)}
+    assert got["a"].retires_on == dt.date(2027, 1, 1) and got["b"].retires_on == dt.date(2027, 1, 2)
+    assert got["c"].status == "unknown"  # another provider's deployment is not matched

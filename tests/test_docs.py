@@ -75,6 +75,26 @@ def test_command_is_in_the_readme(path):
     assert re.search(rf"\bofframp {re.escape(' '.join(path))}(?![\w-])", README), f"README.md never shows `offramp {' '.join(path)}`"
 
 
+NOT_OFFRAMP_OPTIONS = {"--no-deps", "--json"}  # pip's and a bench script's, named in the README too
+
+
+def test_every_option_the_readme_names_exists():
+    """An option in a README code span (`--max-error-rate`) or on an `offramp ...` command line is
+    an option of some offramp command (the root's included)."""
+    root = typer.main.get_command(app)
+    options = {o for p in root.params for o in (*p.opts, *p.secondary_opts)}
+    options |= {o for _, command in COMMANDS for p in command.params for o in (*p.opts, *p.secondary_opts)}
+    spans = re.findall(r"(?<!`)`([^`\n]+)`(?!`)", README)
+    lines = re.findall(r"^offramp (?:[^\n]*\\\n)*[^\n]*", README, flags=re.MULTILINE)
+    named = {o for text in (*spans, *lines) for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text)}
+    assert not named - options - NOT_OFFRAMP_OPTIONS, "the README names options no command has"
+
+
+def test_the_readme_usage_of_migrate_lists_its_limits():
+    usage = re.search(r"^offramp migrate (?:[^\n]*\\\n)*[^\n]*", README, flags=re.MULTILINE).group(0)
+    assert "--max-error-rate" in usage and "--timeout" in usage
+
+
 # ------------------------------------------------------------------------------------------ layout
 def _layout_section() -> str:
     section = README.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]

@@ -125,3 +125,45 @@ def test_split_larger_than_data(tmp_path):
     root = make_feature(tmp_path / "f", n=30)
     with pytest.raises(UserError, match=r"splits.*60 examples requested.*30"):
         split_examples(load_feature(root))
+
+
+def test_feature_yaml_that_is_not_utf8(tmp_path):
+    root = make_feature(tmp_path / "f")
+    spec = root / "feature.yaml"
+    spec.write_bytes(spec.read_bytes().replace(b"test feature", b"caf\xe9 feature"))  # latin-1 e-acute
+    with pytest.raises(UserError, match=r"feature\.yaml: line 2: byte b'\\xe9' is not UTF-8; expected a UTF-8 text file"):
+        load_feature(root)
+
+
+def test_csv_data_that_is_not_utf8(tmp_path):
+    root = make_feature(tmp_path / "f")
+    data = root / "data.csv"
+    lines = data.read_bytes().split(b"\n")
+    lines[4] = lines[4].replace(b"message", b"m\xe9ssage")
+    data.write_bytes(b"\n".join(lines))
+    with pytest.raises(UserError, match=r"data\.csv: line 5: byte b'\\xe9' is not UTF-8; expected a UTF-8 text file"):
+        load_feature(root)
+
+
+def test_jsonl_data_that_is_not_utf8(tmp_path):
+    root = make_feature(tmp_path / "f")
+    (root / "data.jsonl").write_bytes(b'{"id": "a", "text": "ok", "label": "alpha", "group": "g"}\n'
+                                      b'{"id": "b", "text": "\xff", "label": "beta", "group": "g"}\n')
+    edit(root, lambda s: s["data"]["files"][0].update(path="data.jsonl"))
+    with pytest.raises(UserError, match=r"data\.jsonl: line 2: byte b'\\xff' is not UTF-8"):
+        load_feature(root)
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ("bad1,hello, world,alpha,g1", r"data\.csv: row 61 \(line 62\) has 5 fields, but the header has 4 \(id, text, label, group\)"),
+        ("bad1,hello,alpha", r"data\.csv: row 61 \(line 62\) has 3 fields, but the header has 4"),
+    ],
+)
+def test_csv_row_with_a_field_count_unlike_the_header(tmp_path, row, expected):
+    root = make_feature(tmp_path / "f")
+    with (root / "data.csv").open("a") as handle:
+        handle.write(row + "\n")
+    with pytest.raises(UserError, match=expected):
+        load_feature(root)

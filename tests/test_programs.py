@@ -166,6 +166,23 @@ def test_bad_strategies_in_a_space(tmp_path, strategies, expected):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"max_tokens": [64, -5]}, r"field `settings\.max_tokens\.1`: Input should be greater than or equal to 1"),
+        ({"max_tokens": [40000]}, r"field `settings\.max_tokens\.0`: Input should be less than or equal to 32768"),
+        ({"temperature": [5]}, r"field `settings\.temperature\.0`: Input should be less than or equal to 2"),
+        ({"temperature": [-0.1]}, r"field `settings\.temperature\.0`: Input should be greater than or equal to 0"),
+    ],
+)
+def test_space_settings_out_of_range_are_refused_at_load(tmp_path, settings, expected):
+    path = tmp_path / "space.yaml"
+    path.write_text(json.dumps({"name": "s", "models": ["fake/good"], "settings": settings}))
+    with pytest.raises(SpaceError, match=expected) as info:
+        load_space(path)
+    assert str(path) in str(info.value)
+
+
 def test_space_grid_crosses_models_strategies_and_settings():
     space = SearchSpace.model_validate({
         "name": "s", "models": ["a/x", "b/y"],
@@ -178,3 +195,10 @@ def test_space_grid_crosses_models_strategies_and_settings():
     assert {c.settings.demos for c in grid if c.strategy.name == "incumbent"} == {5}
     assert {c.settings.demos for c in grid if c.strategy.name != "incumbent"} == {0}
     assert space.optimizer_models() == ["a/x"]
+
+
+def test_space_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_bytes(b"name: s\ndescription: caf\xe9\nmodels: [fake/good]\n")
+    with pytest.raises(SpaceError, match=r"space\.yaml: line 2: byte b'\\xe9' is not UTF-8"):
+        load_space(path)

@@ -153,7 +153,7 @@ def test_an_error_other_than_the_lock_is_not_retried(tmp_path):
 
 
 def test_settings_come_from_the_environment_afresh_with_the_documented_defaults(tmp_path, monkeypatch):
-    from offramp.flows.cli import _notices_file
+    from offramp.flows.cli_watch import _notices_file
     from offramp.tasks.gateway.plugins import load_plugins
     from offramp.tasks.watch.registry import features_root
     from offramp.tasks.watch.releases import releases_dir
@@ -182,3 +182,22 @@ def test_settings_come_from_the_environment_afresh_with_the_documented_defaults(
     assert releases_dir() == tmp_path / "releases"
     assert _notices_file(None) == str(tmp_path / "notices.yaml")
     assert load_plugins() == ["json", "os.path"]
+
+
+@pytest.mark.parametrize(("users", "expected"), [(None, 90), ("300", 300)])
+def test_prefect_ephemeral_startup_timeout_defaults_to_90s_and_a_users_value_wins(monkeypatch, tmp_path, users, expected):
+    import os
+
+    from prefect.settings import Settings
+
+    from offramp.warehouse.home import configure_environment
+
+    key = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    environ = {k: v for k, v in os.environ.items() if k != key}  # configure_environment writes this copy only
+    if users is not None:
+        environ[key] = users
+    environ["OFFRAMP_HOME"] = str(tmp_path / "home")
+    monkeypatch.setattr(os, "environ", environ)
+    configure_environment()
+    assert environ[key] == str(expected)
+    assert Settings().server.ephemeral.startup_timeout_seconds == expected  # the name Prefect reads

@@ -67,6 +67,8 @@ def configure_environment() -> Path:
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Prefect waits 20 s for its temporary server; a busy machine sometimes needs longer
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
         "DSPY_CACHEDIR": str(home / "dspy-cache"),
         "TQDM_DISABLE": "1",  # DSPy's optimizers draw tqdm bars; offramp reports progress itself
     }

@@ -79,6 +79,18 @@ class StudyReport:
     def queries(self) -> dict[str, str]:
         return {k: v.format(id=self.study_id) for k, v in QUERIES.items()}
 
+    @property
+    def unfinished(self) -> str | None:
+        """What to do about a study that did not finish (status failed or running), else None."""
+        status = self.study.get("status")
+        if status not in ("failed", "running"):
+            return None
+        why = ("it was interrupted" + (f" ({self.study['error']})" if self.study.get("error") else "") if status == "failed"
+               else "it is still running, or its process was killed before it could say so")
+        return (f"This study did not finish (status {status}: {why}). Run the same `offramp migrate ...` command again "
+                "(or the same flow run's parameters) to resume it: the study id is derived from its parameters, so "
+                "completed trials are kept and paid calls come from the cache.")
+
 
 def load_report(wh: Warehouse, study_id: str) -> StudyReport:
     studies = _rows(wh, "report_study", study_id)
@@ -117,6 +129,8 @@ def markdown(r: StudyReport) -> str:
                      f"{_f(test and test.measurement.quality)} | {delta} | {_f(o and o['agreement_rate'], 2)} | {_f(t.measurement.cost_per_1k_usd, 5)} | "
                      f"{_f(t.measurement.latency_p95_s)} | {verdict} |")
     lines += ["", f"**Policy:** {sel.get('rule', '-')}", "", f"**Decision:** {sel.get('reason', s.get('error') or '-')}", ""]
+    if r.unfinished:
+        lines += [f"**Not finished:** {r.unfinished}", ""]
     for v in sel.get("verdicts", []):
         lines.append(f"- trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
     worst = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:8]
@@ -185,6 +199,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
             "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:4px 8px}</style>",
             "</head><body>", f"<h1>Migration study {html.escape(r.study_id)}</h1>",
             f"<p>{html.escape(r.selection.get('reason', r.study.get('error') or ''))}</p>",
+            f"<p><b>Not finished:</b> {html.escape(r.unfinished)}</p>" if r.unfinished else "",
             f"<p><b>Policy:</b> {html.escape(r.selection.get('rule', '-'))}</p>", *parts, "<h2>Flips (held-out split)</h2>"]
     if r.flips:
         page.append("<table><tr><th>trial</th><th>example</th><th>direction</th><th>input</th><th>incumbent</th><th>candidate</th></tr>")

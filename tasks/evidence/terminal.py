@@ -4,6 +4,7 @@ HTML page (`offramp.tasks.evidence.report`), for `offramp report` and the end of
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from offramp.tasks.evidence.report import StudyReport
@@ -53,6 +54,8 @@ def render_report(console: Console, r: StudyReport) -> None:
             console.print(f"  {f['example_id']}: {f['input_text'][:90]!r}: {f['incumbent_prediction']} -> {f['candidate_prediction']}")
     console.print(f"Policy: {sel.get('rule', '-')}")
     console.print(f"Decision: {sel.get('reason', s.get('error') or '-')}")
+    if r.unfinished:
+        console.print(f"[bold yellow]Not finished:[/] {escape(r.unfinished)}", soft_wrap=True)
     for v in sel.get("verdicts", []):
         console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
     console.print("Every number above is a row of: " + "; ".join(r.queries().values()), soft_wrap=True)

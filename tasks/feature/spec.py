@@ -10,6 +10,7 @@ was expected.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from offramp.errors import UserError
 from offramp.search_spaces.schema import Settings
-from offramp.search_spaces.validation import load_model
+from offramp.search_spaces.validation import load_model, read_utf8
 from offramp.util import content_hash
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -194,21 +195,39 @@ def load_spec(path: Path) -> FeatureSpec:
 
 
 def _read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
+    text = read_utf8(path, error=UserError)
     if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+        return _csv_rows(path, text)
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg}); expected one JSON object per line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}: line {number} is a {type(row).__name__}; expected a JSON object")
-            rows.append(row)
+    for number, line in enumerate(io.StringIO(text, newline=None), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg}); expected one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: line {number} is a {type(row).__name__}; expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
+    """The rows of a CSV file; a row whose field count is not the header's is refused (csv's
+    DictReader would file extra fields under the key None and fill missing ones with None)."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    for number, row in enumerate(reader, start=1):
+        extra = row.get(None)
+        missing = [k for k, v in row.items() if v is None]
+        if extra or missing:
+            count = len(reader.fieldnames) + len(extra or []) - len(missing)
+            raise UserError(
+                f"{path}: row {number} (line {reader.line_num}) has {count} fields, but the header has "
+                f"{len(reader.fieldnames)} ({', '.join(reader.fieldnames)}); expected one value per header column "
+                "(quote a value that holds a comma)"
+            )
+        rows.append(row)
     return rows
 
 

@@ -18,11 +18,12 @@ from prefect.cache_policies import NO_CACHE
 from offramp.errors import SpaceError, UserError
 from offramp.search_spaces.schema import Config, Price, SearchSpace, load_space
 from offramp.tasks.feature.metrics import build_metric
-from offramp.tasks.feature.spec import Feature, load_feature
+from offramp.tasks.feature.spec import Feature, load_feature, split_examples
 from offramp.tasks.gateway import local_models
 from offramp.tasks.gateway.llm import LOCAL_PREFIX
 from offramp.tasks.gateway.plugins import load_plugins
 from offramp.tasks.gateway.prices import PriceBook, load_price_file
+from offramp.tasks.watch.deprecations import model_identity
 from offramp.util import safe_url
 from offramp.warehouse import Warehouse, records, state_dir
 
@@ -37,6 +38,7 @@ class StudyInputs:
     replacement_model: str | None = None
     prices_file: str | None = None
     storage_url: str | None = None  # Optuna RDB storage; None: sqlite in the state dir
+    max_examples: int | None = None  # caps dev and test (the split sizes preflight checks)
 
     @property
     def optuna_storage(self) -> str:
@@ -58,7 +60,7 @@ def preflight(inputs: StudyInputs) -> Prepared:
     build_metric(feature)  # imports a user metric now, not mid-study
     space = _load_space(inputs.space, feature)
     incumbent = feature.spec.incumbent.model
-    if inputs.deprecated_model and inputs.deprecated_model != incumbent:
+    if inputs.deprecated_model and model_identity(inputs.deprecated_model) != model_identity(incumbent):
         raise UserError(
             f"{feature.spec_path}: field `incumbent.model` is {incumbent!r}, but the deprecated model given is "
             f"{inputs.deprecated_model!r}: this feature does not use it, so there is nothing to migrate"
@@ -76,6 +78,10 @@ def preflight(inputs: StudyInputs) -> Prepared:
     space = _with_replacement(space, inputs.replacement_model, incumbent, prices)
     if not [m for m in space.models if m != incumbent]:
         raise UserError(f"search space {space.name!r}: every model in it is the retiring one ({incumbent}); add candidates")
+    splits = split_examples(feature, max_examples=inputs.max_examples)  # the sizes fit the data
+    inc = feature.spec.incumbent
+    check_train_size(feature, space, Config(model=inc.model, instructions=inc.instructions, settings=inc.settings),
+                     len(splits.train))
     open_storage(inputs.optuna_storage)
     return Prepared(feature, space, overrides)
 

@@ -2,8 +2,8 @@
 
 Sources, strongest first: the user's notices (`offramp notify`, a notices YAML file), then
 litellm's bundled price map (`deprecation_date`). A model that no source dates is *unknown*, not
-safe. A feature's model is matched exactly, or through litellm's provider prefix
-(`openai/gpt-4o` is the map's `gpt-4o`), or, for an undated alias (`gpt-4o`,
+safe. A feature's model is matched through litellm's provider resolution (`model_identity`:
+`openai/gpt-4o` and `gpt-4o` are one model; `migrate --deprecated` uses it too), or, for an undated alias (`gpt-4o`,
 `claude-3-5-sonnet-latest`), through the latest dated snapshot the map lists for it.
 """
 
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from offramp.errors import UserError
 from offramp.search_spaces.validation import problems as validation_problems
+from offramp.tasks.gateway.llm import LOCAL_PREFIX
 from offramp.tasks.watch.registry import RegisteredFeature
 
 EVENT = "offramp.model.deprecation"  # what the watch emits and migrate-feature's trigger expects
@@ -233,6 +234,34 @@ def canonical(model: str, price_map: Mapping[str, Any]) -> str:
     return model
 
 
+def model_identity(model: str, price_map: Mapping[str, Any] | None = None) -> str:
+    """`provider/name` of a model id, through litellm's provider resolution: `gpt-4o` and
+    `openai/gpt-4o` are both `openai/gpt-4o`; `azure/gpt-4o` stays another deployment. When litellm
+    cannot resolve it, the price map's `litellm_provider` for the id, else its own prefix, says the
+    provider; a bare id nobody knows, and `local/<alias>`, stay as they are. The one normalisation
+    the watch matches notices with and `migrate --deprecated` is checked with."""
+    import litellm
+
+    if model.startswith(LOCAL_PREFIX):
+        return model
+    quiet = litellm.suppress_debug_info
+    litellm.suppress_debug_info = True  # an unknown id would print litellm's "Provider List" banner
+    try:
+        name, provider, *_ = litellm.get_llm_provider(model)
+    except Exception:  # noqa: BLE001 - litellm raises several types for an id it cannot route
+        entry = (litellm.model_cost if price_map is None else price_map).get(model)
+        if isinstance(entry, dict) and entry.get("litellm_provider"):
+            provider = str(entry["litellm_provider"])
+            name = model.removeprefix(f"{provider}/")
+        elif "/" in model:
+            provider, name = model.split("/", 1)
+        else:
+            return model
+    finally:
+        litellm.suppress_debug_info = quiet
+    return f"{provider}/{name}"
+
+
 def provider_of(model: str, price_map: Mapping[str, Any]) -> str:
     key = canonical(model, price_map)
     entry = price_map.get(key) or price_map.get(latest_snapshot(key, price_map) or "")
@@ -269,17 +298,17 @@ def assess(
 ) -> list[Assessment]:
     by_model: dict[str, list[Notice]] = {}
     for notice in notices:
-        by_model.setdefault(canonical(notice.model, price_map), []).append(notice)
+        by_model.setdefault(model_identity(notice.model, price_map), []).append(notice)
     out = []
     for feature in features:
         for model, role in feature.models().items():
             key = canonical(model, price_map)
             provider = provider_of(model, price_map)
             horizon = (provider_horizon_days or {}).get(provider, horizon_days)
-            notice, via = in_force(by_model.get(key, [])), None
+            notice, via = in_force(by_model.get(model_identity(model, price_map), [])), None
             if notice is None:
                 snapshot = latest_snapshot(key, price_map)
-                notice = in_force(by_model.get(snapshot, [])) if snapshot else None
+                notice = in_force(by_model.get(model_identity(snapshot, price_map), [])) if snapshot else None
                 via = f"alias of {snapshot}, its latest dated snapshot in litellm's map" if notice else None
             common = dict(feature=feature.name, feature_dir=feature.dir, model=model, role=role, provider=provider,
                           horizon_days=horizon, search_space=feature.search_space)
