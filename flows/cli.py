@@ -189,7 +189,8 @@ def sql(
     query: Annotated[str, typer.Argument(help="one SQL statement (read-only)")],
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
 ) -> None:
-    """Query the warehouse, read-only (works while a study is writing)."""
+    """Query the warehouse, read-only (works while a study is writing). The query can read the
+    warehouse only: no file is written (COPY ... TO, EXPORT DATABASE) or read, nothing attached."""
     from offramp.warehouse import Warehouse, warehouse_path
 
     if fmt not in ("table", "csv", "json"):
@@ -197,7 +198,7 @@ def sql(
     import duckdb
 
     try:
-        columns, rows = Warehouse(warehouse_path()).fetch(query)
+        columns, rows = Warehouse(warehouse_path(), read_only=True).fetch(query)  # locked down: no file written or read
     except duckdb.Error as exc:
         raise _usage(f"query failed: {exc}") from None
     if fmt == "csv":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import os
@@ -92,6 +93,61 @@ def test_sql_formats_and_read_only(home):
     assert result.returncode == 2 and "read-only" in result.stderr.lower()
     _, [(n,)] = wh.fetch("select count(*) from studies")
     assert n == 1
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("COPY (select * from studies) TO '{out}/studies.csv'", "file system operations are disabled"),
+        ("EXPORT DATABASE '{out}/dump'", "file system operations are disabled"),
+        ("SET enable_external_access = true", "configuration has been locked"),
+        ("ATTACH '{out}/other.duckdb' AS other", "disabled"),
+        ("INSTALL httpfs", "disabled"),
+        ("LOAD httpfs", "disabled"),
+        ("LOAD '{out}/evil.duckdb_extension'", "disabled"),
+        ("select * from read_csv('{out}/secret.csv')", "file system operations are disabled"),
+    ],
+)
+def test_sql_can_neither_write_nor_read_other_files(tmp_path, statement, expected):
+    """`offramp sql` reads the warehouse and nothing else: a query that would write a file (every
+    prompt and answer in it), attach a database, install an extension or read another file fails
+    with exit 2 and leaves every file as it was; a view still answers."""
+    home, out = tmp_path / "home", tmp_path / "out"
+    home.mkdir()
+    out.mkdir()
+    (out / "secret.csv").write_text("a,b\n1,2\n")
+    (out / "evil.duckdb_extension").write_bytes(b"not an extension")
+    from offramp.warehouse import Warehouse, records
+
+    wh = Warehouse(home / "warehouse.duckdb")
+    records.start_study(wh, study_id="s1", feature="f", deprecated_model=None, incumbent_model="m", trigger="cli",
+                        space_name="x", space={}, params={}, seed=0)
+    records.start_trial(wh, study_id="s1", trial_id=0, role="candidate", split="dev", source_trial_id=None,
+                        config_hash="h", model="m", settings={})
+    call = records.CallRecord("s1", 0, "e0", "m", "{}", "p", "k", "a secret answer", None, 1.0, 10, 2, 0.1, 0.1, 0.1,
+                              0.1, None, False, 1, "eval", dt.datetime.now())
+    records.finish_trial(wh, study_id="s1", trial_id=0, calls=[call],
+                         measurement=records.TrialMeasurement("completed", 1, 1.0, 1.0, 1.0, 100.0, 0.1, 0.1, 0.0, 0.0, 10, 2, 0.1))
+    # HOME too: DuckDB installs extensions under ~/.duckdb, which must stay untouched (absent)
+    env = {**os.environ, "OFFRAMP_HOME": str(home), "HOME": str(tmp_path / "user"), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    before = _files(tmp_path)
+
+    def sql(query: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*OFFRAMP, "sql", query, "--format", "csv"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    result = sql(statement.format(out=out))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "query failed" in result.stderr and expected in result.stderr
+    after = _files(tmp_path)
+    assert after.keys() - before.keys() == set(), "the query wrote a file"
+    assert after == before
+    result = sql("select feature, study_id, n_calls from v_study_spend")  # a view still works, from the locked connection
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == ["feature,study_id,n_calls", "f,s1,1"]
 
 
 def test_sql_without_a_warehouse_says_so(home):

@@ -206,3 +206,44 @@ def test_the_cache_key_of_a_local_model_follows_its_weights(monkeypatch):
         assert key() != before and key("fake/x") == remote
     finally:
         local_models.served_identity.cache_clear()
+
+
+QUIET_SCRIPT = """
+import sys
+from pathlib import Path
+from tests import fake_provider as fp
+from offramp.search_spaces.schema import Price
+from offramp.tasks.gateway.llm import Gateway, LLMRequest
+from offramp.tasks.gateway.prices import PriceBook
+
+provider = fp.install()
+provider.add("bad", failures=[fp.bad_request("fake/bad")])
+prices = PriceBook({"fake/bad": fp.FAKE_PRICE, "openai/x": Price(input_cost_per_token=1e-6, output_cost_per_token=1e-6)})
+gateway = Gateway(None, prices, home=Path(sys.argv[1]), max_retries=0, timeout_s=5)
+results = gateway.complete_many([
+    LLMRequest("fake/bad", [{"role": "user", "content": "hi"}], {}),
+    # a real HTTP client call to a closed port: connection refused
+    LLMRequest("openai/x", [{"role": "user", "content": "hi"}], {"api_base": "http://127.0.0.1:1", "api_key": "sk-test",
+                                                                   "max_retries": 0}),
+])
+for result in results:
+    print("ERROR", (result.error or "none").splitlines()[0][:60])
+"""
+
+
+def test_a_failed_call_prints_nothing_from_litellm_on_stdout(tmp_path):
+    """litellm prints a "Give Feedback / Get Help" banner to stdout on every provider error; the
+    gateway turns it off, so a failed call shows only as its recorded error."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    run = subprocess.run([sys.executable, "-c", QUIET_SCRIPT, str(tmp_path)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("ERROR BadRequestError") and lines[1] != "ERROR none", run.stdout
+    assert "Give Feedback" not in run.stdout + run.stderr and "LiteLLM.Info" not in run.stdout + run.stderr

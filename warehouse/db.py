@@ -26,6 +26,11 @@ QUERIES = Path(__file__).parent / "queries"
 _LOCKS: dict[Path, threading.RLock] = {}
 _LOCKS_GUARD = threading.Lock()
 _READY: set[Path] = set()
+# A reader's handle (`Warehouse(read_only=True)`, which `offramp sql` uses) opens the file with these
+# settings: a read-only connection still lets a query write files (`COPY ... TO`, `EXPORT DATABASE`),
+# read any file (`read_csv('/etc/passwd')`), attach other databases or install extensions; with
+# external access off it can only read this database file. The lock stops a query from `SET`ting it back.
+LOCKED_DOWN = {"enable_external_access": False, "lock_configuration": True}
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,9 +49,10 @@ def _process_lock(path: Path) -> threading.RLock:
         return _LOCKS.setdefault(path, threading.RLock())
 
 
-def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+def _open(path: Path, read_only: bool, wait_s: float, locked_down: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection to `path`, retrying DuckDB's lock error for `wait_s` seconds (then
-    WarehouseBusy) after 5 ms, 10 ms, ... up to 200 ms, each x (0.5 + random()); other errors at once."""
+    WarehouseBusy) after 5 ms, 10 ms, ... up to 200 ms, each x (0.5 + random()); other errors at once.
+    `locked_down`: read-only, and no access to anything but this file (`LOCKED_DOWN`)."""
     retrying = Retrying(
         retry=retry_if_exception(lambda exc: isinstance(exc, duckdb.IOException) and _is_lock_error(exc)),
         stop=stop_after_delay(wait_s),
@@ -54,6 +60,8 @@ def _open(path: Path, read_only: bool, wait_s: float) -> duckdb.DuckDBPyConnecti
         reraise=True,
     )
     try:
+        if locked_down:
+            return retrying(duckdb.connect, str(path), read_only=True, config=dict(LOCKED_DOWN))
         return retrying(duckdb.connect, str(path), read_only=read_only)
     except duckdb.IOException as exc:
         if _is_lock_error(exc):
@@ -68,7 +76,8 @@ class Warehouse:
     """Handle on the DuckDB file. Cheap to create; holds no open connection.
 
     `read_only=True` is a reader's handle (a task in another process than the study's writer,
-    `offramp sql`): it never opens the file for writing and never migrates it."""
+    `offramp sql`): it never opens the file for writing and never migrates it, and its connections
+    are locked down (`LOCKED_DOWN`): a query can neither write a file nor read any other."""
 
     def __init__(self, path: Path | str, *, wait_s: float = 60.0, read_only: bool = False) -> None:
         self.path = Path(path).expanduser().resolve()
@@ -119,7 +128,7 @@ class Warehouse:
             raise NoWarehouse(f"{self.path}: no warehouse yet (run a study first, e.g. `offramp demo`)")
         with self._lock:
             read_only = self.read_only or self.path not in _READY
-            con = _open(self.path, read_only=read_only, wait_s=self.wait_s)
+            con = _open(self.path, read_only=read_only, wait_s=self.wait_s, locked_down=self.read_only)
             try:
                 yield con
             finally:

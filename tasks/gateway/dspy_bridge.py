@@ -24,7 +24,7 @@ from litellm import CustomLLM
 from litellm.types.utils import Choices, Message, ModelResponse, Usage
 
 from offramp.errors import BudgetExceeded, ProviderCallFailed
-from offramp.tasks.gateway.llm import Gateway, LLMRequest, call_record
+from offramp.tasks.gateway.llm import Gateway, LLMRequest, call_record, quiet_litellm
 from offramp.warehouse.records import CallRecord
 
 PROVIDER = "offramp"
@@ -87,7 +87,8 @@ _INSTALL_LOCK = threading.Lock()
 
 
 def install() -> None:
-    """Register the `offramp` provider with litellm (idempotent)."""
+    """Register the `offramp` provider with litellm (idempotent), its stdout banners off."""
+    quiet_litellm()
     with _INSTALL_LOCK:
         if not any(p.get("provider") == PROVIDER for p in litellm.custom_provider_map):
             litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": _GatewayProvider()})

@@ -116,10 +116,22 @@ _WARM = threading.Event()
 _WARM_LOCK = threading.Lock()
 
 
+def quiet_litellm() -> None:
+    """Stop litellm printing to stdout: on every provider error it prints "Give Feedback / Get Help:
+    https://github.com/BerriAI/litellm/issues/new" and "LiteLLM.Info: If you need to debug this
+    error, ..." with `print` (no logger, no environment variable), over the CLI's progress bars and
+    into the logs; a failed call is recorded with its error anyway. Idempotent, cheap; called before
+    offramp's first litellm call in a process (the gateway's warm-up, the DSPy provider's install)."""
+    import litellm
+
+    litellm.suppress_debug_info = True
+
+
 def warm_up_litellm() -> None:
     """Run litellm's call path once per process, untimed and offline (a mocked answer): its first
     real call would otherwise carry ~0.4 s of lazy set-up, and a fresh process's first trial
     (a Dask worker's, a deployment run's) would measure it as the model's latency."""
+    quiet_litellm()
     if _WARM.is_set():
         return
     with _WARM_LOCK:

@@ -152,8 +152,18 @@ def ensure_local_models(models: list[str], start: bool) -> list[str]:
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """The Optuna RDB storage at `url`; a URL that cannot be opened is a UserError (the URL shown
+    without its password). A PostgreSQL URL whose driver is not installed names the extra to install."""
     try:
         return optuna.storages.RDBStorage(url)
+    except ImportError as exc:  # Optuna's "Failed to import DB access module", from the driver's ModuleNotFoundError
+        missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "?"
+        if url.partition("://")[0].partition("+")[0].lower() in ("postgresql", "postgres"):
+            raise UserError(
+                f"Optuna storage {safe_url(url)!r}: its PostgreSQL driver ({missing}) is not installed: "
+                "pip install 'offramp[postgres]' (psycopg 3, the driver of postgresql://... and postgresql+psycopg://...)"
+            ) from None
+        raise UserError(f"Optuna storage {safe_url(url)!r}: its database driver ({missing}) is not installed") from None
     except Exception as exc:  # noqa: BLE001 - any failure to open is the user's URL
         raise UserError(f"Optuna storage {safe_url(url)!r} cannot be opened: {exc}; expected sqlite:///path or postgresql://...") from None
 
