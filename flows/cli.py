@@ -11,6 +11,7 @@ import io
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -78,13 +79,51 @@ class _ProgressView:
                 self.progress.update(task_id, description=f"trial {t.trial_id:>2} {t.split:<4} {t.label}  [bold]{quality}[/]")
 
 
+class _ProgressLines:
+    """Not a terminal (CI, a log file, a Prefect worker): one line per trial as it finishes, with
+    the elapsed time and, for search trials, how many of the budget are done and an ETA."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.max_trials: int | None = None
+        self.searched = 0
+
+    def __call__(self, event: str, data: dict) -> None:
+        if event == "study_started":
+            self.max_trials = data["trials"]
+            self._line(f"study {data['study_id']}: up to {data['trials']} search trials; dev {data['dev']}, test {data['test']} examples")
+        elif event == "trial_finished":
+            t, m = data["trial"], data["trial"].measurement
+            elapsed = time.monotonic() - self.started
+            progress = ""
+            if t.optuna_number is not None and self.max_trials:
+                self.searched += 1
+                eta = elapsed / self.searched * max(0, self.max_trials - self.searched)
+                progress = f", search trial {self.searched} of at most {self.max_trials}, search ETA {eta:.0f} s"
+            measured = (f"quality {m.quality:.3f} [{_fmt(m.quality_ci_low)}, {_fmt(m.quality_ci_high)}], "
+                        f"${_fmt(m.cost_per_1k_usd, 5)}/1k, p95 {_fmt(m.latency_p95_s)} s") if m.quality is not None else m.error or ""
+            self._line(f"[{elapsed:6.0f} s] trial {t.trial_id} {t.role} {t.split} {t.label}: {t.status}, {measured}{progress}")
+
+    @staticmethod
+    def _line(text: str) -> None:
+        console.print(text, soft_wrap=True, markup=False, highlight=False)
+        console.file.flush()  # a pipe or a file is block-buffered: the line must be there now
+
+
 def _run_migration(params) -> object:
-    # The progress bars say what happens; Prefect's per-task INFO lines would interleave with them.
+    # The progress says what happens; Prefect's per-task INFO lines would interleave with it.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from offramp.flows import migrate_feature as mf
 
     mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
 
+    if not console.is_terminal:
+        lines = _ProgressLines()
+        mf.LISTENERS.append(lines)
+        try:
+            return mf.migrate_feature(params)
+        finally:
+            mf.LISTENERS.remove(lines)
     view = _ProgressView()
     mf.LISTENERS.append(view)
     try:

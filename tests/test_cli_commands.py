@@ -167,3 +167,17 @@ def test_models_status_lists_the_zoo_and_nothing_running(tmp_path):
     rows = {m.group(1): m.group(2, 3) for m in re.finditer(r"(local/[\w.-]+)\s*\W\s*(\w+)\s*\W\s*(\w+)", result.stdout)}
     assert rows == {"local/qwen2.5-0.5b": ("False", "False"), "local/smollm2-135m": ("False", "False"),
                     "local/gemma3-270m": ("False", "False")}
+
+
+def test_migrate_off_a_terminal_prints_a_line_per_trial_before_the_report(study):
+    """stdout is a pipe here: no progress bars (they would print nothing until the end), one line
+    per trial as it finishes, every one before the report."""
+    out = study.result.stdout
+    trials = study.sql(f"select trial_id, role, split from trials where study_id = '{study.id}' order by trial_id")
+    report_at = out.index(f"Study {study.id}:")
+    assert out.startswith(f"study {study.id}: up to 3 search trials")
+    for t in trials:
+        found = re.search(rf"^\[ *\d+ s\] trial {t['trial_id']} {t['role']} {t['split']} .*: completed, quality [0-9.]+ ", out, flags=re.M)
+        assert found and found.start() < report_at, (t, out[:report_at])
+    assert len(re.findall(r"search trial \d of at most 3, search ETA \d+ s$", out[:report_at], flags=re.M)) == 3
+
