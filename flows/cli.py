@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import sys
 import time
@@ -110,12 +111,35 @@ class _ProgressLines:
         console.file.flush()  # a pipe or a file is block-buffered: the line must be there now
 
 
+LIBRARY_LOGGERS = ("dspy", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx", "optuna")
+
+
+def _library_logs_to_file() -> Path:
+    """The libraries' own logs (DSPy's parse errors while it compiles, litellm's, httpx's) go to
+    `<state dir>/logs/libraries.log`, not over the user's progress and report. Call after the
+    libraries are imported: DSPy installs its stderr handler when it is imported."""
+    from offramp.warehouse import state_dir
+
+    path = state_dir() / "logs" / "libraries.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in logger.handlers[:]:
+            logger.removeHandler(old)
+        logger.addHandler(handler)
+        logger.propagate = False
+    return path
+
+
 def _run_migration(params) -> object:
     # The progress says what happens; Prefect's per-task INFO lines would interleave with it.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from offramp.flows import migrate_feature as mf
 
     mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
+    _library_logs_to_file()
 
     if not console.is_terminal:
         lines = _ProgressLines()

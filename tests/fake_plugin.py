@@ -8,6 +8,7 @@ spawns one per flow run; a Dask worker runs tasks): they register the fake provi
 - `install_slow`: the same three models with a latency that grows with the prompt (deterministic
   enough to order configs on latency), each wrong on a fixed subset of inputs; `install_spaced`:
   the same, with latencies far apart.
+- `install_plain`: `install` plus `fake/plain`, right but never in DSPy's field format.
 """
 
 from __future__ import annotations
@@ -71,3 +72,11 @@ def install_spaced() -> None:
     provider.add("old", answer=slow_answer(0.02, 2, chars_per_s=800))
     provider.add("good", answer=slow_answer(0.1, 7, chars_per_s=800))
     provider.add("cheap", answer=slow_answer(0.01, 3, chars_per_s=800))
+
+
+def install_plain() -> None:
+    """`install`, plus `fake/plain`: always right, but in plain words, never in DSPy's field format
+    (DSPy's parser fails on every answer, and logs it)."""
+    install()
+    fake_provider.PROVIDER.add("plain", answer=lambda messages: oracle([messages[-1]]))  # no system message: plain
+

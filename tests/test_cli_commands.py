@@ -181,3 +181,19 @@ def test_migrate_off_a_terminal_prints_a_line_per_trial_before_the_report(study)
         assert found and found.start() < report_at, (t, out[:report_at])
     assert len(re.findall(r"search trial \d of at most 3, search ETA \d+ s$", out[:report_at], flags=re.M)) == 3
 
+
+
+def test_the_libraries_logs_go_to_a_file_not_over_the_output(tmp_path):
+    """DSPy logs every answer it cannot parse while it compiles (pages of them on a model that
+    answers plainly): they belong in the state dir's log, not in the user's output."""
+    home = tmp_path / "home"
+    feature = make_feature(tmp_path / "feature")
+    space = make_space(tmp_path / "space.yaml", ["fake/plain"], strategies={"few_shot": {"k": [2]}}, output_mode=["text"])
+    env = {**_env(home), "OFFRAMP_PLUGINS": "tests.fake_plugin:install_plain"}
+    result = subprocess.run([str(OFFRAMP), "migrate", str(feature), "--space", str(space), "--max-trials", "2", "--no-racing"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    log = (home / "logs" / "libraries.log").read_text()
+    assert "dspy.teleprompt.bootstrap" in log and "Failed to run or to evaluate example" in log
+    for stream in (result.stdout, result.stderr):
+        assert "Failed to run or to evaluate example" not in stream and "Adapter ChatAdapter failed" not in stream

@@ -209,3 +209,19 @@ def test_the_readme_python_snippets_import(tmp_path):
     assert "from offramp import load_release" in imports
     result = subprocess.run([sys.executable, "-c", "\n".join(imports)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+PACKAGES = ["offramp", "offramp.tasks.gateway", "offramp.tasks.feature", "offramp.tasks.search", "offramp.tasks.study",
+            "offramp.tasks.evidence", "offramp.tasks.watch"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_public_name_resolves(package):
+    """Each subpackage's `__all__` is its public API (resolved lazily): every name must exist."""
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__all__
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert missing == []
+
