@@ -30,6 +30,18 @@ def test_retryable_errors_are_retried_then_succeed(home, fake):
     assert fake.models["x"].calls == 4
 
 
+def test_latency_of_a_retried_call_is_the_wall_time_retries_included(home, fake):
+    """A request answered on its second try after a 0.3 s backoff made its caller wait that long:
+    the latency the trial's p95 is computed from (orig_latency_s) counts it, and the cache keeps it."""
+    fake.add("x", answer=lambda m: "ok", failures=[fp.rate_limit()])
+    gw = gateway(home, max_retries=1, backoff_s=0.4)  # the first backoff: 0.4 * (0.5 + random()) >= 0.2 s
+    [result] = gw.complete_many([req("a")])
+    assert result.error is None and result.attempts == 2
+    assert result.orig_latency_s == pytest.approx(result.latency_s) and result.orig_latency_s >= 0.2
+    [again] = gw.complete_many([req("a")])
+    assert again.cache_hit and again.orig_latency_s == pytest.approx(result.orig_latency_s, rel=1e-6)
+
+
 def test_non_retryable_error_is_not_retried(home, fake):
     fake.add("x", failures=[fp.bad_request()])
     [result] = gateway(home).complete_many([req("a")])

@@ -201,3 +201,30 @@ def test_prefect_ephemeral_startup_timeout_defaults_to_90s_and_a_users_value_win
     configure_environment()
     assert environ[key] == str(expected)
     assert Settings().server.ephemeral.startup_timeout_seconds == expected  # the name Prefect reads
+
+
+def test_model_health_counts_errors_retries_and_wall_time_per_model(tmp_path):
+    """v_model_health: per study and model, the paid calls' errors (after retries), retries, and
+    p95 of the wall time per answer; cache hits are not calls a provider served."""
+    import datetime as dt
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    now = dt.datetime.now()
+
+    def call(i, model, *, attempts=1, error=None, latency=0.1, cache_hit=False):
+        return records.CallRecord("s", 0, f"e{i}", model, "{}", "p", f"k{i}", None if error else "ok", None, None, 1, 1,
+                                  0.0 if cache_hit else 0.01, latency, 0.01, latency, error, cache_hit, 0 if cache_hit else attempts,
+                                  "eval", now)
+
+    records.store_calls(wh, [
+        call(0, "m/a"), call(1, "m/a", attempts=3, latency=5.0), call(2, "m/a", error="Timeout", attempts=4),
+        call(3, "m/a", cache_hit=True), call(4, "m/b", latency=0.2),
+    ])
+    cols, rows = wh.fetch("select * from v_model_health where study_id = 's' order by model")
+    health = [dict(zip(cols, r)) for r in rows]
+    a, b = health
+    assert (a["model"], a["n_calls"], a["n_errors"], a["n_retried"], a["retries"]) == ("m/a", 3, 1, 2, 5)
+    assert a["error_rate"] == pytest.approx(1 / 3) and a["retried_rate"] == pytest.approx(2 / 3)
+    assert a["wall_p95_s"] == pytest.approx(0.1 + 0.95 * (5.0 - 0.1))  # the answered calls: 0.1 s and 5.0 s
+    assert (b["model"], b["n_calls"], b["n_errors"], b["retries"]) == ("m/b", 1, 0, 0)
+

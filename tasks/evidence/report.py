@@ -23,6 +23,7 @@ QUERIES = {
     "regressions": "SELECT * FROM v_regressions WHERE study_id = '{id}' ORDER BY trial_id, slice_field, slice_value",
     "flips": "SELECT * FROM v_flips WHERE study_id = '{id}'",
     "spend": "SELECT * FROM v_study_spend WHERE study_id = '{id}'",
+    "models": "SELECT * FROM v_model_health WHERE study_id = '{id}'",
 }
 
 
@@ -47,6 +48,7 @@ class StudyReport:
     regressions: list[dict[str, Any]]
     flips: list[dict[str, Any]]
     spend: list[dict[str, Any]]
+    health: list[dict[str, Any]]  # per model: paid calls, errors, retries, wall-time p95 (v_model_health)
 
     @property
     def study_id(self) -> str:
@@ -101,6 +103,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         study=studies[0], trials=[Trial.from_row(row, _label(row)) for row in rows],
         front_ids={row["trial_id"] for row in rows if row["on_front"]}, regressions=_rows(wh, "report_regressions", study_id),
         flips=_rows(wh, "report_flips", study_id), spend=_rows(wh, "report_spend", study_id),
+        health=_rows(wh, "report_model_health", study_id),
     )
 
 
@@ -139,6 +142,12 @@ def markdown(r: StudyReport) -> str:
         for x in worst:
             lines.append(f"| {x['trial_id']} | {x['slice_field']}={x['slice_value']} | {x['n']} | {_f(x['incumbent_quality'])} | "
                          f"{_f(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {_f(x['p_value'])} |")
+    if r.health:
+        lines += ["", "Paid calls per model (errors after retries; retries; wall time per answer, retries included):", "",
+                  "| model | calls | errors | error rate | retried | retries | p95 s |", "|---|---|---|---|---|---|---|"]
+        for x in r.health:
+            lines.append(f"| {x['model']} | {x['n_calls']} | {x['n_errors']} | {_f(x['error_rate'])} | {x['n_retried']} | "
+                         f"{x['retries']} | {_f(x['wall_p95_s'])} |")
     spent = sum(x["spend_usd"] or 0 for x in r.spend)
     by_purpose = ", ".join(f"{x['purpose']}: {x['n_calls']}" for x in r.spend)
     lines += ["", f"Spend: ${spent:.4f} over {sum(x['n_calls'] for x in r.spend)} calls ({by_purpose}).", "",

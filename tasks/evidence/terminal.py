@@ -58,4 +58,11 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(f"[bold yellow]Not finished:[/] {escape(r.unfinished)}", soft_wrap=True)
     for v in sel.get("verdicts", []):
         console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+    if r.health:
+        ht = Table("model", "paid calls", "errors", "error rate", "retried", "retries", "p95 s (retries included)",
+                   title="Calls per model")
+        for x in r.health:
+            ht.add_row(x["model"], str(x["n_calls"]), str(x["n_errors"]), fmt(x["error_rate"]), str(x["n_retried"]),
+                       str(x["retries"]), fmt(x["wall_p95_s"]))
+        console.print(ht)
     console.print("Every number above is a row of: " + "; ".join(r.queries().values()), soft_wrap=True)

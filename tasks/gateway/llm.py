@@ -80,7 +80,9 @@ class LLMRequest:
 
 @dataclasses.dataclass(frozen=True)
 class LLMResult:
-    """What came back. On a cache hit cost_usd is 0 and orig_* carry the original call's figures.
+    """What came back. Latency is what the caller waited for the answer, retries and their backoff
+    included (a request answered on its third try took all three). On a cache hit cost_usd and
+    latency_s are 0 and orig_* carry the original call's figures.
     `refused`: the spend cap refused the call before it was made (`error` says so for the
     warehouse's `calls.error`); callers test this flag, never the error's wording."""
 
@@ -324,20 +326,19 @@ class Gateway:
             for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    attempt_started = time.perf_counter()
                     response = litellm.completion(
                         messages=request.messages, timeout=self.timeout_s, num_retries=0, **{**args, **request.settings}
                     )
-                    attempt_latency = time.perf_counter() - attempt_started
                     text = response.choices[0].message.content or ""
                     usage = getattr(response, "usage", None)
                     prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
                     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
                     cost = self.prices.cost(request.model, prompt_tokens, completion_tokens, response)
+                    waited = time.perf_counter() - started  # what the caller waited: every attempt and backoff
                     return LLMResult(
                         text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                        cost_usd=cost, latency_s=time.perf_counter() - started, orig_cost_usd=cost,
-                        orig_latency_s=attempt_latency, error=None, cache_hit=False, attempts=attempts,
+                        cost_usd=cost, latency_s=waited, orig_cost_usd=cost, orig_latency_s=waited, error=None,
+                        cache_hit=False, attempts=attempts,
                     )
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded, scored error
             message = redact(f"{type(exc).__name__}: {exc}")[:2000]
