@@ -197,3 +197,20 @@ def test_the_libraries_logs_go_to_a_file_not_over_the_output(tmp_path):
     assert "dspy.teleprompt.bootstrap" in log and "Failed to run or to evaluate example" in log
     for stream in (result.stdout, result.stderr):
         assert "Failed to run or to evaluate example" not in stream and "Adapter ChatAdapter failed" not in stream
+
+
+def test_the_report_says_when_a_strategy_gets_answers_it_cannot_parse(tmp_path):
+    """A model that answers plainly scores 0 under a strategy that asks for DSPy's field markers:
+    the report names the trial, the share of unparsed answers and shows one answer."""
+    home = tmp_path / "home"
+    feature = make_feature(tmp_path / "feature")
+    space = make_space(tmp_path / "space.yaml", ["fake/plain"], strategies={"incumbent": {}, "zero_shot": {}}, output_mode=["text"])
+    env = {**_env(home), "OFFRAMP_PLUGINS": "tests.fake_plugin:install_plain"}
+    result = subprocess.run([str(OFFRAMP), "migrate", str(feature), "--space", str(space), "--max-trials", "2", "--no-racing"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [row] = sql(home, "select trial_id, parse_failure_rate from trials where strategy = 'zero_shot' and split = 'dev'", tmp_path)
+    assert row["parse_failure_rate"] == 1.0
+    found = re.search(rf"unparsed answers: trial {row['trial_id']} \(fake/plain, zero_shot, dev\): 100% of its answers could not "
+                      r"be parsed, e\.g\. '(alpha|beta|gamma)'", flat(result.stdout))
+    assert found, result.stdout[-3000:]

@@ -49,6 +49,7 @@ class StudyReport:
     flips: list[dict[str, Any]]
     spend: list[dict[str, Any]]
     health: list[dict[str, Any]]  # per model: paid calls, errors, retries, wall-time p95 (v_model_health)
+    unparsed: list[dict[str, Any]]  # trials whose answers mostly could not be parsed, with an example answer
 
     @property
     def study_id(self) -> str:
@@ -78,6 +79,17 @@ class StudyReport:
     def overall(self, trial_id: int) -> dict[str, Any] | None:
         return next((r for r in self.regressions if r["trial_id"] == trial_id and r["slice_field"] == "(all)"), None)
 
+    def unparsed_warnings(self) -> list[str]:
+        """One line per trial whose answers mostly could not be parsed: which strategy on which
+        model, how often, and one answer as the model gave it (a plain answer to a prompt that
+        asks for DSPy's field markers scores 0, and this says why)."""
+        lines = []
+        for x in self.unparsed:
+            example = (x["example_answer"] or "").strip().replace("\n", " ")
+            lines.append(f"trial {x['trial_id']} ({x['model']}, {x['strategy']}, {x['split']}): "
+                         f"{x['parse_failure_rate']:.0%} of its answers could not be parsed, e.g. {example[:120]!r}")
+        return lines
+
     def queries(self) -> dict[str, str]:
         return {k: v.format(id=self.study_id) for k, v in QUERIES.items()}
 
@@ -103,7 +115,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         study=studies[0], trials=[Trial.from_row(row, _label(row)) for row in rows],
         front_ids={row["trial_id"] for row in rows if row["on_front"]}, regressions=_rows(wh, "report_regressions", study_id),
         flips=_rows(wh, "report_flips", study_id), spend=_rows(wh, "report_spend", study_id),
-        health=_rows(wh, "report_model_health", study_id),
+        health=_rows(wh, "report_model_health", study_id), unparsed=_rows(wh, "report_unparsed", study_id),
     )
 
 
@@ -142,6 +154,9 @@ def markdown(r: StudyReport) -> str:
         for x in worst:
             lines.append(f"| {x['trial_id']} | {x['slice_field']}={x['slice_value']} | {x['n']} | {_f(x['incumbent_quality'])} | "
                          f"{_f(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {_f(x['p_value'])} |")
+    warnings = r.unparsed_warnings()
+    if warnings:
+        lines += ["", "Answers that could not be parsed (they score 0):", ""] + [f"- {w}" for w in warnings]
     if r.health:
         lines += ["", "Paid calls per model (errors after retries; retries; wall time per answer, retries included):", "",
                   "| model | calls | errors | error rate | retried | retries | p95 s |", "|---|---|---|---|---|---|---|"]

@@ -58,6 +58,8 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(f"[bold yellow]Not finished:[/] {escape(r.unfinished)}", soft_wrap=True)
     for v in sel.get("verdicts", []):
         console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+    for warning in r.unparsed_warnings():
+        console.print(f"[yellow]unparsed answers:[/] {escape(warning)}", soft_wrap=True)
     if r.health:
         ht = Table("model", "paid calls", "errors", "error rate", "retried", "retries", "p95 s (retries included)",
                    title="Calls per model")
