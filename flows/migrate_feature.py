@@ -29,13 +29,12 @@ from offramp.search_spaces.schema import Config
 from offramp.tasks.evidence.judge import judge_front
 from offramp.tasks.evidence.report import publish
 from offramp.tasks.feature.metrics import build_metric
-from offramp.tasks.feature.spec import load_spec, split_examples
+from offramp.tasks.feature.spec import load_spec
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
 from offramp.tasks.study.prepare import (
     Prepared,
     StudyInputs,
-    check_train_size,
     choose_study_id,
     ensure_local_models,
     open_storage,
@@ -85,15 +84,15 @@ def study_inputs(params: MigrateParams) -> StudyInputs:
     return StudyInputs(
         feature_dir=params.feature_dir, deprecated_model=params.deprecated_model, space=params.space,
         replacement_model=params.replacement_model, prices_file=params.prices_file, storage_url=params.optuna_storage,
-        max_examples=params.max_examples,
+        max_examples=params.max_examples, seed=params.seed,
     )
 
 
-def study_key(params: MigrateParams, prepared: Prepared, seed: int) -> str:
+def study_key(params: MigrateParams, prepared: Prepared) -> str:
     """What makes two runs the same study (so a rerun resumes it): feature, space, budgets,
     search settings and seed; not how calls are made (concurrency) or who triggered it."""
     payload = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study", "feature_dir", "space"})
-    payload.update(spec=prepared.feature.spec.spec_hash(), space=prepared.space.model_dump(mode="json"), seed=seed)
+    payload.update(spec=prepared.feature.spec.spec_hash(), space=prepared.space.model_dump(mode="json"), seed=prepared.seed)
     return content_hash(payload, length=10, compact=False)
 
 
@@ -114,17 +113,15 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     inputs = study_inputs(params)
     prepared = prepare(inputs)
     feature, space, spec = prepared.feature, prepared.space, prepared.feature.spec
-    seed = spec.splits.seed if params.seed is None else params.seed
-    splits = split_examples(feature, max_examples=params.max_examples, seed=seed)
+    seed, splits = prepared.seed, prepared.splits  # drawn and checked by prepare
     inc = spec.incumbent
     incumbent = Config(model=inc.model, instructions=inc.instructions, settings=inc.settings)
     candidate_models = [m for m in space.models if m != inc.model]
-    check_train_size(feature, space, incumbent, len(splits.train))
     storage = open_storage(inputs.optuna_storage)
     ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models)
 
     wh = Warehouse(warehouse_path())
-    study_id, resumed = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared, seed)}", params.new_study)
+    study_id, resumed = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
     records.upsert_feature(wh, name=spec.name, description=spec.description, spec_path=str(feature.spec_path),
                            spec_hash=spec.spec_hash(), spec=spec.model_dump(mode="json"))
     if resumed:

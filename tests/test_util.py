@@ -99,4 +99,4 @@ def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
     study = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study",
                                                     "feature_dir", "space"})
     study.update(spec=spec.spec_hash(), space=space.model_dump(mode="json"), seed=7)
-    assert study_key(params, Prepared(feature, space, {}), 7) == _old(study, 10)
+    assert study_key(params, Prepared(feature, space, {}, 7, split_examples(feature, seed=7))) == _old(study, 10)

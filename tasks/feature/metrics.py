@@ -12,7 +12,6 @@ environment.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import math
@@ -27,6 +26,7 @@ import numpy as np
 
 from offramp.errors import UserError
 from offramp.tasks.feature.spec import Feature
+from offramp.util import content_hash
 
 ScoreFn = Callable[[dict[str, Any], "dict[str, Any] | None"], float]
 
@@ -121,7 +121,7 @@ def _load_file(path: Path, root: Path) -> ModuleType:
     folder on sys.path, `import scoring`) would hand every feature the first `scoring` loaded
     in the process. Registered in sys.modules under that name: dataclasses and pickle look
     a function's module up there."""
-    name = "offramp_feature_metric_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    name = "offramp_feature_metric_" + content_hash(str(path), length=16)
     if name in sys.modules:
         return sys.modules[name]
     # The folder stays importable for helper modules a metric imports (as before); appended, so

@@ -133,13 +133,13 @@ def warm_up_litellm() -> None:
     """Run litellm's call path once per process, untimed and offline (a mocked answer): its first
     real call would otherwise carry ~0.4 s of lazy set-up, and a fresh process's first trial
     (a Dask worker's, a deployment run's) would measure it as the model's latency."""
-    quiet_litellm()
     if _WARM.is_set():
         return
     with _WARM_LOCK:
         if not _WARM.is_set():
             import litellm
 
+            quiet_litellm()
             try:
                 litellm.completion(model="openai/offramp-warm-up", messages=[{"role": "user", "content": "-"}],
                                    mock_response="-", num_retries=0)

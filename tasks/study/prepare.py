@@ -18,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from offramp.errors import SpaceError, UserError
 from offramp.search_spaces.schema import Config, Price, SearchSpace, load_space
 from offramp.tasks.feature.metrics import build_metric
-from offramp.tasks.feature.spec import Feature, load_feature, split_examples
+from offramp.tasks.feature.spec import Feature, Splits, load_feature, split_examples
 from offramp.tasks.gateway import local_models
 from offramp.tasks.gateway.llm import LOCAL_PREFIX
 from offramp.tasks.gateway.plugins import load_plugins
@@ -39,6 +39,7 @@ class StudyInputs:
     prices_file: str | None = None
     storage_url: str | None = None  # Optuna RDB storage; None: sqlite in the state dir
     max_examples: int | None = None  # caps dev and test (the split sizes preflight checks)
+    seed: int | None = None  # the split/demo seed; None: the feature's `splits.seed`
 
     @property
     def optuna_storage(self) -> str:
@@ -50,6 +51,8 @@ class Prepared:
     feature: Feature
     space: SearchSpace  # with the provider's replacement model among the candidates, when it can be priced
     prices: dict[str, Price]  # declared prices (the space's and the --prices file's)
+    seed: int  # the study's split/demo seed
+    splits: Splits  # train / dev / test, drawn once with that seed
 
 
 def preflight(inputs: StudyInputs) -> Prepared:
@@ -78,12 +81,13 @@ def preflight(inputs: StudyInputs) -> Prepared:
     space = _with_replacement(space, inputs.replacement_model, incumbent, prices)
     if not [m for m in space.models if m != incumbent]:
         raise UserError(f"search space {space.name!r}: every model in it is the retiring one ({incumbent}); add candidates")
-    splits = split_examples(feature, max_examples=inputs.max_examples)  # the sizes fit the data
+    seed = feature.spec.splits.seed if inputs.seed is None else inputs.seed
+    splits = split_examples(feature, max_examples=inputs.max_examples, seed=seed)  # the sizes fit the data
     inc = feature.spec.incumbent
     check_train_size(feature, space, Config(model=inc.model, instructions=inc.instructions, settings=inc.settings),
                      len(splits.train))
     open_storage(inputs.optuna_storage)
-    return Prepared(feature, space, overrides)
+    return Prepared(feature, space, overrides, seed, splits)
 
 
 @task(cache_policy=NO_CACHE)

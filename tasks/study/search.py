@@ -64,7 +64,7 @@ def search_study(
         if run is None or outcome.state == "failed":
             return
         status = "pruned" if outcome.state == "pruned" else None
-        finish(ctx, run, run.measured(ctx), status=status, feasible=outcome.feasible, stage=outcome.stage)
+        finish(ctx, run, run.measured, status=status, feasible=outcome.feasible, stage=outcome.stage)
 
     recorded = {
         r["optuna_number"]: r for r in records.study_trials(ctx.wh, ctx.study_id)

@@ -191,16 +191,13 @@ class TrialRun:
     reused_program: bool | None = None
     demos: list[Example] = dataclasses.field(default_factory=list)
     parts: list[Evaluation] = dataclasses.field(default_factory=list)
+    measured: Evaluation | None = None  # all its stages so far, combined (None: nothing evaluated yet)
     evaluated: int = 0
     started: bool = False
     compile_failure: Compiled | None = None
 
     def stage_name(self, fraction: float) -> str:
         return f"trial {self.trial_id} {self.role} {self.split} to {fraction:.0%}: {self.config.model}"
-
-    def measured(self, ctx: StudyContext) -> Evaluation | None:
-        """What the trial measured so far (all its stages)."""
-        return combine(ctx.metric, self.examples[: self.evaluated], self.parts, seed=ctx.seed) if self.parts else None
 
 
 def start(ctx: StudyContext, run: TrialRun) -> None:
@@ -266,7 +263,8 @@ def run_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluation |
         records.store_calls(ctx.wh, outcome.value.calls, outcome.spent.paid)
         run.parts.append(outcome.value)
         run.evaluated = upto
-    return run.measured(ctx)
+        run.measured = combine(ctx.metric, run.examples[:upto], run.parts, seed=ctx.seed)
+    return run.measured
 
 
 def finish(
