@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from offramp.tasks.evidence.terminal import fmt as _fmt
+from offramp.tasks.evidence.report import fmt as _fmt
 from offramp.warehouse.home import configure_environment
 
 # Typer's pretty tracebacks print every frame's locals (an API key in a variable, pages of a
@@ -411,11 +411,11 @@ def _checked(command: str, build: Callable[[], T]) -> T:
         raise UserError(f"offramp {command}: " + "; ".join(parts)) from None
 
 
-def _usage(message: str) -> typer.Exit:
-    from rich.markup import escape
+def _usage(message: str) -> Exception:
+    """A usage mistake the CLI found itself: `main` prints it like any other user error (exit 2)."""
+    from offramp.errors import UserError
 
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # a query or value may hold `[`
-    return typer.Exit(code=2)
+    return UserError(message)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

@@ -119,8 +119,13 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
     )
 
 
-def _f(v: Any, digits: int = 3) -> str:
-    return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+def fmt(value: object, digits: int = 3) -> str:
+    """A number for a table cell: fixed digits for floats, "-" for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
 
 
 def markdown(r: StudyReport) -> str:
@@ -131,8 +136,8 @@ def markdown(r: StudyReport) -> str:
     inc = r.incumbent
     if inc:
         t = r.test_of(inc.trial_id)
-        lines.append(f"Incumbent: dev quality {_f(inc.measurement.quality)}, test quality {_f(t and t.measurement.quality)}, "
-                     f"${_f(inc.measurement.cost_per_1k_usd, 5)} per 1k, p95 {_f(inc.measurement.latency_p95_s)} s.")
+        lines.append(f"Incumbent: dev quality {fmt(inc.measurement.quality)}, test quality {fmt(t and t.measurement.quality)}, "
+                     f"${fmt(inc.measurement.cost_per_1k_usd, 5)} per 1k, p95 {fmt(inc.measurement.latency_p95_s)} s.")
     lines += ["", "| trial | config | dev quality (95% CI) | test quality | vs incumbent (paired 95% CI) | agreement | $ / 1k | p95 s | verdict |",
               "|---|---|---|---|---|---|---|---|---|"]
     verdicts = {v["trial_id"]: v for v in sel.get("verdicts", [])}
@@ -140,9 +145,9 @@ def markdown(r: StudyReport) -> str:
         o, test, v = r.overall(t.trial_id), r.test_of(t.trial_id), verdicts.get(t.trial_id, {})
         delta = "-" if o is None else f"{o['diff']:+.3f} [{o['diff_ci_low']:+.3f}, {o['diff_ci_high']:+.3f}]"
         verdict = ("**selected**" if sel.get("trial_id") == t.trial_id else "accepted" if v.get("accepted") else "rejected") if v else "-"
-        lines.append(f"| {t.trial_id} | {t.label} | {_f(t.measurement.quality)} ({_f(t.measurement.quality_ci_low)}-{_f(t.measurement.quality_ci_high)}) | "
-                     f"{_f(test and test.measurement.quality)} | {delta} | {_f(o and o['agreement_rate'], 2)} | {_f(t.measurement.cost_per_1k_usd, 5)} | "
-                     f"{_f(t.measurement.latency_p95_s)} | {verdict} |")
+        lines.append(f"| {t.trial_id} | {t.label} | {fmt(t.measurement.quality)} ({fmt(t.measurement.quality_ci_low)}-{fmt(t.measurement.quality_ci_high)}) | "
+                     f"{fmt(test and test.measurement.quality)} | {delta} | {fmt(o and o['agreement_rate'], 2)} | {fmt(t.measurement.cost_per_1k_usd, 5)} | "
+                     f"{fmt(t.measurement.latency_p95_s)} | {verdict} |")
     lines += ["", f"**Policy:** {sel.get('rule', '-')}", "", f"**Decision:** {sel.get('reason', s.get('error') or '-')}", ""]
     if r.unfinished:
         lines += [f"**Not finished:** {r.unfinished}", ""]
@@ -152,8 +157,8 @@ def markdown(r: StudyReport) -> str:
     if worst:
         lines += ["", "Largest slice drops (test):", "", "| trial | slice | n | incumbent | candidate | diff (95% CI) | p |", "|---|---|---|---|---|---|---|"]
         for x in worst:
-            lines.append(f"| {x['trial_id']} | {x['slice_field']}={x['slice_value']} | {x['n']} | {_f(x['incumbent_quality'])} | "
-                         f"{_f(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {_f(x['p_value'])} |")
+            lines.append(f"| {x['trial_id']} | {x['slice_field']}={x['slice_value']} | {x['n']} | {fmt(x['incumbent_quality'])} | "
+                         f"{fmt(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {fmt(x['p_value'])} |")
     warnings = r.unparsed_warnings()
     if warnings:
         lines += ["", "Answers that could not be parsed (they score 0):", ""] + [f"- {w}" for w in warnings]
@@ -161,8 +166,8 @@ def markdown(r: StudyReport) -> str:
         lines += ["", "Paid calls per model (errors after retries; retries; wall time per answer, retries included):", "",
                   "| model | calls | errors | error rate | retried | retries | p95 s |", "|---|---|---|---|---|---|---|"]
         for x in r.health:
-            lines.append(f"| {x['model']} | {x['n_calls']} | {x['n_errors']} | {_f(x['error_rate'])} | {x['n_retried']} | "
-                         f"{x['retries']} | {_f(x['wall_p95_s'])} |")
+            lines.append(f"| {x['model']} | {x['n_calls']} | {x['n_errors']} | {fmt(x['error_rate'])} | {x['n_retried']} | "
+                         f"{x['retries']} | {fmt(x['wall_p95_s'])} |")
     spent = sum(x["spend_usd"] or 0 for x in r.spend)
     by_purpose = ", ".join(f"{x['purpose']}: {x['n_calls']}" for x in r.spend)
     lines += ["", f"Spend: ${spent:.4f} over {sum(x['n_calls'] for x in r.spend)} calls ({by_purpose}).", "",
@@ -199,7 +204,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
             fig.add_trace(go.Scatter(
                 x=[t.measurement.cost_per_1k_usd for t in items], y=[t.measurement.quality for t in items], mode="markers", name=name,
                 marker={"symbol": symbol, "size": size, "color": [t.measurement.latency_p95_s for t in items], "coloraxis": "coloraxis"},
-                text=[f"trial {t.trial_id}: {t.label}<br>p95 {_f(t.measurement.latency_p95_s)} s" for t in items], hoverinfo="text",
+                text=[f"trial {t.trial_id}: {t.label}<br>p95 {fmt(t.measurement.latency_p95_s)} s" for t in items], hoverinfo="text",
                 error_y={"type": "data", "symmetric": False, "array": [t.measurement.quality_ci_high - t.measurement.quality for t in items],
                          "arrayminus": [t.measurement.quality - t.measurement.quality_ci_low for t in items], "thickness": 1},
             ))

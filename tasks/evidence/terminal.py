@@ -7,16 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from offramp.tasks.evidence.report import StudyReport
-
-
-def fmt(value: object, digits: int = 3) -> str:
-    """A number for a table cell: fixed digits for floats, "-" for none."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+from offramp.tasks.evidence.report import StudyReport, fmt
 
 
 def render_report(console: Console, r: StudyReport) -> None:
