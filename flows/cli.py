@@ -9,10 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import os
 import sys
-import time
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -22,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from offramp.flows.progress import ProgressLines, ProgressView, library_logs_to_file
 from offramp.tasks.evidence.report import fmt as _fmt
 from offramp.warehouse.home import configure_environment
 
@@ -55,100 +54,22 @@ def _root(
 
 
 
-class _ProgressView:
-    """Rich progress: one bar per trial, fed by the flow's progress events."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-        )
-        self.tasks: dict[int, int] = {}
-
-    def __call__(self, event: str, data: dict) -> None:
-        if event == "trial_started":
-            description = f"trial {data['trial_id']:>2} {data['split']:<4} {data['label']}"
-            self.tasks[data["trial_id"]] = self.progress.add_task(description, total=data["total"])
-        elif event == "call_done" and data["trial_id"] in self.tasks:
-            self.progress.advance(self.tasks[data["trial_id"]])
-        elif event == "trial_finished":
-            t = data["trial"]
-            task_id = self.tasks.get(t.trial_id)
-            if task_id is not None:
-                quality = "failed" if t.measurement.quality is None else f"quality {t.measurement.quality:.3f}"
-                self.progress.update(task_id, description=f"trial {t.trial_id:>2} {t.split:<4} {t.label}  [bold]{quality}[/]")
-
-
-class _ProgressLines:
-    """Not a terminal (CI, a log file, a Prefect worker): one line per trial as it finishes, with
-    the elapsed time and, for search trials, how many of the budget are done and an ETA."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.max_trials: int | None = None
-        self.searched = 0
-
-    def __call__(self, event: str, data: dict) -> None:
-        if event == "study_started":
-            self.max_trials = data["trials"]
-            self._line(f"study {data['study_id']}: up to {data['trials']} search trials; dev {data['dev']}, test {data['test']} examples")
-        elif event == "trial_finished":
-            t, m = data["trial"], data["trial"].measurement
-            elapsed = time.monotonic() - self.started
-            progress = ""
-            if t.optuna_number is not None and self.max_trials:
-                self.searched += 1
-                eta = elapsed / self.searched * max(0, self.max_trials - self.searched)
-                progress = f", search trial {self.searched} of at most {self.max_trials}, search ETA {eta:.0f} s"
-            measured = (f"quality {m.quality:.3f} [{_fmt(m.quality_ci_low)}, {_fmt(m.quality_ci_high)}], "
-                        f"${_fmt(m.cost_per_1k_usd, 5)}/1k, p95 {_fmt(m.latency_p95_s)} s") if m.quality is not None else m.error or ""
-            self._line(f"[{elapsed:6.0f} s] trial {t.trial_id} {t.role} {t.split} {t.label}: {t.status}, {measured}{progress}")
-
-    @staticmethod
-    def _line(text: str) -> None:
-        console.print(text, soft_wrap=True, markup=False, highlight=False)
-        console.file.flush()  # a pipe or a file is block-buffered: the line must be there now
-
-
-LIBRARY_LOGGERS = ("dspy", "LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx", "optuna")
-
-
-def _library_logs_to_file() -> Path:
-    """The libraries' own logs (DSPy's parse errors while it compiles, litellm's, httpx's) go to
-    `<state dir>/logs/libraries.log`, not over the user's progress and report. Call after the
-    libraries are imported: DSPy installs its stderr handler when it is imported."""
-    from offramp.warehouse import state_dir
-
-    path = state_dir() / "logs" / "libraries.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in LIBRARY_LOGGERS:
-        logger = logging.getLogger(name)
-        for old in logger.handlers[:]:
-            logger.removeHandler(old)
-        logger.addHandler(handler)
-        logger.propagate = False
-    return path
-
-
 def _run_migration(params) -> object:
     # The progress says what happens; Prefect's per-task INFO lines would interleave with it.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from offramp.flows import migrate_feature as mf
 
     mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
-    _library_logs_to_file()
+    library_logs_to_file()
 
     if not console.is_terminal:
-        lines = _ProgressLines()
+        lines = ProgressLines(console)
         mf.LISTENERS.append(lines)
         try:
             return mf.migrate_feature(params)
         finally:
             mf.LISTENERS.remove(lines)
-    view = _ProgressView()
+    view = ProgressView(console)
     mf.LISTENERS.append(view)
     try:
         with view.progress:

@@ -148,7 +148,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         next_trial_id=max((r["trial_id"] for r in previous), default=-1) + 1,
     )
     summary = StudySummary(study_id=study_id, feature=spec.name, incumbent_model=inc.model, warehouse=str(wh.path), resumed=resumed)
-    notify("study_started", study_id=study_id, trials=params.max_trials, dev=len(splits.dev), test=len(splits.test))
+    notify("study_started", study_id=study_id, trials=params.max_trials, dev=len(splits.dev), test=len(splits.test),
+           spent_usd=ctx.budget.spent_usd if ctx.budget else 0.0, max_spend_usd=params.max_spend_usd)
     done = {(r["role"], r["split"], r["source_trial_id"], r["optuna_number"]): r for r in previous if r["status"] == "completed"}
 
     def baseline(role: str, split: str, config: Config, examples, source: int | None) -> Trial:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import secrets
 import threading
 from collections.abc import Iterator
@@ -86,9 +87,18 @@ class _GatewayProvider(CustomLLM):
 _INSTALL_LOCK = threading.Lock()
 
 
+def _log_print(*values: object, sep: str = " ", **_: object) -> None:
+    logging.getLogger("dspy.teleprompt").info(sep.join(str(v) for v in values))
+
+
 def install() -> None:
-    """Register the `offramp` provider with litellm (idempotent), its stdout banners off."""
+    """Register the `offramp` provider with litellm (idempotent), its stdout banners off, and
+    DSPy's optimizers' `print`s (BootstrapFewShot's "Bootstrapped N full traces ...", printed
+    once per compile) sent to DSPy's log, which the CLI writes to a file, not over the progress."""
     quiet_litellm()
+    import dspy.teleprompt.bootstrap as bootstrap
+
+    bootstrap.print = _log_print  # a module global shadows the builtin for that module only
     with _INSTALL_LOCK:
         if not any(p.get("provider") == PROVIDER for p in litellm.custom_provider_map):
             litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": _GatewayProvider()})
