@@ -22,6 +22,7 @@ from rich.table import Table
 
 from offramp.flows.progress import ProgressLines, ProgressView, library_logs_to_file
 from offramp.tasks.evidence.report import fmt as _fmt
+from offramp.util import password_to_environment
 from offramp.warehouse.home import configure_environment
 
 # Typer's pretty tracebacks print every frame's locals (an API key in a variable, pages of a
@@ -115,7 +116,9 @@ def migrate(
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="trials evaluated at once")] = 1,
     sampler: Annotated[str, typer.Option("--sampler", help="tpe | nsga2 | random")] = "tpe",
     racing: Annotated[bool, typer.Option("--racing/--no-racing", help="stop hopeless trials early")] = True,
-    storage: Annotated[Optional[str], typer.Option("--storage", help="Optuna storage URL (default: sqlite in the state dir)")] = None,
+    storage: Annotated[Optional[str], typer.Option("--storage", help=(
+        "Optuna storage URL (default: sqlite in the state dir); a PostgreSQL password moves to PGPASSWORD, never stored"
+    ))] = None,
     new_study: Annotated[bool, typer.Option("--new-study", help="do not resume an interrupted identical study")] = False,
     max_error_rate: Annotated[float, typer.Option(
         "--max-error-rate", help="hard limit, 0..1: a config whose calls fail more often than this is infeasible"
@@ -130,7 +133,8 @@ def migrate(
         feature_dir=str(feature_dir), deprecated_model=deprecated, space=space, max_examples=max_examples,
         prices_file=str(prices) if prices else None, seed=seed, trigger="cli", max_spend_usd=max_spend,
         max_trials=max_trials, max_wall_s=max_wall, parallel=parallel, sampler=sampler, racing=racing,
-        optuna_storage=storage, new_study=new_study, max_error_rate=max_error_rate,
+        optuna_storage=password_to_environment(storage) if storage else None, new_study=new_study,
+        max_error_rate=max_error_rate,
         gateway=GatewayParams(concurrency=concurrency, timeout_s=timeout),
     ))
     _print_study(_run_migration(params))

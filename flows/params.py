@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from offramp.tasks.evidence.policy import SelectionPolicy
+from offramp.util import url_password
 
 
 class GatewayParams(BaseModel):
@@ -50,7 +51,9 @@ class MigrateParams(BaseModel):
     max_error_rate: float = Field(default=0.2, ge=0, le=1, description="hard limit: a config failing more often is infeasible")
     max_latency_p95_s: float | None = Field(default=None, gt=0, description="hard limit on p95 latency, seconds")
     optuna_storage: str | None = Field(
-        default=None, description="Optuna RDB storage URL (default: sqlite file in the state dir; postgresql://... works)"
+        default=None,
+        description="Optuna RDB storage URL without a password (default: sqlite file in the state dir; postgresql://... "
+        "works, its password from PGPASSWORD in the environment)",
     )
     new_study: bool = Field(default=False, description="start a new study even if an identical one was interrupted")
     policy: SelectionPolicy = Field(default_factory=SelectionPolicy, description="how the release is chosen among the front")
@@ -58,6 +61,18 @@ class MigrateParams(BaseModel):
     trigger: Literal["cli", "demo", "event", "ui"] = "ui"
     event_id: str | None = Field(default=None, description="the deprecation event that started this run, if any")
     gateway: GatewayParams = GatewayParams()
+
+    @field_validator("optuna_storage")
+    @classmethod
+    def _no_password(cls, url: str | None) -> str | None:
+        """Prefect stores a run's parameters (its UI shows them): a password there would leak."""
+        if url is not None and url_password(url) is not None:
+            raise ValueError(
+                "a storage URL with a password: Prefect would keep it with the run's parameters; give the URL "
+                "without it and the password in the environment (PostgreSQL: PGPASSWORD; `offramp migrate "
+                "--storage` moves it there for you)"
+            )
+        return url
 
 
 class WatchParams(BaseModel):

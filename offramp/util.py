@@ -41,6 +41,32 @@ def safe_url(url: str) -> str:
         return HIDDEN_URL
 
 
+def url_password(url: str) -> str | None:
+    """The password a database URL holds (`scheme://user:password@host/db`), or None."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password
+    except Exception:  # noqa: BLE001 - not a database URL: it holds no password we can tell
+        return None
+
+
+def password_to_environment(url: str) -> str:
+    """A PostgreSQL URL without its password, the password moved to `PGPASSWORD` (libpq and psycopg
+    read it), so it reaches neither the flow run's parameters nor the warehouse. Any other URL as is."""
+    password = url_password(url)
+    if password is None or not url.lower().startswith(("postgresql", "postgres")):
+        return url
+    import os
+
+    from sqlalchemy.engine import URL, make_url
+
+    parsed = make_url(url)
+    os.environ["PGPASSWORD"] = password
+    return URL.create(parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
+                      parsed.query).render_as_string(hide_password=False)
+
+
 def content_hash(value: Any, *, length: int | None = None, compact: bool = True) -> str:
     """The sha256 hex digest of `value` as canonical JSON (keys sorted, a value JSON cannot encode
     written as its `str`), cut to its first `length` characters (None: all 64).

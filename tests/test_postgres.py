@@ -180,3 +180,29 @@ def test_a_postgres_url_without_its_driver_names_the_extra_and_hides_the_passwor
         open_storage("postgresql+pg8000://alice:hunter2-secret@127.0.0.1:1/optuna")
     assert "hunter2-secret" not in str(caught.value)
     assert "alice:***@127.0.0.1:1/optuna" in str(caught.value)
+
+
+def test_a_storage_password_reaches_neither_prefect_nor_the_warehouse(pg, study_files, tmp_path):
+    """`--storage postgresql://user:password@...`: the CLI moves the password to PGPASSWORD; the
+    flow run's parameters (which Prefect keeps and shows) and the warehouse hold the URL without it.
+    A flow parameter with a password (a deployment's form) is refused, naming the way out."""
+    from pydantic import ValidationError
+
+    from offramp.flows.params import MigrateParams
+    from tests.test_cli_commands import OFFRAMP, _env
+
+    root, feature, space = study_files
+    url = create_database(pg, "secret")
+    password = "pg-pass-8f3a1c"
+    with_password = url.replace("postgres@", f"postgres:{password}@")
+    home = tmp_path / "home"
+    result = subprocess.run([str(OFFRAMP), "migrate", str(feature), "--space", str(space), "--max-trials", "2",
+                             "--storage", with_password], cwd=tmp_path, env=_env(home), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert query(home, "select optuna_storage from studies")[0][0] == url
+    for path in [p for p in home.rglob("*") if p.is_file()]:
+        assert password.encode() not in path.read_bytes(), f"the password is in {path}"
+    assert password not in result.stdout + result.stderr
+    with pytest.raises(ValidationError, match="PGPASSWORD"):
+        MigrateParams(feature_dir=str(feature), optuna_storage=with_password)

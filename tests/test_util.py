@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from offramp.util import HIDDEN_URL, content_hash, safe_url
+from offramp.util import HIDDEN_URL, content_hash, password_to_environment, safe_url, url_password
 
 
 @pytest.mark.parametrize(
@@ -100,3 +101,12 @@ def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
                                                     "feature_dir", "space"})
     study.update(spec=spec.spec_hash(), space=space.model_dump(mode="json"), seed=7)
     assert study_key(params, Prepared(feature, space, {}, 7, split_examples(feature, seed=7))) == _old(study, 10)
+
+
+def test_a_postgres_password_moves_to_the_environment_and_other_urls_stay(monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    assert password_to_environment("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
+    assert "PGPASSWORD" not in os.environ
+    assert password_to_environment("postgresql+psycopg://alice:s3cr%40t@db:5432/optuna") == "postgresql+psycopg://alice@db:5432/optuna"
+    assert os.environ["PGPASSWORD"] == "s3cr@t"
+    assert url_password("postgresql://alice@db/optuna") is None and url_password("not a url") is None
