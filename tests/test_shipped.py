@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -245,7 +244,6 @@ def test_bad_policy_file_exits_2_naming_file_and_field(tmp_path, policy, expecte
 
 
 def test_dry_run_prices_and_estimates_without_a_call(tmp_path):
-    from offramp.tasks.study.plan import compile_calls  # noqa: F401 - the estimate the plan documents
     from offramp.warehouse import Warehouse, records
     from tests.fake_openai import Endpoint, FakeOpenAI, Model
 
@@ -290,3 +288,19 @@ def test_dry_run_prices_and_estimates_without_a_call(tmp_path):
     row = re.search(r"openai/old\s*│ ([\d.]+)\s*│ ([\d.-]+)\s*│ warehouse: mean of 2 answered calls", second.stdout)
     assert row and float(row.group(2)) == 1.0, second.stdout
     assert not (home / "prefect").exists() or not any((home / "prefect").iterdir())
+
+
+def test_dry_run_plan_counts_compile_calls_of_dspy_strategies(tmp_path, home):
+    from offramp.flows.migrate_feature import study_inputs
+    from offramp.flows.params import MigrateParams
+    from offramp.tasks.study.plan import plan_study
+    from offramp.tasks.study.prepare import preflight
+
+    root = make_feature(tmp_path / "feature")
+    space = make_space(tmp_path / "space.yaml", ["fake/good"], strategies={"incumbent": {}, "few_shot": {"k": [2, 3]}})
+    params = MigrateParams(feature_dir=str(root), space=str(space), max_trials=4, max_examples=5)
+    plan = plan_study(preflight(study_inputs(params)), params)
+    phases = {p.name.split(" (")[0]: p for p in plan.phases}
+    assert phases["compiles"].calls == 4 * 4 * 3  # BootstrapFewShot: at most 4k calls, the largest k, every trial
+    assert phases["search on dev"].calls == phases["front on test"].calls == 4 * 5
+    assert plan.calls == 5 + 20 + 48 + 5 + 20
