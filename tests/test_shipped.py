@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from offramp.errors import UserError
-from offramp.tasks.feature.prompts import shipped_prompt_demos
 from offramp.tasks.feature.spec import load_feature, split_examples
 from tests.helpers import make_feature, make_space
 from tests.test_cli import offramp
@@ -102,6 +101,8 @@ def test_drawn_splits_are_stratified_by_the_first_slice(tmp_path):
 
 # ------------------------------------------------------------------------------ shipped demos
 def test_exact_demos_by_id_are_the_shipped_prompt_and_in_no_split(tmp_path):
+    from offramp.tasks.feature.prompts import shipped_prompt_demos
+
     root = make_feature(tmp_path / "f", n=63)
     shipped = ["ex5", "ex1", "ex9"]
     edit(root, lambda s: s["incumbent"].update(demos=shipped))
