@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from offramp.errors import UserError
-from offramp.tasks.feature.spec import load_feature, split_examples
+from offramp.tasks.feature.spec import FeatureSpec, load_feature, split_examples
 from tests.helpers import make_feature, make_space
 from tests.test_cli import offramp
 
@@ -109,6 +109,7 @@ def test_exact_demos_by_id_are_the_shipped_prompt_and_in_no_split(tmp_path):
     feature = load_feature(root)
     assert [d.id for d in feature.shipped_demos] == shipped
     assert feature.spec.incumbent.settings.demos == 3  # shipped-prompt configs carry the count
+    assert FeatureSpec.model_validate(feature.spec.model_dump(mode="json")) == feature.spec  # as the warehouse stores it
     for seed in range(5):
         splits = split_examples(feature, seed=seed)
         assert not ids(splits.train + splits.dev + splits.test) & set(shipped)
@@ -140,11 +141,13 @@ def test_a_demos_file_and_its_copies_in_the_data_are_set_aside(tmp_path):
 @pytest.mark.parametrize(("demos", "settings", "expected"), [
     (["ex1", "nope"], {}, r"field `incumbent.demos`: no example has id \['nope'\]"),
     ("missing.csv", {}, r"field `incumbent.demos`: .*missing.csv does not exist"),
-    (["ex1"], {"demos": 2}, r"field `incumbent`: .*give `demos` .* or `settings.demos`"),
+    (["ex1"], {"demos": 2}, r"field `incumbent`: .*`settings.demos` is 2 .* but `demos` lists 1"),
+    ("shipped.csv", {"demos": 2}, r"field `incumbent.settings.demos`: 2 demos drawn from train, but `incumbent.demos` gives 1"),
     ([], {}, r"field `incumbent`: .*at least one example id"),
 ])
 def test_bad_shipped_demos_name_file_and_field(tmp_path, demos, settings, expected):
     root = make_feature(tmp_path / "f")
+    (root / "shipped.csv").write_text("text,label\nmy apple,alpha\n")
     edit(root, lambda s: (s["incumbent"].update(demos=demos), s["incumbent"]["settings"].update(settings)))
     with pytest.raises(UserError, match=expected) as info:
         load_feature(root)

@@ -90,8 +90,11 @@ class IncumbentConfig(_Frozen):
 
     @model_validator(mode="after")
     def _one_way_to_demos(self) -> IncumbentConfig:
-        if self.demos is not None and self.settings.demos:
-            raise ValueError("give `demos` (the exact shipped examples) or `settings.demos` (N drawn from train), not both")
+        n = len(self.demos) if isinstance(self.demos, list) else None
+        if self.demos is not None and self.settings.demos and n is not None and self.settings.demos != n:
+            # equal counts are fine: a loaded feature carries its shipped demos' count (and is stored so)
+            raise ValueError(f"`settings.demos` is {self.settings.demos} (N drawn from train), but `demos` lists {n} exact "
+                             "examples: give one of them")
         if isinstance(self.demos, list) and (not self.demos or len(set(self.demos)) != len(self.demos)):
             raise ValueError("`demos` as a list needs at least one example id, without repeats")
         return self
@@ -340,6 +343,9 @@ def load_feature(folder: Path | str) -> Feature:
     shipped = _shipped_demos(spec, spec_path, examples)
     if shipped:  # the shipped prompt shows exactly these: its demo count is theirs
         inc = spec.incumbent
+        if inc.settings.demos not in (0, len(shipped)):
+            raise UserError(f"{spec_path}: field `incumbent.settings.demos`: {inc.settings.demos} demos drawn from train, but "
+                            f"`incumbent.demos` gives {len(shipped)} exact examples; expected one of them")
         settings = inc.settings.model_copy(update={"demos": len(shipped)})
         spec = spec.model_copy(update={"incumbent": inc.model_copy(update={"settings": settings})})
     return Feature(spec=spec, root=root, spec_path=spec_path, examples=tuple(examples), shipped_demos=shipped)
