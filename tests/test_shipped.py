@@ -308,3 +308,21 @@ def test_dry_run_plan_counts_compile_calls_of_dspy_strategies(tmp_path, home):
     assert phases["compiles"].calls == 4 * 4 * 3  # BootstrapFewShot: at most 4k calls, the largest k, every trial
     assert phases["search on dev"].calls == phases["front on test"].calls == 4 * 5
     assert plan.calls == 5 + 20 + 48 + 5 + 20
+
+
+def test_the_deployment_takes_a_policy_file_and_its_flow_applies_it(tmp_path):
+    from offramp.flows.deployments import trigger_parameters
+    from offramp.flows.migrate_feature import study_inputs
+    from offramp.flows.params import MigrateParams
+    from offramp.tasks.evidence.policy import SelectionPolicy
+    from offramp.tasks.study.prepare import resolve_policy
+
+    policy = write_policy(tmp_path / "p.yaml", prefer="knee", max_slice_drop=None)
+    params = trigger_parameters({"policy_file": str(policy)})["params"]
+    assert params["policy_file"] == str(policy)
+    run = MigrateParams(**{**params, "feature_dir": "f", "deprecated_model": "m", "replacement_model": None, "event_id": "e"})
+    applied, source = resolve_policy(study_inputs(run))
+    assert applied == SelectionPolicy(prefer="knee", max_slice_drop=None) and source == str(policy.resolve())
+    both = run.model_copy(update={"policy": SelectionPolicy(prefer="fastest")})
+    with pytest.raises(UserError, match="give one"):
+        resolve_policy(study_inputs(both))
