@@ -134,6 +134,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             space=space.model_dump(mode="json"), params=_recorded_params(params), seed=seed,
             max_spend_usd=params.max_spend_usd, optuna_storage=safe_url(inputs.optuna_storage),
         )
+    records.set_policy(wh, study_id, prepared.policy.identity(prepared.policy_source))
     study = _optuna_study(storage, study_id, wh)
 
     g = params.gateway

@@ -205,7 +205,7 @@ def write_policy(path: Path, **fields) -> Path:
     return path
 
 
-def test_policy_file_changes_the_decision_and_is_named_in_the_report(harness, home, fake, tmp_path):
+def test_policy_file_changes_the_decision_and_is_named_in_the_report(harness, home, fake, tmp_path, monkeypatch):
     from offramp.tasks.evidence.report import load_report, markdown
     from offramp.warehouse import Warehouse, warehouse_path
 
@@ -214,11 +214,22 @@ def test_policy_file_changes_the_decision_and_is_named_in_the_report(harness, ho
     lenient = study(tmp_path, root)
     assert lenient.selection["trial_id"] is not None
     strict = write_policy(tmp_path / "strict.yaml", max_cost_per_1k_usd=1e-9, prefer="quality")
+    from offramp.flows import migrate_feature as mf
+
+    stored_before_selection = []  # the study records its policy from its start, not only when it selects
+    real_judge = mf.judge_front
+
+    def judge(wh, study_id, *args, **kwargs):
+        stored_before_selection.append(wh.fetch("select policy from studies where id = ?", [study_id])[1][0][0])
+        return real_judge(wh, study_id, *args, **kwargs)
+
+    monkeypatch.setattr(mf, "judge_front", judge)
     judged = study(tmp_path, root, policy_file=str(strict))
     assert judged.study_id != lenient.study_id and judged.selection["trial_id"] is None
     wh = Warehouse(warehouse_path())
     _, [(stored,)] = wh.fetch("select policy from studies where id = ?", [judged.study_id])
     stored = json.loads(stored)
+    assert json.loads(stored_before_selection[0]) == stored
     assert stored["file"] == str(strict.resolve()) and stored["values"]["max_cost_per_1k_usd"] == 1e-9
     assert re.fullmatch(r"[0-9a-f]{12}", stored["hash"])
     report = load_report(wh, judged.study_id)
