@@ -337,3 +337,14 @@ def test_the_deployment_takes_a_policy_file_and_its_flow_applies_it(tmp_path):
     both = run.model_copy(update={"policy": SelectionPolicy(prefer="fastest")})
     with pytest.raises(UserError, match="give one"):
         resolve_policy(study_inputs(both))
+
+
+def test_a_study_stopped_before_its_selection_still_names_its_policy():
+    from offramp.tasks.evidence.policy import SelectionPolicy
+    from offramp.tasks.evidence.report import StudyReport
+
+    stored = SelectionPolicy(prefer="knee").identity("/srv/policy.yaml")
+    report = StudyReport(study={"id": "s", "policy": json.dumps(stored)}, trials=[], front_ids=set(), regressions=[],
+                         flips=[], spend=[], health=[], unparsed=[])
+    assert report.policy.startswith(SelectionPolicy(prefer="knee").describe())
+    assert f"From /srv/policy.yaml, hash {stored['hash']}: " in report.policy and "prefer=knee" in report.policy

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from offramp.errors import NoSuchStudy
+from offramp.tasks.evidence.policy import SelectionPolicy
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
 from offramp.warehouse.records import Trial
@@ -98,6 +99,8 @@ class StudyReport:
         rule = self.selection.get("rule", "-")
         if not stored or "values" not in stored:  # not judged yet, or recorded before policies were named
             return rule
+        if rule == "-":  # stopped before its selection: the rule of the policy it would have applied
+            rule = SelectionPolicy.model_validate(stored["values"]).describe()
         source = stored["file"] or "the flow's parameters (no policy file)"
         values = ", ".join(f"{k}={v}" for k, v in stored["values"].items())
         return f"{rule}. From {source}, hash {stored['hash']}: {values}"
