@@ -99,6 +99,27 @@ def _print_study(summary) -> None:
     )
 
 
+PolicyOption = Annotated[Optional[Path], typer.Option(
+    "--policy", help="selection policy: a YAML of the policy's fields (quality_rule, quality_tolerance, max_slice_drop, ...)"
+)]
+DryRunOption = Annotated[bool, typer.Option(
+    "--dry-run", help="check everything, print the plan, its worst-case cost and time estimate; no call, no Prefect"
+)]
+
+
+def _policy_path(policy: Path | None) -> str | None:
+    return str(policy.expanduser().resolve()) if policy is not None else None
+
+
+def _print_plan(params) -> None:
+    """`--dry-run`: preflight (every check a study makes before it pays), then the plan."""
+    from offramp.flows import migrate_feature as mf
+    from offramp.tasks.study.plan import plan_study, render_plan
+
+    prepared = mf.preflight(mf.study_inputs(params))
+    render_plan(console, plan_study(prepared, params))
+
+
 @app.command()
 def migrate(
     feature_dir: Annotated[Path, typer.Argument(help="folder holding feature.yaml")],
@@ -124,9 +145,12 @@ def migrate(
         "--max-error-rate", help="hard limit, 0..1: a config whose calls fail more often than this is infeasible"
     )] = 0.2,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds one model call may take (> 0)")] = 60.0,
+    policy: PolicyOption = None,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Run a migration study now (ephemeral Prefect, or the server in PREFECT_API_URL). Running
-    the same command again after a crash resumes the study."""
+    the same command again after a crash resumes the study. `--dry-run`: check everything and
+    print the plan, its worst-case price and time estimate, without a call."""
     from offramp.flows.params import GatewayParams, MigrateParams
 
     params = _checked("migrate", lambda: MigrateParams(
@@ -134,9 +158,11 @@ def migrate(
         prices_file=str(prices) if prices else None, seed=seed, trigger="cli", max_spend_usd=max_spend,
         max_trials=max_trials, max_wall_s=max_wall, parallel=parallel, sampler=sampler, racing=racing,
         optuna_storage=password_to_environment(storage) if storage else None, new_study=new_study,
-        max_error_rate=max_error_rate,
-        gateway=GatewayParams(concurrency=concurrency, timeout_s=timeout),
+        max_error_rate=max_error_rate, gateway=GatewayParams(concurrency=concurrency, timeout_s=timeout),
+        policy_file=_policy_path(policy),
     ))
+    if dry_run:
+        return _print_plan(params)
     _print_study(_run_migration(params))
 
 
@@ -145,6 +171,8 @@ def demo(
     max_examples: Annotated[int, typer.Option("--max-examples", min=1, help="dev and test size cap")] = 40,
     max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="search trials")] = 10,
     keep_models: Annotated[bool, typer.Option("--keep-models", help="leave the model servers running")] = False,
+    policy: PolicyOption = None,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Offline, on the real local models: migrate the bundled bank-support-routing feature off its
     retiring model (SmolLM2 135M) and print the front and the chosen config."""
@@ -154,16 +182,22 @@ def demo(
 
     home = state_dir()
     bundled = resources.files("offramp.features") / "bank-support-routing"
+
+    def demo_params(**extra) -> MigrateParams:
+        return _checked("demo", lambda: MigrateParams(
+            feature_dir=str(bundled), deprecated_model="local/smollm2-135m", space="local-zoo", max_examples=max_examples,
+            max_trials=max_trials, trigger="demo", gateway=GatewayParams(concurrency=2), policy_file=_policy_path(policy), **extra,
+        ))
+
+    if dry_run:  # no model server started
+        return _print_plan(demo_params(start_local_models=False))
     console.print(f"[bold]offramp demo[/]: state in {home}")
     already = {s.alias for s in local_models.status(home) if s.healthy}
     with console.status("starting the local model servers (llama.cpp)..."):
         started = local_models.up(None, home)
     console.print("models up: " + ", ".join(f"{s.alias} ({s.api_base})" for s in started))
     try:
-        params = _checked("demo", lambda: MigrateParams(
-            feature_dir=str(bundled), deprecated_model="local/smollm2-135m", space="local-zoo",
-            max_examples=max_examples, max_trials=max_trials, trigger="demo", gateway=GatewayParams(concurrency=2),
-        ))
+        params = demo_params()
         _print_study(_run_migration(params))
     finally:
         if not keep_models:
@@ -311,7 +345,7 @@ _OPTION_OF_FIELD = {
     "deprecated_model": "--deprecated", "max_examples": "--max-examples", "prices_file": "--prices",
     "concurrency": "--concurrency", "seed": "--seed", "max_spend_usd": "--max-spend", "max_trials": "--max-trials",
     "max_wall_s": "--max-wall", "parallel": "--parallel", "sampler": "--sampler", "optuna_storage": "--storage",
-    "max_error_rate": "--max-error-rate", "timeout_s": "--timeout",
+    "max_error_rate": "--max-error-rate", "timeout_s": "--timeout", "policy_file": "--policy",
     "horizon_days": "--horizon-days", "provider_horizon_days": "--provider-horizon", "provider_apis": "--provider-api",
 }
 

@@ -175,6 +175,7 @@ def serve(
     max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="per triggered study")] = 16,
     max_spend: Annotated[float | None, typer.Option("--max-spend", help="USD cap per triggered study")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="flow runs at once (default: no limit)")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="selection policy YAML for triggered studies")] = None,
 ) -> None:
     """Register and serve the deployments on the Prefect server in PREFECT_API_URL: migrate-feature
     (started by deprecation events, or by hand from the UI) and watch-deprecations (on a
@@ -192,6 +193,11 @@ def serve(
         horizon_days=horizon_days, provider_horizon_days=_provider_horizons(provider_horizon),
     ))
     defaults = {"max_trials": max_trials, "max_spend_usd": max_spend}
+    if policy is not None:
+        from offramp.tasks.evidence.policy import load_policy
+
+        load_policy(policy)  # a bad file fails here, not in every triggered run
+        defaults["policy_file"] = str(policy.expanduser().resolve())
     deployments = build(watch=watch_params, migrate_defaults=defaults, cron=cron)
     ui = safe_url(url).removesuffix("/api")
     console.print(f"serving migrate-feature/on-deprecation and watch-deprecations/daily on {ui} (Ctrl-C stops)")

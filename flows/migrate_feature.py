@@ -84,7 +84,7 @@ def study_inputs(params: MigrateParams) -> StudyInputs:
     return StudyInputs(
         feature_dir=params.feature_dir, deprecated_model=params.deprecated_model, space=params.space,
         replacement_model=params.replacement_model, prices_file=params.prices_file, storage_url=params.optuna_storage,
-        max_examples=params.max_examples, seed=params.seed,
+        max_examples=params.max_examples, seed=params.seed, policy=params.policy, policy_file=params.policy_file,
     )
 
 
@@ -134,6 +134,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             space=space.model_dump(mode="json"), params=_recorded_params(params), seed=seed,
             max_spend_usd=params.max_spend_usd, optuna_storage=safe_url(inputs.optuna_storage),
         )
+    records.set_policy(wh, study_id, prepared.policy.identity(prepared.policy_source))
     study = _optuna_study(storage, study_id, wh)
 
     g = params.gateway
@@ -189,7 +190,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         summary.trials += list(test_by_source.values())
         if incumbent_test.status != "completed":
             raise RuntimeError(f"the incumbent could not be evaluated on the test split: {incumbent_test.measurement.error}")
-        selection, _ = judge_front(wh, study_id, feature, splits.test, incumbent_test, test_by_source, by_id, params.policy, seed)
+        selection, _ = judge_front(wh, study_id, feature, splits.test, incumbent_test, test_by_source, by_id, prepared.policy, seed,
+                                   policy_source=prepared.policy_source)
         summary.selection = selection.to_dict()
         records.finish_study(wh, study_id, status="completed", selected_trial_id=selection.trial_id,
                              selection=selection.to_dict(), stopped_by=summary.stopped_by)

@@ -57,6 +57,9 @@ class MigrateParams(BaseModel):
     )
     new_study: bool = Field(default=False, description="start a new study even if an identical one was interrupted")
     policy: SelectionPolicy = Field(default_factory=SelectionPolicy, description="how the release is chosen among the front")
+    policy_file: str | None = Field(
+        default=None, description="a YAML file of the policy's fields, applied instead of `policy` (the report names it)"
+    )
     start_local_models: bool = Field(default=True, description="start the local model servers the study needs")
     trigger: Literal["cli", "demo", "event", "ui"] = "ui"
     event_id: str | None = Field(default=None, description="the deprecation event that started this run, if any")

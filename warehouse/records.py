@@ -326,6 +326,13 @@ def store_evidence(wh: Warehouse, study_id: str, comparisons: list[dict], flips:
         con.execute(query("set_policy"), {"study_id": study_id, "policy": _json(policy)})
 
 
+def set_policy(wh: Warehouse, study_id: str, policy: dict) -> None:
+    """Record the selection policy a study applies (its file, hash and values), from its start:
+    a study stopped before its selection still says which policy it would have applied."""
+    with wh.writer() as con:
+        con.execute(query("set_policy"), {"study_id": study_id, "policy": _json(policy)})
+
+
 def current_deprecations(wh: Warehouse, source: str | None = None) -> list[dict]:
     """Rows of `deprecations` (all, or one source's)."""
     wh.ensure_schema()

@@ -55,8 +55,10 @@ def _rows(study_id: str, dev_id: int, test_id: int, comparison: Comparison) -> t
 def judge_front(
     wh: Warehouse, study_id: str, feature: Feature, test_examples: tuple[Example, ...], incumbent_test: Trial,
     test_by_source: dict[int, Trial], dev_by_id: dict[int, Trial], policy: SelectionPolicy, seed: int,
+    policy_source: str | None = None,
 ) -> tuple[Selection, dict[int, Comparison]]:
-    """Paired comparisons of each front config with the incumbent (stored), then the selection."""
+    """Paired comparisons of each front config with the incumbent (stored), then the selection.
+    The study records the policy it applied: `policy_source` (its file, if any), hash and values."""
     comparisons: dict[int, Comparison] = {}
     rows: list[dict] = []
     flips: list[dict] = []
@@ -77,5 +79,5 @@ def judge_front(
             slice_diffs={f"{s.field}={s.value}": (s.diff, s.n) for s in comparison.slices},
         ))
     selection = select_release(incumbent_test.measurement.quality, candidates, policy)
-    records.store_evidence(wh, study_id, rows, flips, policy.model_dump())
+    records.store_evidence(wh, study_id, rows, flips, policy.identity(policy_source))
     return selection, comparisons

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from offramp.errors import UserError
+from offramp.search_spaces.validation import load_model
+from offramp.util import content_hash
 from offramp.warehouse.records import TrialMeasurement
 
 
@@ -49,6 +53,24 @@ class SelectionPolicy(BaseModel):
         if self.max_error_rate is not None:
             parts.append(f"error rate <= {self.max_error_rate:g}")
         return "; ".join(parts) + f"; then prefer: {self.prefer}"
+
+    def identity(self, source: str | None = None) -> dict:
+        """What the warehouse stores and the report names: the file the policy came from (None:
+        the flow's parameters or the defaults), a hash of its values (two files with the same
+        values have the same hash) and the values."""
+        values = self.model_dump(mode="json")
+        return {"file": source, "hash": content_hash(values, length=12, compact=False), "values": values}
+
+
+def load_policy(path: str | Path) -> SelectionPolicy:
+    """A policy file: YAML of `SelectionPolicy`'s fields (unknown fields and bad values refused,
+    naming the file and the field)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{path}: no such policy file; expected a YAML mapping of policy fields "
+                        f"({', '.join(SelectionPolicy.model_fields)})")
+    return load_model(path, SelectionPolicy, what="policy", error=UserError,
+                      expected=f"a mapping of policy fields ({', '.join(SelectionPolicy.model_fields)})")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from offramp.errors import NoSuchStudy
+from offramp.tasks.evidence.policy import SelectionPolicy
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
 from offramp.warehouse.records import Trial
@@ -90,6 +91,20 @@ class StudyReport:
                          f"{x['parse_failure_rate']:.0%} of its answers could not be parsed, e.g. {example[:120]!r}")
         return lines
 
+    @property
+    def policy(self) -> str:
+        """The policy the study applied, named: its rule, the file it came from (or that it was the
+        flow's parameters), the hash of its values, and the values."""
+        stored = json.loads(self.study["policy"]) if self.study.get("policy") else None
+        rule = self.selection.get("rule", "-")
+        if not stored or "values" not in stored:  # not judged yet, or recorded before policies were named
+            return rule
+        if rule == "-":  # stopped before its selection: the rule of the policy it would have applied
+            rule = SelectionPolicy.model_validate(stored["values"]).describe()
+        source = stored["file"] or "the flow's parameters (no policy file)"
+        values = ", ".join(f"{k}={v}" for k, v in stored["values"].items())
+        return f"{rule}. From {source}, hash {stored['hash']}: {values}"
+
     def queries(self) -> dict[str, str]:
         return {k: v.format(id=self.study_id) for k, v in QUERIES.items()}
 
@@ -148,7 +163,7 @@ def markdown(r: StudyReport) -> str:
         lines.append(f"| {t.trial_id} | {t.label} | {fmt(t.measurement.quality)} ({fmt(t.measurement.quality_ci_low)}-{fmt(t.measurement.quality_ci_high)}) | "
                      f"{fmt(test and test.measurement.quality)} | {delta} | {fmt(o and o['agreement_rate'], 2)} | {fmt(t.measurement.cost_per_1k_usd, 5)} | "
                      f"{fmt(t.measurement.latency_p95_s)} | {verdict} |")
-    lines += ["", f"**Policy:** {sel.get('rule', '-')}", "", f"**Decision:** {sel.get('reason', s.get('error') or '-')}", ""]
+    lines += ["", f"**Policy:** {r.policy}", "", f"**Decision:** {sel.get('reason', s.get('error') or '-')}", ""]
     if r.unfinished:
         lines += [f"**Not finished:** {r.unfinished}", ""]
     for v in sel.get("verdicts", []):
@@ -229,7 +244,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
             "</head><body>", f"<h1>Migration study {html.escape(r.study_id)}</h1>",
             f"<p>{html.escape(r.selection.get('reason', r.study.get('error') or ''))}</p>",
             f"<p><b>Not finished:</b> {html.escape(r.unfinished)}</p>" if r.unfinished else "",
-            f"<p><b>Policy:</b> {html.escape(r.selection.get('rule', '-'))}</p>", *parts, "<h2>Flips (held-out split)</h2>"]
+            f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts, "<h2>Flips (held-out split)</h2>"]
     if r.flips:
         page.append("<table><tr><th>trial</th><th>example</th><th>direction</th><th>input</th><th>incumbent</th><th>candidate</th></tr>")
         for f in r.flips:

@@ -43,7 +43,7 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(f"Right -> wrong under trial {regressed[0]['trial_id']} ({len(regressed)}), e.g.:")
         for f in regressed[:3]:
             console.print(f"  {f['example_id']}: {f['input_text'][:90]!r}: {f['incumbent_prediction']} -> {f['candidate_prediction']}")
-    console.print(f"Policy: {sel.get('rule', '-')}")
+    console.print(f"Policy: {escape(r.policy)}", soft_wrap=True)
     console.print(f"Decision: {sel.get('reason', s.get('error') or '-')}")
     if r.unfinished:
         console.print(f"[bold yellow]Not finished:[/] {escape(r.unfinished)}", soft_wrap=True)

@@ -15,7 +15,7 @@ from collections import defaultdict
 from typing import Any
 
 from offramp.search_spaces.schema import Config
-from offramp.tasks.feature.spec import Example, FeatureSpec, OutputField
+from offramp.tasks.feature.spec import Example, Feature, FeatureSpec, OutputField
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
@@ -91,6 +91,15 @@ def choose_demos(spec: FeatureSpec, train: tuple[Example, ...], k: int, seed: in
     # Round-robin order would always end on the last label, right before the input: shuffle (seeded).
     random.Random(seed + 1).shuffle(chosen)
     return chosen
+
+
+def shipped_prompt_demos(feature: Feature, train: tuple[Example, ...], k: int, seed: int) -> list[Example]:
+    """The demos of a config with the shipped prompt: the incumbent's exact examples when the
+    feature declares them (`incumbent.demos`; shipped-prompt configs carry their count), else k
+    drawn from train (`settings.demos: k`)."""
+    if feature.shipped_demos:
+        return list(feature.shipped_demos[:k])
+    return choose_demos(feature.spec, train, k, seed)
 
 
 def render_messages(spec: FeatureSpec, config: Config, demos: list[Example], example: Example) -> list[dict[str, str]]:

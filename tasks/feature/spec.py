@@ -9,10 +9,9 @@ was expected.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
+from collections import defaultdict
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from offramp.errors import UserError
 from offramp.search_spaces.schema import Settings
-from offramp.search_spaces.validation import load_model, read_utf8
+from offramp.search_spaces.validation import load_model
+from offramp.tasks.feature.rows import read_rows
 from offramp.util import content_hash
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -76,9 +76,28 @@ class Signature(_Frozen):
 
 
 class IncumbentConfig(_Frozen):
+    """The shipped config. Its demos: `settings.demos: N` draws N examples from offramp's own train
+    split (seeded); `demos:` gives the exact examples the shipped prompt holds instead: a list of
+    example ids of the data, or a CSV/JSONL file (relative to feature.yaml) with the feature's
+    columns. Exact demos never enter train, dev or test (see `split_examples`)."""
+
     model: str = Field(min_length=1)
     instructions: str = Field(min_length=1)
     settings: Settings = Settings()
+    demos: list[str] | str | None = Field(
+        default=None, description="the shipped prompt's exact demos: example ids of the data, or a CSV/JSONL file"
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_demos(self) -> IncumbentConfig:
+        n = len(self.demos) if isinstance(self.demos, list) else None
+        if self.demos is not None and self.settings.demos and n is not None and self.settings.demos != n:
+            # equal counts are fine: a loaded feature carries its shipped demos' count (and is stored so)
+            raise ValueError(f"`settings.demos` is {self.settings.demos} (N drawn from train), but `demos` lists {n} exact "
+                             "examples: give one of them")
+        if isinstance(self.demos, list) and (not self.demos or len(set(self.demos)) != len(self.demos)):
+            raise ValueError("`demos` as a list needs at least one example id, without repeats")
+        return self
 
 
 class DataFile(_Frozen):
@@ -109,11 +128,42 @@ class MetricSpec(_Frozen):
         return self
 
 
+SplitName = Literal["train", "dev", "test"]
+DEFAULT_SPLIT_VALUES: dict[str, SplitName] = {
+    "train": "train", "dev": "dev", "validation": "dev", "val": "dev", "valid": "dev", "test": "test",
+}
+DRAWN_SIZES = {"train": 200, "dev": 100, "test": 100}
+
+
 class SplitSpec(_Frozen):
+    """How examples are split. Drawn (no `column`): `train`/`dev`/`test` examples (default 200/100/100),
+    seeded, stratified by the first of `data.slices`. From a column: each row's split is the value
+    of `column`, mapped by `values` (default: train; dev, validation, val, valid; test, case
+    ignored); sizes, when given, cap each split (a seeded, stratified sample of it)."""
+
     seed: int = 0
-    train: Annotated[int, Field(ge=0)] = 200
-    dev: Annotated[int, Field(ge=1)] = 100
-    test: Annotated[int, Field(ge=1)] = 100
+    train: Annotated[int, Field(ge=0)] | None = None
+    dev: Annotated[int, Field(ge=1)] | None = None
+    test: Annotated[int, Field(ge=1)] | None = None
+    column: str | None = Field(default=None, min_length=1, description="a data column holding each row's split")
+    values: dict[str, SplitName] | None = Field(default=None, description="column value -> train | dev | test")
+
+    @model_validator(mode="after")
+    def _values_need_column(self) -> SplitSpec:
+        if self.values is not None and self.column is None:
+            raise ValueError("`values` maps the values of `column`: give `column` too")
+        return self
+
+    def split_of(self, value: Any) -> SplitName | None:
+        """The split a value of `column` names (None: it maps to none)."""
+        if self.values is not None:
+            return self.values.get(str(value).strip())
+        return DEFAULT_SPLIT_VALUES.get(str(value).strip().lower())
+
+    def size(self, name: str) -> int | None:
+        """The size of a split: its cap (None: all of the column's) or, when drawn, its size."""
+        given = getattr(self, name)
+        return given if given is not None or self.column else DRAWN_SIZES[name]
 
 
 class FeatureSpec(_Frozen):
@@ -169,6 +219,7 @@ class Example(_Frozen):
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     slices: dict[str, str] = {}
+    split: SplitName | None = None  # from `splits.column`, when the data comes split
 
 
 class Feature(_Frozen):
@@ -178,6 +229,7 @@ class Feature(_Frozen):
     root: Path
     spec_path: Path
     examples: tuple[Example, ...]
+    shipped_demos: tuple[Example, ...] = ()  # `incumbent.demos`: the shipped prompt's exact examples
 
 
 class Splits(_Frozen):
@@ -192,43 +244,6 @@ def load_spec(path: Path) -> FeatureSpec:
         raise UserError(f"{path}: no such file. A feature is a folder with a feature.yaml (see features/bank-support-routing).")
     return load_model(path, FeatureSpec, what="feature spec", error=UserError,
                       expected="fields (name, signature, incumbent, data, metric, splits)")
-
-
-def _read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
-    text = read_utf8(path, error=UserError)
-    if fmt == "csv":
-        return _csv_rows(path, text)
-    rows = []
-    for number, line in enumerate(io.StringIO(text, newline=None), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg}); expected one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}: line {number} is a {type(row).__name__}; expected a JSON object")
-        rows.append(row)
-    return rows
-
-
-def _csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
-    """The rows of a CSV file; a row whose field count is not the header's is refused (csv's
-    DictReader would file extra fields under the key None and fill missing ones with None)."""
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    rows = []
-    for number, row in enumerate(reader, start=1):
-        extra = row.get(None)
-        missing = [k for k, v in row.items() if v is None]
-        if extra or missing:
-            count = len(reader.fieldnames) + len(extra or []) - len(missing)
-            raise UserError(
-                f"{path}: row {number} (line {reader.line_num}) has {count} fields, but the header has "
-                f"{len(reader.fieldnames)} ({', '.join(reader.fieldnames)}); expected one value per header column "
-                "(quote a value that holds a comma)"
-            )
-        rows.append(row)
-    return rows
 
 
 def _coerce_output(field: OutputField, value: Any, where: str) -> Any:
@@ -247,61 +262,146 @@ def _coerce_output(field: OutputField, value: Any, where: str) -> Any:
     return value
 
 
+def _file_format(spec_path: Path, path: Path, given: str | None, field: str) -> str:
+    fmt = given or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{spec_path}: field `{field}`: cannot tell the format of {path.name}; expected a .csv or .jsonl file")
+    return fmt
+
+
+def _examples(spec: FeatureSpec, spec_path: Path, path: Path, fmt: str, field: str, *, data: bool) -> list[Example]:
+    """The examples of one file. Data files also carry slices and, with `splits.column`, each
+    row's split; a demos file needs only the signature's columns (and the id column if it has one)."""
+    rows = read_rows(path, fmt)
+    outputs = {f.name: f for f in spec.signature.outputs}
+    split_column = spec.splits.column if data else None
+    needed = list(spec.data.columns.values()) + (spec.data.slices if data else []) + ([split_column] if split_column else [])
+    examples = []
+    for number, row in enumerate(rows, start=1):
+        absent = [c for c in [*needed, *([spec.data.id_column] if data and spec.data.id_column else [])] if c not in row]
+        if absent:
+            raise UserError(f"{spec_path}: field `{field}`: {path.name} row {number} has no column(s) {absent} (its columns: {sorted(row)})")
+        split = None
+        if split_column:
+            split = spec.splits.split_of(row[split_column])
+            if split is None:
+                raise UserError(
+                    f"{spec_path}: field `splits.values`: {path.name} row {number} has {split_column} = {row[split_column]!r}, "
+                    f"which maps to no split; expected {sorted(spec.splits.values) if spec.splits.values else sorted(DEFAULT_SPLIT_VALUES)}"
+                    " (map it in `splits.values`)"
+                )
+        where = f"{path.name} row {number}"
+        has_id = spec.data.id_column and spec.data.id_column in row
+        examples.append(Example(
+            id=str(row[spec.data.id_column]) if has_id else f"{path.stem}-{number}",
+            inputs={f.name: row[spec.data.columns[f.name]] for f in spec.signature.inputs},
+            outputs={n: _coerce_output(f, row[spec.data.columns[n]], where) for n, f in outputs.items()},
+            slices={s: str(row[s]) for s in spec.data.slices} if data else {}, split=split,
+        ))
+    return examples
+
+
+def _shipped_demos(spec: FeatureSpec, spec_path: Path, examples: list[Example]) -> tuple[Example, ...]:
+    """`incumbent.demos`: the data's examples with those ids (in that order), or a file's examples."""
+    demos = spec.incumbent.demos
+    if demos is None:
+        return ()
+    if isinstance(demos, list):
+        by_id = {e.id: e for e in examples}
+        unknown = [d for d in demos if d not in by_id]
+        if unknown:
+            raise UserError(f"{spec_path}: field `incumbent.demos`: no example has id {unknown[:5]}; expected ids of the data's "
+                            f"`{spec.data.id_column or 'id'}` column" + ("" if spec.data.id_column else " (set `data.id_column`)"))
+        return tuple(by_id[d] for d in demos)
+    path = (spec_path.parent / demos).resolve()
+    if not path.is_file():
+        raise UserError(f"{spec_path}: field `incumbent.demos`: {path} does not exist; expected a list of example ids or a CSV/JSONL file")
+    found = _examples(spec, spec_path, path, _file_format(spec_path, path, None, "incumbent.demos"), "incumbent.demos", data=False)
+    if not found:
+        raise UserError(f"{spec_path}: field `incumbent.demos`: {path.name} holds no examples")
+    return tuple(found)
+
+
 def load_feature(folder: Path | str) -> Feature:
     """Load `folder/feature.yaml` and its examples; raise UserError naming file and field on any problem."""
     root = Path(folder).expanduser().resolve()
     spec_path = root / "feature.yaml" if root.is_dir() or not root.suffix else root
     root = spec_path.parent
     spec = load_spec(spec_path)
-    outputs = {f.name: f for f in spec.signature.outputs}
     examples: list[Example] = []
     for data_file in spec.data.files:
         path = (root / data_file.path).resolve()
         if not path.exists():
             raise UserError(f"{spec_path}: field `data.files.path`: data file {path} does not exist")
-        fmt = data_file.format or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(path.suffix.lower())
-        if fmt is None:
-            raise UserError(f"{spec_path}: field `data.files.format`: cannot tell the format of {path.name}; set format: csv or jsonl")
-        rows = _read_rows(path, fmt)
-        needed = list(spec.data.columns.values()) + spec.data.slices + ([spec.data.id_column] if spec.data.id_column else [])
-        for number, row in enumerate(rows, start=1):
-            absent = [c for c in needed if c not in row]
-            if absent:
-                raise UserError(
-                    f"{spec_path}: field `data.columns`: {path.name} row {number} has no column(s) {absent} "
-                    f"(its columns: {sorted(row)})"
-                )
-            where = f"{path.name} row {number}"
-            example_id = str(row[spec.data.id_column]) if spec.data.id_column else f"{path.stem}-{number}"
-            examples.append(
-                Example(
-                    id=example_id,
-                    inputs={f.name: row[spec.data.columns[f.name]] for f in spec.signature.inputs},
-                    outputs={n: _coerce_output(f, row[spec.data.columns[n]], where) for n, f in outputs.items()},
-                    slices={s: str(row[s]) for s in spec.data.slices},
-                )
-            )
+        examples += _examples(spec, spec_path, path, _file_format(spec_path, path, data_file.format, "data.files.format"),
+                              "data.columns", data=True)
     if not examples:
         raise UserError(f"{spec_path}: field `data.files`: the data files hold no examples")
     ids = [e.id for e in examples]
     if len(set(ids)) != len(ids):
         raise UserError(f"{spec_path}: field `data.id_column`: example ids are not unique")
-    return Feature(spec=spec, root=root, spec_path=spec_path, examples=tuple(examples))
+    shipped = _shipped_demos(spec, spec_path, examples)
+    if shipped:  # the shipped prompt shows exactly these: its demo count is theirs
+        inc = spec.incumbent
+        if inc.settings.demos not in (0, len(shipped)):
+            raise UserError(f"{spec_path}: field `incumbent.settings.demos`: {inc.settings.demos} demos drawn from train, but "
+                            f"`incumbent.demos` gives {len(shipped)} exact examples; expected one of them")
+        settings = inc.settings.model_copy(update={"demos": len(shipped)})
+        spec = spec.model_copy(update={"incumbent": inc.model_copy(update={"settings": settings})})
+    return Feature(spec=spec, root=root, spec_path=spec_path, examples=tuple(examples), shipped_demos=shipped)
+
+
+def _stratified_order(examples: list[Example], slice_field: str | None, rng: random.Random) -> list[Example]:
+    """`examples` in an order whose every prefix holds each slice in about its share of the whole
+    (shuffled within a slice, then interleaved by position within its slice), so consecutive
+    chunks of it are stratified samples."""
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for e in examples:
+        groups[e.slices.get(slice_field, "") if slice_field else ""].append(e)
+    keyed = []
+    for name in sorted(groups):
+        group = groups[name]
+        rng.shuffle(group)
+        offset = rng.random()
+        keyed += [((i + offset) / len(group), rng.random(), e) for i, e in enumerate(group)]
+    return [e for *_, e in sorted(keyed, key=lambda k: (k[0], k[1]))]
+
+
+def _is_shipped(feature: Feature):
+    ids = {d.id for d in feature.shipped_demos}
+    inputs = {json.dumps(d.inputs, sort_keys=True, default=str) for d in feature.shipped_demos}
+    return lambda e: e.id in ids or json.dumps(e.inputs, sort_keys=True, default=str) in inputs
 
 
 def split_examples(feature: Feature, *, max_examples: int | None = None, seed: int | None = None) -> Splits:
-    """Fixed-seed train/dev/test splits. `max_examples` caps dev and test (a quick run);
-    train keeps its size. Disjoint by construction."""
+    """Fixed-seed train/dev/test splits, disjoint by construction. The shipped prompt's exact demos
+    (`incumbent.demos`, matched by id or by identical inputs) are in none of them: scoring the
+    incumbent on its own demos would flatter it, and a strategy learning from them would copy it.
+    Drawn splits are stratified by the first slice; with `splits.column` each row keeps its split
+    (a size caps it). `max_examples` caps dev and test (a quick run); train keeps its size."""
     spec = feature.spec.splits
-    sizes = (spec.train, min(spec.dev, max_examples or spec.dev), min(spec.test, max_examples or spec.test))
-    if sum(sizes) > len(feature.examples):
-        raise UserError(
-            f"{feature.spec_path}: field `splits`: train+dev+test = {sum(sizes)} examples requested, "
-            f"but the data holds {len(feature.examples)}"
-        )
-    order = list(feature.examples)
-    random.Random(spec.seed if seed is None else seed).shuffle(order)
-    train = tuple(order[: sizes[0]])
-    dev = tuple(order[sizes[0] : sizes[0] + sizes[1]])
-    test = tuple(order[sizes[0] + sizes[1] : sum(sizes)])
-    return Splits(train=train, dev=dev, test=test)
+    rng = random.Random(spec.seed if seed is None else seed)
+    shipped = _is_shipped(feature)
+    pool = [e for e in feature.examples if not shipped(e)]
+    first_slice = feature.spec.data.slices[0] if feature.spec.data.slices else None
+    caps = {n: spec.size(n) for n in ("train", "dev", "test")}
+    for name in ("dev", "test"):
+        if max_examples:
+            caps[name] = min(caps[name] or max_examples, max_examples)
+    if spec.column is None:
+        if sum(caps.values()) > len(pool):
+            raise UserError(
+                f"{feature.spec_path}: field `splits`: train+dev+test = {sum(caps.values())} examples requested, but the data holds "
+                f"{len(pool)}" + (f" (after setting aside the {len(feature.shipped_demos)} shipped demos)" if feature.shipped_demos else "")
+            )
+        order = _stratified_order(pool, first_slice, rng)
+        train, dev = caps["train"], caps["dev"]
+        return Splits(train=tuple(order[:train]), dev=tuple(order[train:train + dev]), test=tuple(order[train + dev:train + dev + caps["test"]]))
+    chosen = {}
+    for name in ("train", "dev", "test"):
+        members = [e for e in pool if e.split == name]
+        if name != "train" and not members:
+            raise UserError(f"{feature.spec_path}: field `splits.column`: no row of column `{spec.column}` is in the {name} split "
+                            f"(after setting aside shipped demos); expected at least one {name} row")
+        chosen[name] = tuple(_stratified_order(members, first_slice, rng)[:caps[name]])
+    return Splits(**chosen)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 
 import optuna
 from prefect import get_run_logger, task
@@ -17,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from offramp.errors import SpaceError, UserError
 from offramp.search_spaces.schema import Config, Price, SearchSpace, load_space
+from offramp.tasks.evidence.policy import SelectionPolicy, load_policy
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import Feature, Splits, load_feature, split_examples
 from offramp.tasks.gateway import local_models
@@ -40,6 +42,8 @@ class StudyInputs:
     storage_url: str | None = None  # Optuna RDB storage; None: sqlite in the state dir
     max_examples: int | None = None  # caps dev and test (the split sizes preflight checks)
     seed: int | None = None  # the split/demo seed; None: the feature's `splits.seed`
+    policy: SelectionPolicy = SelectionPolicy()
+    policy_file: str | None = None  # a YAML of the policy's fields; given, it replaces `policy`
 
     @property
     def optuna_storage(self) -> str:
@@ -53,6 +57,8 @@ class Prepared:
     prices: dict[str, Price]  # declared prices (the space's and the --prices file's)
     seed: int  # the study's split/demo seed
     splits: Splits  # train / dev / test, drawn once with that seed
+    policy: SelectionPolicy = SelectionPolicy()  # the selection policy the study applies
+    policy_source: str | None = None  # the file it came from (None: the flow's parameters)
 
 
 def preflight(inputs: StudyInputs) -> Prepared:
@@ -87,7 +93,18 @@ def preflight(inputs: StudyInputs) -> Prepared:
     check_train_size(feature, space, Config(model=inc.model, instructions=inc.instructions, settings=inc.settings),
                      len(splits.train))
     open_storage(inputs.optuna_storage)
-    return Prepared(feature, space, overrides, seed, splits)
+    policy, source = resolve_policy(inputs)
+    return Prepared(feature, space, overrides, seed, splits, policy, source)
+
+
+def resolve_policy(inputs: StudyInputs) -> tuple[SelectionPolicy, str | None]:
+    """(the policy, the file it came from): the policy file when one is given, else the values."""
+    if inputs.policy_file is None:
+        return inputs.policy, None
+    if inputs.policy != SelectionPolicy():
+        raise UserError(f"policy file {inputs.policy_file} and policy values both given: give one (field `policy_file` or `policy`)")
+    source = str(Path(inputs.policy_file).expanduser().resolve())
+    return load_policy(source), source
 
 
 @task(cache_policy=NO_CACHE)
@@ -130,7 +147,7 @@ def _with_replacement(space: SearchSpace, replacement: str | None, incumbent: st
 
 def check_train_size(feature: Feature, space: SearchSpace, incumbent: Config, n_train: int) -> None:
     """Refuse a train split too small for the incumbent's demos or a strategy of the space."""
-    if incumbent.settings.demos > n_train:
+    if incumbent.settings.demos > n_train and not feature.shipped_demos:
         raise UserError(f"{feature.spec_path}: field `splits.train`: {n_train} train examples, but the incumbent "
                         f"shows {incumbent.settings.demos} demos")
     for strategy in space.strategy_variants():

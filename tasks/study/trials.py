@@ -27,7 +27,7 @@ from offramp.search_spaces.schema import Config
 from offramp.tasks.feature.evaluate import Evaluation, combine, evaluate_config
 from offramp.tasks.feature.metrics import Metric, build_metric
 from offramp.tasks.feature.programs import Compiled, compile_key, compile_program
-from offramp.tasks.feature.prompts import choose_demos
+from offramp.tasks.feature.prompts import shipped_prompt_demos
 from offramp.tasks.feature.spec import Example, Feature
 from offramp.tasks.gateway.llm import Budget, Gateway, GatewayConfig, LLMResult
 from offramp.tasks.gateway.plugins import load_plugins
@@ -214,7 +214,7 @@ def start(ctx: StudyContext, run: TrialRun) -> None:
     run.started = True
     notify("trial_started", trial_id=run.trial_id, label=run.config.label(), role=run.role, split=run.split, total=len(run.examples))
     if key is None:
-        run.demos = choose_demos(spec, ctx.train, run.config.settings.demos, ctx.seed)
+        run.demos = shipped_prompt_demos(ctx.feature, ctx.train, run.config.settings.demos, ctx.seed)
         return
     found = records.find_program(ctx.wh, key)
     if found is not None:

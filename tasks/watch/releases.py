@@ -25,7 +25,7 @@ from typing import Any
 
 from offramp.errors import UserError
 from offramp.search_spaces.schema import Config, Settings, Strategy
-from offramp.tasks.feature.prompts import choose_demos, parse_answer, render_input, render_messages, response_format
+from offramp.tasks.feature.prompts import parse_answer, render_input, render_messages, response_format, shipped_prompt_demos
 from offramp.tasks.feature.spec import Example, FeatureSpec, load_feature, split_examples
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
@@ -131,7 +131,7 @@ def promote(
     if strategy.kind.shipped_prompt:
         feature = load_feature(spec_path)
         splits = split_examples(feature, max_examples=params.get("max_examples"), seed=seed)
-        entry["prompt"] = _shipped_prompt(spec, config, choose_demos(spec, splits.train, settings.demos, seed))
+        entry["prompt"] = _shipped_prompt(spec, config, shipped_prompt_demos(feature, splits.train, settings.demos, seed))
     else:
         entry["program"] = json.loads(row["program"])
     path = releases_dir(directory) / f"{feature_name}.json"
