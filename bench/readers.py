@@ -4,9 +4,10 @@ Run: `LITELLM_LOCAL_MODEL_COST_MAP=True .venv/bin/python -m bench.readers [--mod
 Each row runs the same real study (tests/run_fake_study.py: the fake provider, 8 search trials,
 ~45 s alone on 2 cores) in its own process, three times:
   alone                -> wall time (s);
-  beside a looping reader: a plain `duckdb.connect(path, read_only=True)`, one query, close, every
-                          10 ms for the whole study -> the share of those opens that fail with the
-                          lock error, and the study's wall time over `alone`;
+  beside looping readers: a plain `duckdb.connect(path, read_only=True)`, one query, close, every
+                          10 ms for the whole study, of the warehouse and (another reader) of its
+                          reader snapshot -> the share of those opens that fail, and the study's
+                          wall time over `alone`;
   beside a held reader: a plain read-only connection opened once the search has begun and held
                           `--hold-s` seconds (default 70: longer than the 60 s after which the
                           study used to give up) -> whether the study completed.
@@ -49,19 +50,25 @@ import os, sys, time, duckdb
 path, stop = sys.argv[1], sys.argv[2]
 opened = failed = 0
 while not os.path.exists(stop):
-    try:
-        con = duckdb.connect(path, read_only=True)
-        con.execute("select count(*) from calls").fetchall()
-        con.close()
-        opened += 1
-    except duckdb.IOException:
-        failed += 1
+    if os.path.exists(path):  # the snapshot appears after the study's first writes
+        try:
+            con = duckdb.connect(path, read_only=True)
+            con.execute("select count(*) from calls").fetchall()
+            con.close()
+            opened += 1
+        except duckdb.Error:
+            failed += 1
     time.sleep(0.01)
 print(opened, failed, flush=True)
 """
 HOLDER = """
 import sys, time, duckdb
-con = duckdb.connect(sys.argv[1], read_only=True)
+while True:  # its open fails while a write holds the file: retried
+    try:
+        con = duckdb.connect(sys.argv[1], read_only=True)
+        break
+    except duckdb.IOException:
+        time.sleep(0.01)
 print("held", flush=True)
 time.sleep(float(sys.argv[2]))
 """
@@ -160,19 +167,20 @@ def alone(mode: str, root: Path, feature: Path, space: Path) -> float:
     return wall
 
 
-def looped(mode: str, root: Path, feature: Path, space: Path) -> tuple[bool, float, int, int]:
+def looped(mode: str, root: Path, feature: Path, space: Path) -> tuple[bool, float, dict[str, tuple[int, int]]]:
+    """The study beside two looping readers: one of the warehouse, one of its reader snapshot."""
     home = root / f"{mode}-looped"
     started = time.monotonic()
     study = _start(mode, home, feature, space)
     while not (home / "warehouse.duckdb").exists() and study.poll() is None:
         time.sleep(0.05)
     stop = root / f"{mode}-stop"
-    looper = subprocess.Popen([sys.executable, "-c", LOOPER, str(home / "warehouse.duckdb"), str(stop)],
-                              stdout=subprocess.PIPE, text=True)
+    loopers = {name: subprocess.Popen([sys.executable, "-c", LOOPER, str(home / name), str(stop)], stdout=subprocess.PIPE, text=True)
+               for name in ("warehouse.duckdb", "warehouse.snapshot.duckdb")}
     ok, wall, _ = _finish(study, started)
     stop.touch()
-    opened, failed = map(int, looper.communicate(timeout=60)[0].split())
-    return ok, wall, opened, failed
+    counts = {name: tuple(map(int, p.communicate(timeout=60)[0].split())) for name, p in loopers.items()}
+    return ok, wall, counts
 
 
 def held(mode: str, root: Path, feature: Path, space: Path, hold_s: float) -> tuple[bool, float, str]:
@@ -238,14 +246,17 @@ def main() -> None:
     space = make_space(root / "space.yaml", ["fake/good", "fake/cheap"],
                        strategies={"incumbent": {}, "zero_shot": {}, "few_shot": {"k": [2]}}, output_mode=["text"], max_tokens=[8])
     print(f"{'mode':6} | {'alone s':>7} | {'looped s':>8} | {'overhead':>8} | {'opens':>5} | {'failed':>6} | "
-          f"{'held ' + str(int(args.hold_s)) + ' s: study':>20} | {'held s':>6} | last lock message")
+          f"{'snapshot opens':>14} | {'failed':>6} | {'held ' + str(int(args.hold_s)) + ' s: study':>20} | {'held s':>6} | "
+          "last lock message")
     for mode in args.modes.split(","):
         base = alone(mode, root, feature, space)
-        ok_loop, wall_loop, opened, failed = looped(mode, root, feature, space)
+        ok_loop, wall_loop, counts = looped(mode, root, feature, space)
         ok_held, wall_held, message = held(mode, root, feature, space, args.hold_s)
-        total = opened + failed
+        (opened, failed), (snap_opened, snap_failed) = counts["warehouse.duckdb"], counts["warehouse.snapshot.duckdb"]
+        total, snap_total = opened + failed, snap_opened + snap_failed
         print(f"{mode:6} | {base:7.1f} | {wall_loop:8.1f} | {wall_loop / base:7.2f}x | {total:5d} | "
-              f"{failed / max(1, total):6.1%} | {'completed' if ok_held else 'FAILED':>20} | {wall_held:6.1f} | {message}"
+              f"{failed / max(1, total):6.1%} | {snap_total:14d} | {snap_failed / max(1, snap_total):6.1%} | "
+              f"{'completed' if ok_held else 'FAILED':>20} | {wall_held:6.1f} | {message}"
               + ("" if ok_loop else "  (the looped study FAILED)"), flush=True)
     print()
     print("(b) reader snapshot: copy + rename, holding a read-only connection on the warehouse")

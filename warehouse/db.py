@@ -6,22 +6,27 @@ open fails, read-only ones included; a process holding it read-only (any number 
 writer just as long. So offramp never keeps the file open: the writer opens, writes a batch (a
 trial's calls, a cache fill) and closes, and readers open read-only between those batches.
 
-A reader may hold the file for minutes; the study must not die of it (measured in
-`bench/readers.py`, see the README's "Query the warehouse"):
+A reader may hold the file for minutes; the study must not die of it. Options measured by
+`bench/readers.py` (numbers in the README's "Reading while a study writes"): (a) writes that never
+give up, (b) a reader snapshot, (c) fewer, larger write windows, (d) DuckLake (no extension for
+DuckDB 2.0). offramp does (a) and (b):
 - A study's writes never give up. `Warehouse.defer` writes at once when the file is free (the
   normal case: durable before it returns); when another process holds it past `QUEUE_AFTER_S`, the
   write is kept in memory, in order behind any earlier one, and the study goes on; a background
   thread writes the queue, in order, as soon as the file frees, with no deadline. Lookups of what
-  is queued (the response cache, compiled programs) are answered from the queue meanwhile; other
-  reads (`cache_lookup`) open read-only, which coexists with other readers.
+  is queued (the response cache, compiled programs) are answered from the queue meanwhile; reads
+  open read-only, which coexists with other readers.
 - A read of what this process wrote (a trial's rows, the front, the selection, the report) first
   waits for the queue to land: with no deadline, saying once, in one line, which process holds
   the file. `writer()` (a synchronous write) waits the same way, after the queue. A handle given
   an explicit `wait_s` gives up after that long instead (`WarehouseBusy`).
 - A read-only handle (`Warehouse(read_only=True)`, `offramp sql`) waits up to
   `OFFRAMP_WAREHOUSE_WAIT_S` (default 60 s) for a process that holds the file for writing.
-What the queue holds when the process is killed (SIGKILL) is lost, as an unwritten stage always
-was; the process writes it before a normal exit (`atexit`).
+- After its writes the process refreshes the reader snapshot (`snapshot.py`), the file a notebook
+  should open: nobody writes it in place, so its readers never contend with a writer.
+(c) is left out: it cut the share of failed plain opens little, and a write kept longer is a paid
+answer that a kill loses. What the queue holds when the process is killed (SIGKILL) is lost, as an
+unwritten stage always was; the process writes it before a normal exit (`atexit`).
 Within a process one lock serialises connections, so threads may share a `Warehouse`.
 """
 
