@@ -137,7 +137,8 @@ def run_study_in_mode(mode: str, feature: str, space: str) -> None:
 
 # ------------------------------------------------------------------------------ the measurement
 def _start(mode: str, home: Path, feature: Path, space: Path) -> subprocess.Popen:
-    env = {**os.environ, "OFFRAMP_HOME": str(home), "PYTHONPATH": str(ROOT), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env = {**os.environ, "OFFRAMP_HOME": str(home), "PYTHONPATH": str(ROOT), "PREFECT_LOGGING_LEVEL": "WARNING",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}  # a loaded machine: Prefect's 20 s is short
     env.pop("PREFECT_API_URL", None)
     env.pop("OFFRAMP_WAREHOUSE", None)
     return subprocess.Popen(

@@ -49,6 +49,7 @@ print(opened, failed, flush=True)
 
 def start_study(home, feature, space) -> subprocess.Popen:
     env = {**os.environ, "OFFRAMP_HOME": str(home), "PYTHONPATH": str(ROOT), "PREFECT_LOGGING_LEVEL": "WARNING",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
            "OFFRAMP_WAREHOUSE_WAIT_S": "2"}
     env.pop("PREFECT_API_URL", None)
     env.pop("OFFRAMP_WAREHOUSE", None)
