@@ -247,3 +247,31 @@ def test_a_kept_write_that_fails_is_reported_to_the_next_writer(tmp_path):
     with pytest.raises(Exception, match="no_such_table"):
         wh.flush()
     wh.flush()  # reported once; the queue goes on
+
+
+def test_the_snapshot_follows_the_writes_and_a_reader_holding_it_never_delays_them(tmp_path):
+    """The reader snapshot is refreshed after writes (atomically: a reader holding the old copy
+    keeps it), and holding it open costs the writer nothing: writes land at once, none is kept."""
+    from offramp.warehouse import records, snapshot
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+    records.cache_store(wh, [_entry("k1")])
+    snap = snapshot.snapshot_path(wh.path)
+    assert snap == tmp_path / "w.snapshot.duckdb" and snap.exists()
+    holder = _hold(snap, 30)
+    try:
+        deadline = time.monotonic() + 30
+        for i in range(2, 6):
+            started = time.monotonic()
+            records.cache_store(wh, [_entry(f"k{i}")])
+            assert time.monotonic() - started < 1 and not wh._state.queue  # written at once, not kept
+        while time.monotonic() < deadline:  # the snapshot due after the last write is taken by itself
+            if Warehouse(snap, read_only=True).fetch("select count(*) from llm_cache")[1] == [(5,)]:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the snapshot never caught up with the warehouse")
+        assert holder.poll() is None  # the reader of the old copy is still there
+    finally:
+        holder.kill()
+        holder.wait()
