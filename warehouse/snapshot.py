@@ -1,7 +1,7 @@
 """The reader snapshot: `<warehouse>.snapshot.duckdb` beside the warehouse, a copy that no process
 ever opens for writing. A reader that opens it (a notebook, the DuckDB CLI, a dashboard) never
 contends with a study for DuckDB's file lock, however long it holds it and however often it opens
-it; the study never waits for it. It lags the warehouse by a few seconds (`due`).
+it; the study never waits for its readers. It lags the warehouse by a few seconds (`due`).
 
 The writing process takes it after its writes, at most every `MIN_INTERVAL_S` and never more often
 than `COST_FACTOR` times what the last copy took (so copying costs the study at most ~5% of its
@@ -53,11 +53,11 @@ def take(warehouse: Path) -> float | None:
         if Path(f"{warehouse}.wal").exists():
             return None
         shutil.copyfile(warehouse, partial)
+        os.replace(partial, target)
     except OSError as exc:  # a full disk, say: the study goes on; readers keep the last snapshot
         log.warning("%s: no new reader snapshot: %s", target, exc)
         partial.unlink(missing_ok=True)
         return None
     finally:
         reader.close()
-    os.replace(partial, target)
     return time.perf_counter() - started
