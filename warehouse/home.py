@@ -16,6 +16,8 @@ Relative paths are resolved against the current working directory.
 | `OFFRAMP_RELEASES` | `./releases` | the folder of release files, `<feature>.json` (`--releases-dir`) |
 | `OFFRAMP_NOTICES` | none | a YAML file of your own retirement notices (`--notices`) |
 | `OFFRAMP_PLUGINS` | none | comma-separated `module:function` or `module` run in every process that calls models |
+| `OFFRAMP_WAREHOUSE_SNAPSHOT` | `true` | keep `<warehouse>.snapshot.duckdb`, a copy for readers that never blocks a study (`warehouse/snapshot.py`) |
+| `OFFRAMP_WAREHOUSE_WAIT_S` | `60` | how long `offramp sql` waits for a process holding the warehouse for writing; a study never gives up |
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ class OfframpSettings(BaseSettings):
         None, description="OFFRAMP_NOTICES: a YAML file of the user's own retirement notices; default none")
     plugins: str = Field(
         "", description="OFFRAMP_PLUGINS: comma-separated module:function or module to load; default none")
+    warehouse_snapshot: bool = Field(
+        True, description="OFFRAMP_WAREHOUSE_SNAPSHOT: keep the reader snapshot beside the warehouse; default true")
+    warehouse_wait_s: float = Field(
+        60.0, ge=0, description="OFFRAMP_WAREHOUSE_WAIT_S: how long a reader waits for a busy warehouse; default 60")
 
 
 def state_dir() -> Path:

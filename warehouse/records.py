@@ -198,9 +198,11 @@ def resume_study(wh: Warehouse, study_id: str) -> None:
         con.execute(query("interrupted_trials"), {"study_id": study_id})
 
 
-def study_trials(wh: Warehouse, study_id: str) -> list[dict]:
+def study_trials(wh: Warehouse, study_id: str, *, own_writes: bool = True) -> list[dict]:
+    """The study's trials. `own_writes=False`: only what the file holds, without waiting for the
+    writes this process keeps while another process holds the file (`Warehouse.reader`)."""
     wh.ensure_schema()
-    with wh.reader() as con:
+    with wh.reader(own_writes=own_writes) as con:
         cursor = con.execute(query("study_trials"), {"study_id": study_id})
         columns = [d[0] for d in cursor.description]
         return [dict(zip(columns, row)) for row in cursor.fetchall()]
@@ -211,16 +213,13 @@ def start_trial(
     config_hash: str, model: str, settings: dict, strategy: str = "incumbent", compile_key: str | None = None,
     optuna_number: int | None = None,
 ) -> None:
-    with wh.writer() as con:
-        con.execute(
-            query("insert_trial"),
-            {
-                "study_id": study_id, "trial_id": trial_id, "role": role, "split": split,
-                "source_trial_id": source_trial_id, "config_hash": config_hash, "model": model,
-                "settings": _json(settings), "strategy": strategy, "compile_key": compile_key,
-                "optuna_number": optuna_number,
-            },
-        )
+    params = {
+        "study_id": study_id, "trial_id": trial_id, "role": role, "split": split,
+        "source_trial_id": source_trial_id, "config_hash": config_hash, "model": model,
+        "settings": _json(settings), "strategy": strategy, "compile_key": compile_key,
+        "optuna_number": optuna_number,
+    }
+    wh.defer(lambda con: con.execute(query("insert_trial"), params))
 
 
 def finish_trial(
@@ -228,17 +227,19 @@ def finish_trial(
     program_hash: str | None = None, reused_program: bool | None = None, feasible: bool | None = None,
     stage: float | None = None,
 ) -> None:
-    """Store a trial's calls and its aggregates in one transaction: both land or neither."""
-    with wh.writer() as con:
-        insert_rows(con, "insert_calls", [_row(c) for c in calls])
-        con.execute(
-            query("finish_trial"),
-            {
-                "study_id": study_id, "trial_id": trial_id, "program_hash": program_hash,
-                "reused_program": reused_program, "feasible": feasible, "stage": stage,
-                **_row(measurement),
-            },
-        )
+    """Store a trial's calls and its aggregates in one transaction: both land or neither (kept
+    in order while another process holds the file: `Warehouse.defer`)."""
+    rows = [_row(c) for c in calls]
+    params = {
+        "study_id": study_id, "trial_id": trial_id, "program_hash": program_hash, "reused_program": reused_program,
+        "feasible": feasible, "stage": stage, **_row(measurement),
+    }
+
+    def apply(con: Any) -> None:
+        insert_rows(con, "insert_calls", rows)
+        con.execute(query("finish_trial"), params)
+
+    wh.defer(apply)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -265,18 +266,25 @@ class ProgramRecord:
 
 def store_program(wh: Warehouse, program: ProgramRecord, calls: Sequence[CallRecord], paid: Sequence[CacheEntry] = ()) -> None:
     """Store a compiled program with the optimizer calls that made it (and their paid answers,
-    when the compiling task handed them back), in one transaction."""
-    with wh.writer() as con:
-        insert_rows(con, "insert_calls", [_row(c) for c in calls])
-        insert_rows(con, "insert_cache", [_row(e) for e in paid])
-        con.execute(query("insert_program"), _row(program))
+    when the compiling task handed them back), in one transaction (kept in order while another
+    process holds the file; `find_program` and `cache_lookup` see it meanwhile)."""
+    call_rows, paid_rows, program_row = [_row(c) for c in calls], [_row(e) for e in paid], _row(program)
+
+    def apply(con: Any) -> None:
+        insert_rows(con, "insert_calls", call_rows)
+        insert_rows(con, "insert_cache", paid_rows)
+        con.execute(query("insert_program"), program_row)
+
+    lookups = {**_cache_lookups(paid), _PROGRAM + program.compile_key: (program.program_hash, program.program)}
+    wh.defer(apply, lookups)
 
 
 def find_program(wh: Warehouse, compile_key: str) -> tuple[str, dict] | None:
     """(program_hash, program state) compiled earlier for this key, by any study."""
     wh.ensure_schema()
-    with wh.reader() as con:
+    with wh.reader(own_writes=False) as con:
         row = con.execute(query("find_program"), {"compile_key": compile_key}).fetchone()
+        row = row or wh.pending([_PROGRAM + compile_key]).get(_PROGRAM + compile_key)
     return None if row is None else (row[0], json.loads(row[1]))
 
 
@@ -288,10 +296,15 @@ def study_spend(wh: Warehouse, study_id: str) -> float:
 
 
 def store_calls(wh: Warehouse, calls: Sequence[CallRecord], paid: Sequence[CacheEntry] = ()) -> None:
-    """Store calls, and the paid answers a task handed back (the response cache), in one transaction."""
-    with wh.writer() as con:
-        insert_rows(con, "insert_calls", [_row(c) for c in calls])
-        insert_rows(con, "insert_cache", [_row(e) for e in paid])
+    """Store calls, and the paid answers a task handed back (the response cache), in one
+    transaction (kept in order while another process holds the file; `cache_lookup` sees them)."""
+    call_rows, paid_rows = [_row(c) for c in calls], [_row(e) for e in paid]
+
+    def apply(con: Any) -> None:
+        insert_rows(con, "insert_calls", call_rows)
+        insert_rows(con, "insert_cache", paid_rows)
+
+    wh.defer(apply, _cache_lookups(paid))
 
 
 def cache_lookup(wh: Warehouse, keys: list[str]) -> dict[str, tuple]:
@@ -299,14 +312,25 @@ def cache_lookup(wh: Warehouse, keys: list[str]) -> dict[str, tuple]:
     if not keys:
         return {}
     wh.ensure_schema()
-    with wh.reader() as con:
-        rows = con.execute(query("cache_lookup"), {"keys": keys}).fetchall()
-    return {row[0]: row[1:] for row in rows}
+    with wh.reader(own_writes=False) as con:  # what the file holds, and what is kept for it meanwhile
+        found = {row[0]: row[1:] for row in con.execute(query("cache_lookup"), {"keys": keys}).fetchall()}
+        pending = wh.pending(_CACHE + key for key in keys if key not in found)
+    return {**found, **{key[len(_CACHE):]: value for key, value in pending.items()}}
 
 
 def cache_store(wh: Warehouse, entries: list[CacheEntry]) -> None:
-    with wh.writer() as con:
-        insert_rows(con, "insert_cache", [_row(e) for e in entries])
+    """Store paid answers (kept in order while another process holds the file; `cache_lookup` sees them)."""
+    rows = [_row(e) for e in entries]
+    wh.defer(lambda con: insert_rows(con, "insert_cache", rows), _cache_lookups(entries))
+
+
+_CACHE, _PROGRAM = "cache:", "program:"  # namespaces of `Warehouse.pending` lookups
+
+
+def _cache_lookups(entries: Sequence[CacheEntry]) -> dict[str, tuple]:
+    """What `cache_lookup` answers for these entries while they wait to be written."""
+    return {_CACHE + e.cache_key: (e.output_text, e.prompt_tokens, e.completion_tokens, e.cost_usd, e.latency_s)
+            for e in entries}
 
 
 def trial_answers(wh: Warehouse, study_id: str, trial_id: int) -> dict[str, tuple[float | None, Any]]:

@@ -66,8 +66,10 @@ def search_study(
         status = "pruned" if outcome.state == "pruned" else None
         finish(ctx, run, run.measured, status=status, feasible=outcome.feasible, stage=outcome.stage)
 
+    # An earlier run's search trials (a resume); they are in the file: this run has written no
+    # search trial yet, so this need not wait for what it keeps while a reader holds the file.
     recorded = {
-        r["optuna_number"]: r for r in records.study_trials(ctx.wh, ctx.study_id)
+        r["optuna_number"]: r for r in records.study_trials(ctx.wh, ctx.study_id, own_writes=False)
         if r["optuna_number"] is not None and r["status"] in ("completed", "pruned")
     }
 
