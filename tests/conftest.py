@@ -5,6 +5,9 @@ from pathlib import Path
 
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# as the CLI sets it (configure_environment), for the tests' own study processes too: on a loaded
+# machine Prefect's temporary server can take longer than its 20 s default to start
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 import pytest  # noqa: E402
 

@@ -28,15 +28,15 @@ def offramp(*args: str, home: Path, timeout: float = 120) -> subprocess.Complete
 
 WRITER = textwrap.dedent(
     """
-    import datetime as dt, sys, time
+    import datetime as dt, pathlib, sys, time
     from offramp.warehouse import Warehouse, records
     wh = Warehouse(sys.argv[1])
     records.start_study(wh, study_id="s", feature="f", deprecated_model=None, incumbent_model="m", trigger="cli",
                         space_name="x", space={}, params={}, seed=0)
     print("ready", flush=True)
-    deadline = time.monotonic() + float(sys.argv[2])
+    stop, deadline = pathlib.Path(sys.argv[2]), time.monotonic() + 180
     trial = 0
-    while time.monotonic() < deadline:
+    while not stop.exists() and time.monotonic() < deadline:  # until the reader has seen enough
         records.start_trial(wh, study_id="s", trial_id=trial, role="candidate", split="dev", source_trial_id=None,
                             config_hash="h", model="m", settings={})
         now = dt.datetime.now()
@@ -54,17 +54,20 @@ def test_sql_reads_while_a_study_writes(home):
     home.mkdir(parents=True)
     db = home / "warehouse.duckdb"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db), "8"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    stop = home / "stop-writing"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(stop)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "ready"
         counts = []
-        deadline = time.monotonic() + 6
-        while time.monotonic() < deadline:
+        # reads until it has seen the study grow (no time limit per read: on a loaded machine one
+        # `offramp sql` takes seconds), the writer writing all along
+        while len(counts) < 3 or counts[-1] == counts[0]:
             result = offramp("sql", "select count(*) as n from calls", "--format", "json", home=home)
             assert result.returncode == 0, result.stderr
             counts.append(json.loads(result.stdout)[0]["n"])
-        assert writer.poll() is None, "the writer must still be running while we read"
+            assert writer.poll() is None, "the writer must still be running while we read"
     finally:
+        stop.touch()
         out, _ = writer.communicate(timeout=60)
     assert writer.returncode == 0
     written_trials = int(out.split()[-1])
@@ -234,7 +237,6 @@ def test_sigterm_stops_the_temporary_prefect_server(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     from tests.conftest import ROOT
 
