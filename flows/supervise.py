@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +36,8 @@ T = TypeVar("T")
 GRACE_S = 20.0  # how long the main thread waits for the work to record its stop before it exits anyway
 TAG_PREFIX = "offramp-process:"
 FLOW_NAME = "migrate-feature"
+DUPLICATE_S = 1.0  # a second signal sooner than this after the first is the same stop, not a second one
+_first_signal_at = [0.0]
 _supervising = threading.Event()  # a flow runs in a worker thread: the first signal only asks it to stop
 
 
@@ -47,10 +50,14 @@ def install_signal_handlers() -> None:
 
 
 def _on_signal(signum: int, frame: object) -> None:
+    now = time.monotonic()
+    if stopping.requested() and now - _first_signal_at[0] < DUPLICATE_S:
+        return  # the same stop delivered twice: `timeout` signals its child, then the child's process group
     if stopping.requested():
         sys.stderr.write(f"\n{stopping.signal_name(signum)} again: exiting now\n")
         sys.stderr.flush()
         os._exit(stopping.exit_code(signum))  # the Prefect server goes with us (PR_SET_PDEATHSIG)
+    _first_signal_at[0] = now
     stopping.request(signum)
     if not _supervising.is_set():
         raise stopping.Interrupted(signum)
