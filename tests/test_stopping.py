@@ -10,6 +10,7 @@ is what stopped the temporary Prefect server first)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -150,10 +151,8 @@ def test_a_killed_flow_run_is_marked_crashed_by_the_next_run(files, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)  # the process only (an OOM kill): its children must not linger either
     proc.communicate(timeout=60)
     time.sleep(1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)  # whatever the old code left in the group
-    except ProcessLookupError:
-        pass
     [killed] = flow_runs(home)
     assert killed["state"] == "RUNNING"  # what the kill left: nobody could say otherwise
     [(study_id,)] = query(home, "select id from studies")
