@@ -22,6 +22,7 @@ import optuna
 from prefect import flow, get_run_logger
 from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from offramp import stopping
@@ -111,7 +112,8 @@ def _in_process_runner() -> bool:
 @flow(name="migrate-feature", flow_run_name=_run_name, log_prints=False)
 def migrate_feature(params: MigrateParams) -> StudySummary:
     """Migrate one feature off a retiring model: the incumbent as baseline, a multi-objective
-    search on dev, the front confirmed on the held-out test split, a selection, a report."""
+    search on dev, the front confirmed on the held-out test split, a selection, a report. Stopped
+    on request (`offramp.stopping`), the run ends CANCELLED (the caller gets CancelledRun)."""
     logger = get_run_logger()
     inputs = study_inputs(params)
     prepared = prepare(inputs)
@@ -201,7 +203,10 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         summary.status, summary.stopped_by = "stopped_by_budget", "budget"
         notify("study_finished", summary=summary)
         return summary
-    except (stopping.Interrupted, KeyboardInterrupt, TerminationSignal) as exc:
+    except stopping.Interrupted as exc:  # a stop requested by offramp's CLI: the run ends CANCELLED, not crashed
+        _interrupted(wh, study_id, exc, started)
+        return Cancelled(message=f"{exc}; the same command resumes the study")  # the caller gets CancelledRun
+    except (KeyboardInterrupt, TerminationSignal) as exc:  # the flow in the main thread: Prefect's own handling
         _interrupted(wh, study_id, exc, started)
         raise
     except BaseException as exc:
