@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -163,3 +164,43 @@ def test_a_killed_flow_run_is_marked_crashed_by_the_next_run(files, tmp_path):
     assert states.pop(killed["id"]) == "CRASHED"
     assert list(states.values()) == ["COMPLETED"]
     assert query(home, "select id, status from studies") == [(study_id, "completed")]
+
+
+# ------------------------------------------------------------------- the gateway, in this process
+@pytest.fixture()
+def stop_request():
+    from offramp import stopping
+
+    stopping.reset()
+    yield stopping
+    stopping.reset()
+
+
+def test_the_gateway_makes_no_call_once_a_stop_is_requested(home, fake, stop_request):
+    from tests.test_gateway import gateway, req
+
+    fake.add("x", answer=lambda m: "ok")
+    stop_request.request(signal.SIGTERM)
+    results = gateway(home).complete_many([req("a"), req("b"), req("a")])
+    assert fake.models["x"].calls == 0
+    assert all(r.error and r.error.startswith("Interrupted") and r.cost_usd == 0 for r in results)
+
+
+def test_the_gateway_abandons_calls_in_flight_on_a_stop_request(home, fake, stop_request):
+    """A compile or an evaluation waiting on slow answers returns within a poll, not a timeout."""
+    from tests.test_gateway import gateway, req
+
+    slow = fake.add("slow", answer=lambda m: "ok", latency_s=8)
+    stopped_at = []
+
+    def stop_when_in_flight() -> None:
+        while slow.calls < 2:
+            time.sleep(0.05)
+        stopped_at.append(time.monotonic())
+        stop_request.request(signal.SIGINT)
+
+    threading.Thread(target=stop_when_in_flight, daemon=True).start()
+    results = gateway(home, concurrency=2).complete_many([req(t, "fake/slow") for t in "abcd"])
+    assert time.monotonic() - stopped_at[0] < 3  # the calls in flight would take 8 s
+    assert [r.error.split(":")[0] for r in results] == ["Interrupted"] * 4
+    assert slow.calls == 2  # two in flight, abandoned; two never started
