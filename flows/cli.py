@@ -20,6 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from offramp import stopping
+from offramp.flows import supervise
 from offramp.flows.progress import ProgressLines, ProgressView, library_logs_to_file
 from offramp.tasks.evidence.report import fmt as _fmt
 from offramp.util import password_to_environment
@@ -62,19 +64,22 @@ def _run_migration(params) -> object:
 
     mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
     library_logs_to_file()
+    supervise.start_prefect_server()  # its own session: a signal stops the study first, then the server
+    for name in supervise.mark_dead_runs_crashed():
+        err_console.print(f"flow run {name!r} was left running by a killed process: marked CRASHED", markup=False)
 
     if not console.is_terminal:
         lines = ProgressLines(console)
         mf.LISTENERS.append(lines)
         try:
-            return mf.migrate_feature(params)
+            return supervise.run_flow(lambda: mf.migrate_feature(params))
         finally:
             mf.LISTENERS.remove(lines)
     view = ProgressView(console)
     mf.LISTENERS.append(view)
     try:
         with view.progress:
-            return mf.migrate_feature(params)
+            return supervise.run_flow(lambda: mf.migrate_feature(params))
     finally:
         mf.LISTENERS.remove(view)
 
@@ -377,24 +382,16 @@ def _usage(message: str) -> Exception:
     return UserError(message)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM unwinds like Ctrl-C: a running study is marked failed (rerun resumes it) and the
-    temporary Prefect server this process started is stopped (atexit) instead of orphaned."""
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Console entry point. An `OfframpError` is the user's to fix: its message on one line and
     exit 2 (`--debug`: the traceback). A usage mistake (unknown option or command, missing
     argument) gets click's short usage message and exit 2; bare `offramp` prints the help and
     exits 2, as click does standalone. Anything else is a bug: Python's traceback, exit 1."""
-    import signal
-
     from rich.markup import escape
 
     from offramp.errors import OfframpError
 
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    supervise.install_signal_handlers()  # SIGINT/SIGTERM: stop, record, exit 130/143 (flows/supervise.py)
     try:
         code = app(standalone_mode=False)  # click returns an Exit's code instead of raising it
         if isinstance(code, int) and code:
@@ -411,6 +408,9 @@ def main() -> None:
         sys.exit(getattr(exc, "exit_code", 2))
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
+    except stopping.Interrupted as exc:
+        resume = " The study is recorded as interrupted: run the same command again to resume it." if exc.resumable else ""
+        supervise.exit_interrupted(exc, f"offramp: {exc}.{resume}")
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("aborted")
         sys.exit(130)

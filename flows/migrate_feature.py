@@ -20,9 +20,12 @@ from pathlib import Path
 
 import optuna
 from prefect import flow, get_run_logger
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
+from prefect.states import Cancelled
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from offramp import stopping
 from offramp.errors import BudgetExceeded, UserError
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
@@ -30,6 +33,7 @@ from offramp.tasks.evidence.judge import judge_front
 from offramp.tasks.evidence.report import publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
+from offramp.tasks.gateway import local_models
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
 from offramp.tasks.study.prepare import (
@@ -108,7 +112,8 @@ def _in_process_runner() -> bool:
 @flow(name="migrate-feature", flow_run_name=_run_name, log_prints=False)
 def migrate_feature(params: MigrateParams) -> StudySummary:
     """Migrate one feature off a retiring model: the incumbent as baseline, a multi-objective
-    search on dev, the front confirmed on the held-out test split, a selection, a report."""
+    search on dev, the front confirmed on the held-out test split, a selection, a report. Stopped
+    on request (`offramp.stopping`), the run ends CANCELLED (the caller gets CancelledRun)."""
     logger = get_run_logger()
     inputs = study_inputs(params)
     prepared = prepare(inputs)
@@ -118,7 +123,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     incumbent = Config(model=inc.model, instructions=inc.instructions, settings=inc.settings)
     candidate_models = [m for m in space.models if m != inc.model]
     storage = open_storage(inputs.optuna_storage)
-    ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models)
+    started = ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models)
 
     wh = Warehouse(warehouse_path())
     study_id, resumed = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
@@ -201,6 +206,12 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         summary.status, summary.stopped_by = "stopped_by_budget", "budget"
         notify("study_finished", summary=summary)
         return summary
+    except stopping.Interrupted as exc:  # a stop requested by offramp's CLI: the run ends CANCELLED, not crashed
+        _interrupted(wh, study_id, exc, started)
+        return Cancelled(message=f"{exc}; the same command resumes the study")  # the caller gets CancelledRun
+    except (KeyboardInterrupt, TerminationSignal) as exc:  # the flow in the main thread: Prefect's own handling
+        _interrupted(wh, study_id, exc, started)
+        raise
     except BaseException as exc:
         records.finish_study(wh, study_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
@@ -208,6 +219,18 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     summary.report_path = str(publish(wh, study_id, state_dir() / "reports"))
     notify("study_finished", summary=summary)
     return summary
+
+
+def _interrupted(wh: Warehouse, study_id: str, exc: BaseException, started_models: list[str]) -> None:
+    """A stop request (SIGINT/SIGTERM; Ctrl-C or Prefect's SIGTERM when the flow runs in the main
+    thread): every thread stops at its next call, the study and its running trials are recorded as
+    interrupted (a rerun resumes them), and the local model servers this run started are stopped."""
+    signum = getattr(exc, "signum", None) or getattr(exc, "signal", None) or (2 if isinstance(exc, KeyboardInterrupt) else 15)
+    stopping.request(signum)
+    records.interrupt_study(wh, study_id, f"stopped by {stopping.signal_name(signum)}; the same command resumes it")
+    if started_models:
+        local_models.down(started_models, state_dir())
+    notify("study_interrupted", study_id=study_id, signal=stopping.signal_name(signum))
 
 
 def _recorded_params(params: MigrateParams) -> dict:

@@ -80,3 +80,15 @@ def install_plain() -> None:
     install()
     fake_provider.PROVIDER.add("plain", answer=lambda messages: oracle([messages[-1]]))  # no system message: plain
 
+
+
+def install_sluggish() -> None:
+    """The three models of `install`, each answer taking FAKE_LATENCY_S seconds (default 0.4): a
+    study slow enough to be stopped mid-search or mid-compile (tests/test_stopping.py)."""
+    import os
+
+    latency = float(os.environ.get("FAKE_LATENCY_S", "0.4"))
+    provider = fake_provider.install()
+    provider.add("old", answer=_sometimes_wrong(3), latency_s=latency)
+    provider.add("good", answer=oracle, latency_s=latency)
+    provider.add("cheap", answer=_sometimes_wrong(3), latency_s=latency)

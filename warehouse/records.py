@@ -181,6 +181,15 @@ def finish_study(
         )
 
 
+def interrupt_study(wh: Warehouse, study_id: str, reason: str) -> None:
+    """A study stopped on request (SIGINT/SIGTERM): it and its running trials are `interrupted`,
+    with `reason`; the same command resumes it."""
+    with wh.writer() as con:
+        con.execute(query("finish_study"), {"id": study_id, "status": "interrupted", "error": reason,
+                                            "selected_trial_id": None, "selection": None, "stopped_by": "signal"})
+        con.execute(query("stopped_trials"), {"study_id": study_id, "error": reason})
+
+
 def find_study(wh: Warehouse, study_id: str) -> tuple[str, dict] | None:
     """(status, params) of a study, or None."""
     if not wh.path.exists():

@@ -112,9 +112,9 @@ class StudyReport:
     def unfinished(self) -> str | None:
         """What to do about a study that did not finish (status failed or running), else None."""
         status = self.study.get("status")
-        if status not in ("failed", "running"):
+        if status not in ("failed", "running", "interrupted"):
             return None
-        why = ("it was interrupted" + (f" ({self.study['error']})" if self.study.get("error") else "") if status == "failed"
+        why = ("it was interrupted" + (f" ({self.study['error']})" if self.study.get("error") else "") if status != "running"
                else "it is still running, or its process was killed before it could say so")
         return (f"This study did not finish (status {status}: {why}). Run the same `offramp migrate ...` command again "
                 "(or the same flow run's parameters) to resume it: the study id is derived from its parameters, so "

@@ -11,6 +11,7 @@ objectives do not depend on what happened to be cached.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -27,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random_exponential
 
+from offramp import stopping
 from offramp.errors import BudgetExceeded
 from offramp.search_spaces.schema import Price
 from offramp.tasks.gateway import local_models
@@ -293,6 +295,8 @@ class Gateway:
         return self.prices.cost(request.model, prompt_chars, max_tokens)
 
     def _call(self, request: LLMRequest) -> LLMResult:
+        if stopping.requested():  # the study is stopping: no new call (a DSPy compile ends at its next call)
+            return _interrupted_result()
         if self.budget is None:
             return self._call_unbudgeted(request)
         worst = self.worst_case_usd(request)
@@ -393,10 +397,14 @@ class Gateway:
                 first_index[key] = i
         pending: list[tuple[LLMRequest, LLMResult]] = []
         flushed = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.concurrency)
+        with contextlib.ExitStack() as stack:
+            # on a stop request the calls still in flight are abandoned, not waited for (their
+            # threads end with their HTTP call's timeout; the process does not wait for them)
+            stack.callback(lambda: pool.shutdown(wait=not stopping.requested(), cancel_futures=True))
             futures = {pool.submit(self._call, requests[i]): i for i in first_index.values()}
             try:
-                for future in concurrent.futures.as_completed(futures):
+                for future in stopping.as_completed(futures):
                     i = futures[future]
                     try:
                         result = future.result()
@@ -417,6 +425,11 @@ class Gateway:
                             pending, flushed = [], time.monotonic()
             finally:
                 self._store(pending)
+        for i in first_index.values():
+            if results[i] is None:  # abandoned in flight: the study is stopping
+                results[i] = _interrupted_result()
+                if on_result:
+                    on_result(i, results[i])
         for i, key in enumerate(keys):
             if results[i] is None:
                 first = results[first_index[key]]
@@ -429,3 +442,12 @@ class Gateway:
                 if on_result:
                     on_result(i, results[i])
         return [r for r in results if r is not None]
+
+
+def _interrupted_result() -> LLMResult:
+    """A call not made (or not waited for) because the study is stopping: unpaid, recorded as such."""
+    return LLMResult(
+        text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0, latency_s=0.0, orig_cost_usd=None,
+        orig_latency_s=None, error="Interrupted: the study is stopping (SIGINT/SIGTERM); call not made, or its answer not awaited", cache_hit=False,
+        attempts=0,
+    )

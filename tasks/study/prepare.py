@@ -190,13 +190,14 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 
 def choose_study_id(wh: Warehouse, base: str, new_study: bool) -> tuple[str, bool]:
-    """(study id, resumed): the latest study with this key if it did not complete, else a new one."""
+    """(study id, resumed): the latest study with this key if it did not complete (running after a
+    kill, failed, interrupted by a signal), else a new one."""
     n = 1
     while True:
         candidate = base if n == 1 else f"{base}-{n}"
         found = records.find_study(wh, candidate)
         if found is None:
             return candidate, False
-        if found[0] in ("running", "failed") and not new_study:
+        if found[0] in ("running", "failed", "interrupted") and not new_study:
             return candidate, True
         n += 1

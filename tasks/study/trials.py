@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from offramp import stopping
 from offramp.search_spaces.schema import Config
 from offramp.tasks.feature.evaluate import Evaluation, combine, evaluate_config
 from offramp.tasks.feature.metrics import Metric, build_metric
@@ -225,8 +226,9 @@ def start(ctx: StudyContext, run: TrialRun) -> None:
         config=run.config, train=ctx.train, seed=ctx.seed, study_id=ctx.study_id, trial_id=run.trial_id, gateway=gateway,
     ))
     compiled = outcome.value
-    if compiled.status != "compiled":
+    if compiled.status != "compiled" or stopping.requested():
         records.store_calls(ctx.wh, compiled.calls, outcome.spent.paid)
+        stopping.check()  # a compile cut short by a stop is no program (DSPy swallows the refused calls)
         run.compile_failure = compiled
         return
     records.store_program(
@@ -249,6 +251,7 @@ def run_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluation |
     """Evaluate the trial's next examples up to `fraction` of its split (the `evaluate_examples`
     task) and store their calls now. None when the trial cannot be evaluated (its compilation
     failed or hit the spend cap)."""
+    stopping.check()  # a stop request: no new stage
     if not run.started:
         start(ctx, run)
     if run.compile_failure is not None:
@@ -261,6 +264,7 @@ def run_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluation |
             program=run.program, study_id=ctx.study_id, trial_id=run.trial_id, seed=ctx.seed, gateway=gateway,
         ))
         records.store_calls(ctx.wh, outcome.value.calls, outcome.spent.paid)
+        stopping.check()  # a stage cut short by a stop is not a measurement: its calls are stored, that is all
         run.parts.append(outcome.value)
         run.evaluated = upto
         run.measured = combine(ctx.metric, run.examples[:upto], run.parts, seed=ctx.seed)
