@@ -80,7 +80,7 @@ def test_a_space_declares_models_by_name_and_bad_entries_name_file_and_field(tmp
     assert load_space(space).model_dump() == type(loaded).model_validate(loaded.model_dump(mode="json")).model_dump()
 
     space.write_text(yaml.safe_dump({"name": "s", "models": [{"id": "openai/m1", "api_base": "ftp://x", "rpm": 0}]}))
-    with pytest.raises(SpaceError) as bad:
+    with pytest.raises(SpaceError, match="invalid search space") as bad:
         load_space(space)
     assert str(space) in str(bad.value) and "models[0]" in str(bad.value)
     assert "`api_base`" in str(bad.value) and "`rpm`" in str(bad.value)
@@ -179,7 +179,7 @@ def test_a_declared_key_variable_that_is_not_set_is_a_user_error_naming_file_mod
 
     feature = make_feature(tmp_path / "f", incumbent="gpt-4o-mini")
     space = _space(tmp_path, [entry(server, "a", "m1", "m1-a", "NO_SUCH_KEY_VAR")])
-    with pytest.raises(UserError) as refused:
+    with pytest.raises(UserError, match="is not set") as refused:
         preflight(StudyInputs(str(feature), space=str(space)))
     assert str(space) in str(refused.value) and "m1-a" in str(refused.value) and "NO_SUCH_KEY_VAR" in str(refused.value)
 
@@ -226,7 +226,7 @@ def test_preflight_calls_leave_out_a_wrong_key_and_an_unroutable_id_in_one_line_
     )
     assert set(left_out) == {"m2-wrong-key", "m2-nowhere", "claude-v2"}
     assert "check KEY_WRONG" in left_out["m2-wrong-key"]
-    assert "check api_base http://127.0.0.1:9/v1: connection refused" == left_out["m2-nowhere"]
+    assert left_out["m2-nowhere"] == "check api_base http://127.0.0.1:9/v1: connection refused"
     assert "litellm cannot route 'claude-v2'" in left_out["claude-v2"] and "anthropic/claude-2" in left_out["claude-v2"]
     assert sum(1 for e, _, what in server.events if e == "b" and what == "401") == 1  # the wrong key: one request, no retries
     assert len([x for x in lines if "left out" in x]) == 3  # once each
