@@ -305,3 +305,20 @@ def test_a_study_on_two_accounts_completes_without_the_models_left_out_and_never
         for path in files:
             assert key.encode() not in path.read_bytes(), path
     assert json.dumps(summary.selection).find("sk-") == -1
+
+
+def test_a_declared_incumbent_is_watched_and_migrated_under_its_litellm_id(tmp_path, keys):
+    from offramp.tasks.study.prepare import StudyInputs, preflight
+    from offramp.tasks.watch.registry import discover
+
+    declared = {"id": "gpt-4o-mini", "name": "router-prod", "api_key_env": "KEY_A"}
+    root = tmp_path / "features"
+    make_feature(root / "f", extra={"incumbent": {"model": declared, "instructions": "Route it."}})
+    [registered], problems = discover(root, releases=tmp_path / "releases")
+    assert not problems and registered.incumbent_model == "gpt-4o-mini"
+    space = _space(tmp_path, ["openai/gpt-4o"])
+    prepared = preflight(StudyInputs(str(root / "f"), space=str(space), deprecated_model="openai/gpt-4o-mini"))
+    assert prepared.endpoints["router-prod"].api_key_env == "KEY_A"
+    assert KEY_A not in json.dumps({k: v.model_dump() for k, v in prepared.endpoints.items()})  # the name travels, not the key
+    with pytest.raises(UserError, match="does not use it"):
+        preflight(StudyInputs(str(root / "f"), space=str(space), deprecated_model="openai/gpt-4o"))
