@@ -322,3 +322,44 @@ def test_a_declared_incumbent_is_watched_and_migrated_under_its_litellm_id(tmp_p
     assert KEY_A not in json.dumps({k: v.model_dump() for k, v in prepared.endpoints.items()})  # the name travels, not the key
     with pytest.raises(UserError, match="does not use it"):
         preflight(StudyInputs(str(root / "f"), space=str(space), deprecated_model="openai/gpt-4o"))
+
+
+# ------------------------------------------------------------------------------ limits
+def test_max_concurrency_bounds_the_calls_in_flight_on_an_endpoint(tmp_path, keys):
+    import threading
+    import time
+
+    lock, state = threading.Lock(), {"now": 0, "max": 0}
+
+    def slow_answer(messages):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        return "alpha"
+
+    with FakeOpenAI([Endpoint("a", {"m1": Model("m1", answer=slow_answer)}, api_key=KEY_A)]) as fake:
+        limited = ModelEntry.model_validate({**entry(fake, "a", "m1", "m1", "KEY_A"), "max_concurrency": 1})
+        requests = [LLMRequest(model="m1", messages=[{"role": "user", "content": f"q{i}"}], settings={}) for i in range(6)]
+        results = gateway(tmp_path, {"m1": limited}, concurrency=6, use_cache=False).complete_many(requests)
+    assert all(r.error is None for r in results) and state["max"] == 1
+
+
+def test_rpm_and_tpm_hold_a_request_until_the_minute_has_room(monkeypatch):
+    from offramp.tasks.gateway import limits
+
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(limits.time, "monotonic", lambda: clock["t"])
+    monkeypatch.setattr(limits.time, "sleep", lambda s: clock.__setitem__("t", clock["t"] + s))
+    window = limits._Window(ModelEntry(id="openai/m", rpm=2, tpm=100))
+    window.admit(10)
+    window.admit(10)
+    window.admit(10)  # the third request of the minute waits for the first to leave it
+    assert clock["t"] == pytest.approx(1060.0, abs=1.0)
+    window = limits._Window(ModelEntry(id="openai/m", tpm=100))
+    clock["t"] = 2000.0
+    window.admit(80)
+    window.admit(30)  # 110 tokens > 100 per minute: waits
+    assert clock["t"] == pytest.approx(2060.0, abs=1.0)
