@@ -133,10 +133,22 @@ def _library_logs_to_file() -> Path:
     return path
 
 
+def _user_errors_once(record: logging.LogRecord) -> bool:
+    """Drop Prefect's "Encountered exception during execution" record (with its traceback) for a
+    user error raised inside the flow (e.g. the preflight call refusing the study): `main` prints
+    it as its one `error:` line. `--debug` keeps it."""
+    from offramp.errors import OfframpError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    return _DEBUG or not isinstance(exc, OfframpError)
+
+
 def _run_migration(params) -> object:
     # The progress says what happens; Prefect's per-task INFO lines would interleave with it.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from offramp.flows import migrate_feature as mf
+
+    logging.getLogger("prefect.flow_runs").addFilter(_user_errors_once)
 
     mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
     _library_logs_to_file()

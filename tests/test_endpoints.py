@@ -363,3 +363,40 @@ def test_rpm_and_tpm_hold_a_request_until_the_minute_has_room(monkeypatch):
     window.admit(80)
     window.admit(30)  # 110 tokens > 100 per minute: waits
     assert clock["t"] == pytest.approx(2060.0, abs=1.0)
+
+
+# ------------------------------------------------------------------------------ as a user runs it
+def test_offramp_migrate_reports_a_left_out_model_once_in_one_line_and_never_prints_a_key(tmp_path, server):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    feature = make_feature(tmp_path / "f", extra={"incumbent": {
+        "model": entry(server, "a", "old", "old", "KEY_A"), "instructions": "Route it.", "settings": {"max_tokens": 8}}})
+    space = _space(tmp_path, [entry(server, "b", "m1", "m1-b", "KEY_B"), entry(server, "b", "m2", "m2-wrong-key", "KEY_WRONG")])
+    env = {**os.environ, "OFFRAMP_HOME": str(tmp_path / "home"), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "KEY_A": KEY_A, "KEY_B": KEY_B, "KEY_WRONG": "sk-wrong-0000000000"}
+    env.pop("OPENAI_API_KEY", None)
+    result = subprocess.run([sys.executable, "-m", "offramp.flows.cli", "migrate", str(feature), "--space", str(space),
+                             "--max-trials", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    [line] = [x for x in output.splitlines() if "m2-wrong-key left out" in x]
+    assert "check KEY_WRONG" in line and "refused the key" in line
+    assert "Traceback" not in output
+    for key in (KEY_A, KEY_B, "sk-wrong-0000000000"):
+        assert key not in output
+        for path in (tmp_path / "home").rglob("*"):
+            if path.is_file():
+                assert key.encode() not in path.read_bytes(), path
+
+    # the incumbent's key revoked, on a fresh state dir (a cached preflight answer proves the endpoint, not the key)
+    env.update(KEY_A="sk-revoked-00000000", OFFRAMP_HOME=str(tmp_path / "home2"))
+    result = subprocess.run([sys.executable, "-m", "offramp.flows.cli", "migrate", str(feature), "--space", str(space),
+                             "--max-trials", "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
+    [error] = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert "the incumbent 'old' failed its preflight call: check KEY_A" in error
+    assert "Traceback" not in result.stderr
