@@ -145,7 +145,8 @@ def check_endpoints(
     rows = []
     for model in models:
         p, entry = probes[model], endpoints.get(model)
-        outcome = "left_out" if p.left_out else "failed" if p.error else "ok"
+        outcome = ("left_out" if p.left_out and role[model] != "optimizer"  # an optimizer is not searched: it cannot be left out
+                   else "failed" if p.error or p.fix else "ok")
         rows.append({
             "study_id": study_id, "model": model, "litellm_id": entry.id if entry else model,
             "api_base": entry.api_base if entry else None, "role": role[model],
@@ -153,9 +154,13 @@ def check_endpoints(
             "parsed": p.parsed, "note": p.fix or p.error,
         })
     records.record_study_models(wh, rows, calls, paid)
-    left_out = {m: p.fix for m, p in probes.items() if p.fix is not None}
+    left_out = {m: p.fix for m, p in probes.items() if p.fix is not None and m not in optimizers}
     for model, fix in left_out.items():
         log.warning("model %s left out of the search: %s", model, fix)
+    for model in optimizers:
+        if probes[model].fix is not None and model not in left_out:
+            log.warning("optimizer model %s failed its preflight call (%s): the strategies that use it will fail",
+                        model, probes[model].fix)
     for model, p in probes.items():
         if p.parsed is False:
             log.warning("model %s: its preflight answer to the shipped prompt did not parse (kept in the search)", model)
