@@ -20,7 +20,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,42 +31,14 @@ from offramp.errors import BudgetExceeded
 from offramp.search_spaces.schema import ModelEntry, Price
 from offramp.tasks.gateway import local_models
 from offramp.tasks.gateway.limits import EndpointLimits
-from offramp.tasks.gateway.models import LOCAL_PREFIX, served_identity
+from offramp.tasks.gateway.models import LOCAL_PREFIX, route, served_identity
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.util import content_hash
 from offramp.warehouse import Warehouse
 from offramp.warehouse.records import CacheEntry, CallRecord, cache_lookup, cache_store
 
 log = logging.getLogger(__name__)
-LOCAL_API_KEY = "sk-no-key-local"  # the local server ignores it; litellm's openai client wants one
-NO_KEY = "sk-no-key"  # what a declared api_base without `api_key_env` gets: litellm's openai client wants one
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
-
-
-def route(model: str, home: Path, endpoints: Mapping[str, ModelEntry] | None = None) -> dict[str, Any]:
-    """litellm arguments for a model name: `local/<alias>` -> the running local server (its address
-    read from the state dir, its stop strings from the zoo); a declared model -> its id, api_base
-    and the key read now from its `api_key_env` (in the process that makes the call: declarations
-    travel without keys); any other id as is."""
-    entry = (endpoints or {}).get(model)
-    if entry is not None:
-        args: dict[str, Any] = {"model": entry.id}
-        if entry.api_base:
-            args["api_base"] = entry.api_base
-        if entry.api_key_env and os.environ.get(entry.api_key_env):
-            args["api_key"] = os.environ[entry.api_key_env]
-        elif entry.api_base and not entry.api_key_env:
-            # a server of the user's without auth: never send it a provider's key from the environment
-            args["api_key"] = NO_KEY
-        return args
-    if not model.startswith(LOCAL_PREFIX):
-        return {"model": model}
-    alias = model[len(LOCAL_PREFIX) :]
-    args = {"model": f"openai/{alias}", "api_base": local_models.api_base(alias, home), "api_key": LOCAL_API_KEY}
-    stop = local_models.get_spec(alias).stop
-    if stop:
-        args["stop"] = list(stop)
-    return args
 
 
 @dataclasses.dataclass(frozen=True)

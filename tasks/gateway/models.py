@@ -2,7 +2,7 @@
 
 `model_identity` is litellm's provider resolution (`gpt-4o` and `openai/gpt-4o` are one model;
 `azure/gpt-4o` is another deployment): prices, the response cache, `migrate --deprecated` and the
-watch all use it. `served_identity` names the endpoint a call goes to (normalised api_base +
+watch all use it. `route` turns a model's name into litellm's arguments. `served_identity` names the endpoint a call goes to (normalised api_base +
 identity), never its key: it is part of the response cache's key, so an answer from one server is
 never replayed as another's.
 """
@@ -12,11 +12,15 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from offramp.search_spaces.schema import ModelEntry
+from offramp.tasks.gateway import local_models
 
 LOCAL_PREFIX = "local/"
+LOCAL_API_KEY = "sk-no-key-local"  # the local server ignores it; litellm's openai client wants one
+NO_KEY = "sk-no-key"  # what a declared api_base without `api_key_env` gets: litellm's openai client wants one
 
 
 def model_identity(model: str, price_map: Mapping[str, Any] | None = None) -> str:
@@ -123,3 +127,29 @@ def served_identity(model: str, endpoints: Mapping[str, ModelEntry]) -> str | No
         return f"{base}|{model_identity(model)}" if base else None
     base = normalise_base(entry.api_base) if entry.api_base else ambient_base(entry.id)
     return f"{base or 'default'}|{model_identity(entry.id)}"
+
+
+def route(model: str, home: Path, endpoints: Mapping[str, ModelEntry] | None = None) -> dict[str, Any]:
+    """litellm arguments for a model name: `local/<alias>` -> the running local server (its address
+    read from the state dir, its stop strings from the zoo); a declared model -> its id, api_base
+    and the key read now from its `api_key_env` (in the process that makes the call: declarations
+    travel without keys); any other id as is."""
+    entry = (endpoints or {}).get(model)
+    if entry is not None:
+        args: dict[str, Any] = {"model": entry.id}
+        if entry.api_base:
+            args["api_base"] = entry.api_base
+        if entry.api_key_env and os.environ.get(entry.api_key_env):
+            args["api_key"] = os.environ[entry.api_key_env]
+        elif entry.api_base and not entry.api_key_env:
+            # a server of the user's without auth: never send it a provider's key from the environment
+            args["api_key"] = NO_KEY
+        return args
+    if not model.startswith(LOCAL_PREFIX):
+        return {"model": model}
+    alias = model[len(LOCAL_PREFIX) :]
+    args = {"model": f"openai/{alias}", "api_base": local_models.api_base(alias, home), "api_key": LOCAL_API_KEY}
+    stop = local_models.get_spec(alias).stop
+    if stop:
+        args["stop"] = list(stop)
+    return args
