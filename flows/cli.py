@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -57,10 +58,22 @@ def _root(
 
 
 
+def _user_errors_once(record: logging.LogRecord) -> bool:
+    """Drop Prefect's "Encountered exception during execution" record (with its traceback) for a
+    user error raised inside the flow (e.g. the preflight call refusing the study): `main` prints
+    it as its one `error:` line. `--debug` keeps it."""
+    from offramp.errors import OfframpError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    return _DEBUG or not isinstance(exc, OfframpError)
+
+
 def _run_migration(params) -> object:
     # The progress says what happens; Prefect's per-task INFO lines would interleave with it.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from offramp.flows import migrate_feature as mf
+
+    logging.getLogger("prefect.flow_runs").addFilter(_user_errors_once)
 
     mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
     library_logs_to_file()

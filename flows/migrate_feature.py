@@ -45,6 +45,7 @@ from offramp.tasks.study.prepare import (
     preflight,
     prepare,
 )
+from offramp.tasks.study.probe import check_endpoints
 from offramp.tasks.study.search import SearchSettings, configs_by_trial_id, search_study, study_front
 from offramp.tasks.study.trials import LISTENERS, StudyContext, TrialRun, evaluate_full, notify
 from offramp.util import content_hash, safe_url
@@ -96,7 +97,10 @@ def study_key(params: MigrateParams, prepared: Prepared) -> str:
     """What makes two runs the same study (so a rerun resumes it): feature, space, budgets,
     search settings and seed; not how calls are made (concurrency) or who triggered it."""
     payload = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study", "feature_dir", "space"})
-    payload.update(spec=prepared.feature.spec.spec_hash(), space=prepared.space.model_dump(mode="json"), seed=prepared.seed)
+    space = prepared.space.model_dump(mode="json")
+    if not space.get("endpoints"):
+        space.pop("endpoints", None)  # a space without declared models keys its studies as before endpoints existed
+    payload.update(spec=prepared.feature.spec.spec_hash(), space=space, seed=prepared.seed)
     return content_hash(payload, length=10, compact=False)
 
 
@@ -148,7 +152,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         wh=wh, feature=feature, metric=build_metric(feature), train=splits.train, seed=seed, study_id=study_id,
         gateway=GatewayConfig(
             home=state_dir(), warehouse=wh.path, prices=prepared.prices, concurrency=g.concurrency, timeout_s=g.timeout_s,
-            max_retries=g.max_retries, use_cache=g.use_cache, write_cache=_in_process_runner(),
+            max_retries=g.max_retries, use_cache=g.use_cache, write_cache=_in_process_runner(), endpoints=prepared.endpoints,
         ),
         budget=Budget(params.max_spend_usd, records.study_spend(wh, study_id)) if params.max_spend_usd else None,
         next_trial_id=max((r["trial_id"] for r in previous), default=-1) + 1,
@@ -168,6 +172,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         return result
 
     try:
+        left_out = _preflight_calls(ctx, prepared, incumbent, candidate_models, logger)
+        candidate_models = [m for m in candidate_models if m not in left_out]
         incumbent_dev = baseline("incumbent", "dev", incumbent, splits.dev, None)
         summary.trials.append(incumbent_dev)
         if incumbent_dev.status != "completed":
@@ -197,9 +203,9 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             raise RuntimeError(f"the incumbent could not be evaluated on the test split: {incumbent_test.measurement.error}")
         selection, _ = judge_front(wh, study_id, feature, splits.test, incumbent_test, test_by_source, by_id, prepared.policy, seed,
                                    policy_source=prepared.policy_source)
-        summary.selection = selection.to_dict()
+        summary.selection = selection.to_dict() | ({"left_out": left_out} if left_out else {})
         records.finish_study(wh, study_id, status="completed", selected_trial_id=selection.trial_id,
-                             selection=selection.to_dict(), stopped_by=summary.stopped_by)
+                             selection=summary.selection, stopped_by=summary.stopped_by)
     except BudgetExceeded as exc:
         logger.warning("study %s stopped by its spend cap: %s", study_id, exc)
         records.finish_study(wh, study_id, status="stopped_by_budget", error=str(exc)[:2000], stopped_by="budget")
@@ -231,6 +237,19 @@ def _interrupted(wh: Warehouse, study_id: str, exc: BaseException, started_model
     if started_models:
         local_models.down(started_models, state_dir())
     notify("study_interrupted", study_id=study_id, signal=stopping.signal_name(signum))
+
+
+def _preflight_calls(ctx: StudyContext, prepared: Prepared, incumbent: Config, candidates: list[str], logger) -> dict[str, str]:
+    """One cheap call per model endpoint before the search (`tasks.study.probe`): the models left
+    out -> the fix. Its calls count against the study's cap."""
+    gateway = ctx.gateway.open()
+    gateway.budget = ctx.budget
+    return check_endpoints(
+        gateway, ctx.wh, spec=prepared.feature.spec, incumbent=incumbent, candidates=candidates,
+        optimizers=[m for m in prepared.space.optimizer_models() if m not in candidates and m != incumbent.model],
+        train=prepared.splits.train, seed=prepared.seed, study_id=ctx.study_id, price_sources=prepared.price_sources,
+        log=logger,
+    )
 
 
 def _recorded_params(params: MigrateParams) -> dict:

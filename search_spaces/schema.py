@@ -13,11 +13,11 @@ import itertools
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from offramp.errors import SpaceError
 from offramp.search_spaces.strategies import strategy_class
-from offramp.search_spaces.validation import load_model
+from offramp.search_spaces.validation import load_model, problems
 from offramp.util import content_hash
 
 HERE = Path(__file__).parent
@@ -103,6 +103,50 @@ class Price(_Frozen):
     basis: str = ""
 
 
+class ModelEntry(_Frozen):
+    """A declared model: where it is served and how (a search space's `models:` mapping entry,
+    or `feature.yaml`'s `incumbent.model`). Its `name` is what configs, trials, calls and reports
+    use, so several entries may serve one `id` (two accounts, a vLLM box and a gateway). The key
+    itself never appears here: only the name of the environment variable that holds it."""
+
+    id: str = Field(min_length=1, description="the litellm id, e.g. openai/gpt-4o-mini, hosted_vllm/llama-3")
+    name: str | None = Field(default=None, min_length=1, description="a unique label; default: the id")
+    api_base: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", description="the endpoint's URL")
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                    description="the environment variable holding the key (never the key)")
+    max_concurrency: int | None = Field(default=None, ge=1, le=1024)
+    rpm: int | None = Field(default=None, ge=1, description="requests per minute, per process")
+    tpm: int | None = Field(default=None, ge=1, description="tokens per minute, per process")
+    price: Price | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+def split_model_entries(raw: object, where: str, *, indexed: bool = True) -> tuple[object, dict[str, dict]]:
+    """A `models:` list as names, and the declared mappings by name: configs carry names only,
+    the gateway gets the declarations. Entries that are not mappings are left for pydantic."""
+    if not isinstance(raw, list):
+        return raw, {}
+    names, declared = [], {}
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            names.append(item)
+            continue
+        at = f"{where}[{i}]" if indexed else where
+        try:
+            entry = ModelEntry.model_validate(item)
+        except ValidationError as exc:
+            raise ValueError(f"{at}: {problems(exc)}; expected a litellm id or a mapping "
+                             "{id, name, api_base, api_key_env, max_concurrency, rpm, tpm, price}") from None
+        if entry.label in declared:
+            raise ValueError(f"{at}: name {entry.label!r} is used twice; give each entry its own `name`")
+        names.append(entry.label)
+        declared[entry.label] = entry.model_dump(mode="json")
+    return names, declared
+
+
 class SettingsGrid(_Frozen):
     """The values each setting may take; every value in the range `Settings` accepts."""
 
@@ -136,17 +180,36 @@ class SearchSpace(_Frozen):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = ""
-    models: list[str] = Field(min_length=1)
+    models: list[str] = Field(min_length=1, description="model names: litellm ids, or the names of `endpoints`")
+    endpoints: dict[str, ModelEntry] = Field(default_factory=dict, description="declared models (mappings in `models:`) by name")
     strategies: dict[StrategyName, StrategyOptions] = Field(default_factory=lambda: {"incumbent": StrategyOptions()})
     settings: SettingsGrid = SettingsGrid()
     prices: dict[str, Price] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_models(cls, raw: object) -> object:
+        """`models:` entries may be mappings (`ModelEntry`): their names stay in `models`, the
+        declarations move to `endpoints`."""
+        if isinstance(raw, dict) and "models" in raw:
+            names, declared = split_model_entries(raw["models"], "models")
+            if declared:
+                raw = {**raw, "models": names, "endpoints": {**(raw.get("endpoints") or {}), **declared}}
+        return raw
 
     @field_validator("models")
     @classmethod
     def _unique_models(cls, models: list[str]) -> list[str]:
         if len(set(models)) != len(models):
-            raise ValueError(f"models repeat: {models}")
+            raise ValueError(f"models repeat: {models}; two entries serving one id need different `name`s")
         return models
+
+    @model_validator(mode="after")
+    def _declared_are_listed(self) -> SearchSpace:
+        unknown = sorted(set(self.endpoints) - set(self.models))
+        if unknown:
+            raise ValueError(f"endpoints {unknown} are not among `models`")
+        return self
 
     @field_validator("strategies")
     @classmethod

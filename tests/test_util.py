@@ -87,7 +87,9 @@ def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
     config = Config(model="fake/good", instructions=spec.incumbent.instructions, settings=spec.incumbent.settings)
     train = split_examples(feature, seed=0).train
     assert config.config_hash() == _old(config.model_dump(mode="json"), 16)
-    assert spec.spec_hash() == _old(spec.model_dump(mode="json"))
+    before_endpoints = spec.model_dump(mode="json")
+    assert before_endpoints["incumbent"].pop("endpoint") is None  # a plain id: hashed without the new field
+    assert spec.spec_hash() == _old(before_endpoints)
     state = {"demos": [{"text": "où est ma carte", "queue": "cards"}], "signature": {"instructions": "Route it."}}
     assert program_hash(state) == _old(state, 16)
     payload = {"feature": spec.name, "signature": spec.signature.model_dump(mode="json"),
@@ -99,7 +101,9 @@ def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
     params = MigrateParams(feature_dir=str(BANK), space=str(tmp_path / "space.yaml"))
     study = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study",
                                                     "feature_dir", "space"})
-    study.update(spec=spec.spec_hash(), space=space.model_dump(mode="json"), seed=7)
+    space_before = space.model_dump(mode="json")
+    assert space_before.pop("endpoints") == {}  # no declared models: keyed without the new field
+    study.update(spec=spec.spec_hash(), space=space_before, seed=7)
     assert study_key(params, Prepared(feature, space, {}, 7, split_examples(feature, seed=7))) == _old(study, 10)
 
 

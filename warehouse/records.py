@@ -316,6 +316,24 @@ def store_calls(wh: Warehouse, calls: Sequence[CallRecord], paid: Sequence[Cache
     wh.defer(apply, _cache_lookups(paid))
 
 
+def record_study_models(wh: Warehouse, rows: Sequence[dict[str, Any]], calls: Sequence[CallRecord] = (),
+                        paid: Sequence[CacheEntry] = ()) -> None:
+    """A study's models as its preflight found them, with the preflight's calls, in one transaction."""
+    with wh.writer() as con:
+        insert_rows(con, "record_study_models", list(rows))
+        insert_rows(con, "insert_calls", [_row(c) for c in calls])
+        insert_rows(con, "insert_cache", [_row(e) for e in paid])
+
+
+def study_models(wh: Warehouse, study_id: str) -> list[dict[str, Any]]:
+    """A study's models: endpoint, price source, preflight outcome (none for a study before 0006)."""
+    wh.ensure_schema()
+    with wh.reader() as con:
+        cur = con.execute(query("study_models"), {"study_id": study_id})
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
 def cache_lookup(wh: Warehouse, keys: list[str]) -> dict[str, tuple]:
     """Cached answers among `keys`: key -> (output_text, prompt_tokens, completion_tokens, cost_usd, latency_s)."""
     if not keys:

@@ -25,6 +25,7 @@ QUERIES = {
     "flips": "SELECT * FROM v_flips WHERE study_id = '{id}'",
     "spend": "SELECT * FROM v_study_spend WHERE study_id = '{id}'",
     "models": "SELECT * FROM v_model_health WHERE study_id = '{id}'",
+    "endpoints": "SELECT * FROM study_models WHERE study_id = '{id}'",
 }
 
 
@@ -51,6 +52,7 @@ class StudyReport:
     spend: list[dict[str, Any]]
     health: list[dict[str, Any]]  # per model: paid calls, errors, retries, wall-time p95 (v_model_health)
     unparsed: list[dict[str, Any]]  # trials whose answers mostly could not be parsed, with an example answer
+    models: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # study_models: endpoint, price source, preflight
 
     @property
     def study_id(self) -> str:
@@ -105,6 +107,24 @@ class StudyReport:
         values = ", ".join(f"{k}={v}" for k, v in stored["values"].items())
         return f"{rule}. From {source}, hash {stored['hash']}: {values}"
 
+    def model_lines(self) -> list[str]:
+        """One line per model of the study: where it is served, who priced it, its preflight call."""
+        lines = []
+        for m in self.models:
+            served = m["litellm_id"] + (f" at {m['api_base']}" if m["api_base"] else "")
+            preflight = {"ok": "preflight ok", "left_out": "LEFT OUT", "failed": "preflight failed (kept)"}.get(
+                m["preflight"], m["preflight"])
+            parsed = ", its answer did not parse" if m["parsed"] is False else ""
+            note = f": {m['note']}" if m["note"] and m["preflight"] != "ok" else ""
+            lines.append(f"{m['model']} ({m['role']}, {served}): price from {m['price_source']}; {preflight}{parsed}{note}")
+        return lines
+
+    @property
+    def left_out(self) -> str | None:
+        """The models the preflight left out of the search, with the fix, for the decision."""
+        out = [f"{m['model']} ({m['note']})" for m in self.models if m["preflight"] == "left_out"]
+        return ("Not searched (left out by the preflight call): " + "; ".join(out)) if out else None
+
     def queries(self) -> dict[str, str]:
         return {k: v.format(id=self.study_id) for k, v in QUERIES.items()}
 
@@ -131,6 +151,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         front_ids={row["trial_id"] for row in rows if row["on_front"]}, regressions=_rows(wh, "report_regressions", study_id),
         flips=_rows(wh, "report_flips", study_id), spend=_rows(wh, "report_spend", study_id),
         health=_rows(wh, "report_model_health", study_id), unparsed=_rows(wh, "report_unparsed", study_id),
+        models=_rows(wh, "study_models", study_id),
     )
 
 
@@ -164,6 +185,8 @@ def markdown(r: StudyReport) -> str:
                      f"{fmt(test and test.measurement.quality)} | {delta} | {fmt(o and o['agreement_rate'], 2)} | {fmt(t.measurement.cost_per_1k_usd, 5)} | "
                      f"{fmt(t.measurement.latency_p95_s)} | {verdict} |")
     lines += ["", f"**Policy:** {r.policy}", "", f"**Decision:** {sel.get('reason', s.get('error') or '-')}", ""]
+    if r.left_out:
+        lines += [f"**{r.left_out}**", ""]
     if r.unfinished:
         lines += [f"**Not finished:** {r.unfinished}", ""]
     for v in sel.get("verdicts", []):
@@ -177,6 +200,8 @@ def markdown(r: StudyReport) -> str:
     warnings = r.unparsed_warnings()
     if warnings:
         lines += ["", "Answers that could not be parsed (they score 0):", ""] + [f"- {w}" for w in warnings]
+    if r.models:
+        lines += ["", "Models (endpoint; which source priced it; preflight call):", ""] + [f"- {x}" for x in r.model_lines()]
     if r.health:
         lines += ["", "Paid calls per model (errors after retries; retries; wall time per answer, retries included):", "",
                   "| model | calls | errors | error rate | retried | retries | p95 s |", "|---|---|---|---|---|---|---|"]
@@ -244,6 +269,8 @@ def write_html(r: StudyReport, path: Path) -> Path:
             "</head><body>", f"<h1>Migration study {html.escape(r.study_id)}</h1>",
             f"<p>{html.escape(r.selection.get('reason', r.study.get('error') or ''))}</p>",
             f"<p><b>Not finished:</b> {html.escape(r.unfinished)}</p>" if r.unfinished else "",
+            f"<p><b>{html.escape(r.left_out)}</b></p>" if r.left_out else "",
+            "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.model_lines()) + "</ul>" if r.models else "",
             f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts, "<h2>Flips (held-out split)</h2>"]
     if r.flips:
         page.append("<table><tr><th>trial</th><th>example</th><th>direction</th><th>input</th><th>incumbent</th><th>candidate</th></tr>")

@@ -45,12 +45,16 @@ def render_report(console: Console, r: StudyReport) -> None:
             console.print(f"  {f['example_id']}: {f['input_text'][:90]!r}: {f['incumbent_prediction']} -> {f['candidate_prediction']}")
     console.print(f"Policy: {escape(r.policy)}", soft_wrap=True)
     console.print(f"Decision: {sel.get('reason', s.get('error') or '-')}")
+    if r.left_out:
+        console.print(f"[bold yellow]{escape(r.left_out)}[/]", soft_wrap=True)
     if r.unfinished:
         console.print(f"[bold yellow]Not finished:[/] {escape(r.unfinished)}", soft_wrap=True)
     for v in sel.get("verdicts", []):
         console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
     for warning in r.unparsed_warnings():
         console.print(f"[yellow]unparsed answers:[/] {escape(warning)}", soft_wrap=True)
+    for line in r.model_lines():
+        console.print(f"model {escape(line)}", soft_wrap=True)
     if r.health:
         ht = Table("model", "paid calls", "errors", "error rate", "retried", "retries", "p95 s (retries included)",
                    title="Calls per model")

@@ -129,7 +129,7 @@ def evaluate_config(
     """Run `config` on `examples` through the gateway and score every answer. `demos` feed the
     `incumbent` strategy's shipped prompt; `program` is a DSPy strategy's compiled state."""
     render, parse = prompt_runner(spec, config, demos or [], program)
-    requests = build_requests(spec, config, render, examples)
+    requests = [gateway.stamp(r) for r in build_requests(spec, config, render, examples)]
     results = gateway.complete_many(requests, on_result=on_result)
     settings_json = json.dumps(config.settings.model_dump(mode="json"), sort_keys=True)
     predictions, scores, calls = [], [], []

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from offramp.errors import UserError
-from offramp.search_spaces.schema import Settings
+from offramp.search_spaces.schema import ModelEntry, Settings, split_model_entries
 from offramp.search_spaces.validation import load_model
 from offramp.tasks.feature.rows import read_rows
 from offramp.util import content_hash
@@ -79,9 +79,12 @@ class IncumbentConfig(_Frozen):
     """The shipped config. Its demos: `settings.demos: N` draws N examples from offramp's own train
     split (seeded); `demos:` gives the exact examples the shipped prompt holds instead: a list of
     example ids of the data, or a CSV/JSONL file (relative to feature.yaml) with the feature's
-    columns. Exact demos never enter train, dev or test (see `split_examples`)."""
+    columns. Exact demos never enter train, dev or test (see `split_examples`).
+    `model` is a litellm id, or a mapping like a search space's `models:` entry ({id, name, api_base,
+    api_key_env, ...}): then `model` is its name and `endpoint` the declaration."""
 
     model: str = Field(min_length=1)
+    endpoint: ModelEntry | None = None
     instructions: str = Field(min_length=1)
     settings: Settings = Settings()
     demos: list[str] | str | None = Field(
@@ -98,6 +101,14 @@ class IncumbentConfig(_Frozen):
         if isinstance(self.demos, list) and (not self.demos or len(set(self.demos)) != len(self.demos)):
             raise ValueError("`demos` as a list needs at least one example id, without repeats")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_model(cls, raw: object) -> object:
+        if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+            [name], declared = split_model_entries([raw["model"]], "model", indexed=False)
+            raw = {**raw, "model": name, "endpoint": declared[name]}
+        return raw
 
 
 class DataFile(_Frozen):
@@ -211,7 +222,10 @@ class FeatureSpec(_Frozen):
         return outputs[self.metric.field] if self.metric.field else self.signature.outputs[0]
 
     def spec_hash(self) -> str:
-        return content_hash(self.model_dump(mode="json"), compact=False)
+        dumped = self.model_dump(mode="json")
+        if dumped["incumbent"].get("endpoint") is None:  # a plain id hashes as before endpoints existed
+            dumped["incumbent"].pop("endpoint", None)
+        return content_hash(dumped, compact=False)
 
 
 class Example(_Frozen):

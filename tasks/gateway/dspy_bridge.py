@@ -61,8 +61,8 @@ class _GatewayProvider(CustomLLM):
         params = kwargs.get("optional_params") or {}
         settings = {k: params[k] for k in _PASSED_SETTINGS if params.get(k) is not None}
         salt = params.get("rollout_id")
-        request = LLMRequest(model=target, messages=[dict(m) for m in messages], settings=settings,
-                             cache_salt=None if salt is None else str(salt))
+        request = session.gateway.stamp(LLMRequest(model=target, messages=[dict(m) for m in messages], settings=settings,
+                                                    cache_salt=None if salt is None else str(salt)))
         [result] = session.gateway.complete_many([request])
         with session.lock:
             session.calls.append(

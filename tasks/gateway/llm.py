@@ -30,30 +30,17 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from offramp import stopping
 from offramp.errors import BudgetExceeded
-from offramp.search_spaces.schema import Price
+from offramp.search_spaces.schema import ModelEntry, Price
 from offramp.tasks.gateway import local_models
+from offramp.tasks.gateway.limits import EndpointLimits
+from offramp.tasks.gateway.models import LOCAL_PREFIX, route, served_identity
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.util import content_hash
 from offramp.warehouse import Warehouse
 from offramp.warehouse.records import CacheEntry, CallRecord, cache_lookup, cache_store
 
 log = logging.getLogger(__name__)
-LOCAL_PREFIX = "local/"
-LOCAL_API_KEY = "sk-no-key-local"  # the local server ignores it; litellm's openai client wants one
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
-
-
-def route(model: str, home: Path) -> dict[str, Any]:
-    """litellm arguments for a model id: `local/<alias>` -> the running local server (its address
-    read from the state dir, its stop strings from the zoo); any other id as is."""
-    if not model.startswith(LOCAL_PREFIX):
-        return {"model": model}
-    alias = model[len(LOCAL_PREFIX) :]
-    args = {"model": f"openai/{alias}", "api_base": local_models.api_base(alias, home), "api_key": LOCAL_API_KEY}
-    stop = local_models.get_spec(alias).stop
-    if stop:
-        args["stop"] = list(stop)
-    return args
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,10 +52,13 @@ class LLMRequest:
     messages: list[dict[str, str]]
     settings: dict[str, Any]
     cache_salt: str | None = None  # tells apart deliberate repeats (DSPy rollouts); keyed, not sent
+    served: str | None = None  # where it is served (`models.served_identity`, set by `Gateway.stamp`); keyed, not sent
 
     @functools.cached_property
     def cache_key(self) -> str:
         key = {"model": self.model, "messages": self.messages, "settings": self.settings}
+        if self.served is not None:
+            key["endpoint"] = self.served
         if self.model.startswith(LOCAL_PREFIX):
             key["served"] = local_models.served_identity(self.model[len(LOCAL_PREFIX) :])
         if self.cache_salt is not None:
@@ -229,6 +219,7 @@ class GatewayConfig(BaseModel):
     home: Path
     warehouse: Path | None = None  # the response cache; None: no cache
     prices: dict[str, Price] = {}  # declared prices (the space's, a --prices file), over the bundled and litellm's
+    endpoints: dict[str, ModelEntry] = {}  # declared models by name: where they are served, their limits; no keys
     concurrency: int = 4
     timeout_s: float = 60.0
     max_retries: int = 3
@@ -239,7 +230,7 @@ class GatewayConfig(BaseModel):
     def open(self) -> Gateway:
         warehouse = Warehouse(self.warehouse, read_only=not self.write_cache) if self.warehouse else None
         return Gateway(
-            warehouse, PriceBook(self.prices), home=self.home, concurrency=self.concurrency, timeout_s=self.timeout_s,
+            warehouse, PriceBook(self.prices, self.endpoints), home=self.home, concurrency=self.concurrency, timeout_s=self.timeout_s,
             max_retries=self.max_retries, use_cache=self.use_cache, write_cache=self.write_cache,
             budget=None if self.allowance_usd is None else Budget(self.allowance_usd),
         )
@@ -280,13 +271,23 @@ class Gateway:
         self._paid_lock = threading.Lock()
         self._routes: dict[str, dict[str, Any]] = {}
         self._routes_lock = threading.Lock()
+        self.limits = EndpointLimits(prices.endpoints)
+        self._served: dict[str, str | None] = {}
 
     def route(self, model: str) -> dict[str, Any]:
         """litellm arguments for a model id (see `route`), looked up once per gateway."""
         with self._routes_lock:
             if model not in self._routes:
-                self._routes[model] = route(model, self.home)
+                self._routes[model] = route(model, self.home, self.prices.endpoints)
             return self._routes[model]
+
+    def stamp(self, request: LLMRequest) -> LLMRequest:
+        """The request with where it is served (`served_identity`), which its cache key includes."""
+        with self._routes_lock:
+            if request.model not in self._served:
+                self._served[request.model] = served_identity(request.model, self.prices.endpoints)
+            served = self._served[request.model]
+        return request if request.served == served else dataclasses.replace(request, served=served)
 
     def worst_case_usd(self, request: LLMRequest) -> float:
         """An upper bound on a call's cost: one token per prompt character, all max_tokens generated."""
@@ -330,13 +331,15 @@ class Gateway:
             for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    response = litellm.completion(
-                        messages=request.messages, timeout=self.timeout_s, num_retries=0, **{**args, **request.settings}
-                    )
+                    with self.limits.slot(request):
+                        response = litellm.completion(
+                            messages=request.messages, timeout=self.timeout_s, num_retries=0, **{**args, **request.settings}
+                        )
                     text = response.choices[0].message.content or ""
                     usage = getattr(response, "usage", None)
                     prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
                     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+                    self.limits.used(request.model, prompt_tokens + completion_tokens)
                     cost = self.prices.cost(request.model, prompt_tokens, completion_tokens, response)
                     waited = time.perf_counter() - started  # what the caller waited: every attempt and backoff
                     return LLMResult(
@@ -379,7 +382,9 @@ class Gateway:
         Identical requests in one batch are called once. Paid answers reach the cache at least every
         `cache_flush_s` seconds (one DuckDB transaction each, ~30 ms, so not per answer): a crash
         loses at most that much paid work. A call the spend cap refuses
-        comes back as an unpaid error with `refused` set (and `budget.exhausted`)."""
+        comes back as an unpaid error with `refused` set (and `budget.exhausted`).
+        Requests are keyed where they are served: callers that record them `stamp` them first."""
+        requests = [self.stamp(r) for r in requests]
         keys = [r.cache_key for r in requests]
         cached = cache_lookup(self.warehouse, sorted(set(keys))) if self.use_cache else {}
         results: list[LLMResult | None] = [None] * len(requests)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import optuna
@@ -17,15 +18,16 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from offramp.errors import SpaceError, UserError
-from offramp.search_spaces.schema import Config, Price, SearchSpace, load_space
+from offramp.search_spaces.schema import Config, ModelEntry, Price, SearchSpace, load_space
 from offramp.tasks.evidence.policy import SelectionPolicy, load_policy
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import Feature, Splits, load_feature, split_examples
 from offramp.tasks.gateway import local_models
 from offramp.tasks.gateway.llm import LOCAL_PREFIX
+from offramp.tasks.gateway.models import model_identity, routable
 from offramp.tasks.gateway.plugins import load_plugins
 from offramp.tasks.gateway.prices import PriceBook, load_price_file
-from offramp.tasks.watch.deprecations import model_identity
+from offramp.tasks.study.probe import unroutable_fix
 from offramp.util import safe_url
 from offramp.warehouse import Warehouse, records, state_dir
 
@@ -57,6 +59,8 @@ class Prepared:
     prices: dict[str, Price]  # declared prices (the space's and the --prices file's)
     seed: int  # the study's split/demo seed
     splits: Splits  # train / dev / test, drawn once with that seed
+    endpoints: dict[str, ModelEntry] = dataclasses.field(default_factory=dict)  # declared models by name (no keys)
+    price_sources: dict[str, str] = dataclasses.field(default_factory=dict)  # model -> where its price comes from
     policy: SelectionPolicy = SelectionPolicy()  # the selection policy the study applies
     policy_source: str | None = None  # the file it came from (None: the flow's parameters)
 
@@ -67,15 +71,21 @@ def preflight(inputs: StudyInputs) -> Prepared:
     load_plugins()
     feature = load_feature(inputs.feature_dir)
     build_metric(feature)  # imports a user metric now, not mid-study
-    space = _load_space(inputs.space, feature)
+    space, space_file = _load_space(inputs.space, feature)
     incumbent = feature.spec.incumbent.model
-    if inputs.deprecated_model and model_identity(inputs.deprecated_model) != model_identity(incumbent):
+    if inputs.deprecated_model and model_identity(inputs.deprecated_model) != model_identity(
+        feature.spec.incumbent.endpoint.id if feature.spec.incumbent.endpoint else incumbent
+    ) and inputs.deprecated_model != incumbent:
         raise UserError(
             f"{feature.spec_path}: field `incumbent.model` is {incumbent!r}, but the deprecated model given is "
             f"{inputs.deprecated_model!r}: this feature does not use it, so there is nothing to migrate"
         )
-    overrides = {**(load_price_file(inputs.prices_file) if inputs.prices_file else {}), **space.prices}
-    prices = PriceBook(overrides)
+    endpoints = _endpoints(space, space_file, feature)
+    file_prices = load_price_file(inputs.prices_file) if inputs.prices_file else {}
+    overrides = {**file_prices, **space.prices}
+    sources = {**{m: f"--prices {inputs.prices_file}" for m in file_prices},
+               **{m: f"search space {space_file}: prices" for m in space.prices}}
+    prices = PriceBook(overrides, endpoints, sources)
     problems = []
     for model in dict.fromkeys([incumbent, *space.models, *space.optimizer_models()]):
         try:
@@ -93,8 +103,9 @@ def preflight(inputs: StudyInputs) -> Prepared:
     check_train_size(feature, space, Config(model=inc.model, instructions=inc.instructions, settings=inc.settings),
                      len(splits.train))
     open_storage(inputs.optuna_storage)
+    price_sources = {m: prices.source(m) for m in dict.fromkeys([incumbent, *space.models, *space.optimizer_models()])}
     policy, source = resolve_policy(inputs)
-    return Prepared(feature, space, overrides, seed, splits, policy, source)
+    return Prepared(feature, space, overrides, seed, splits, endpoints, price_sources, policy, source)
 
 
 def resolve_policy(inputs: StudyInputs) -> tuple[SelectionPolicy, str | None]:
@@ -117,17 +128,42 @@ def _check_model(model: str, prices: PriceBook) -> None:
     zoo = local_models.zoo()
     if model.startswith(LOCAL_PREFIX) and model[len(LOCAL_PREFIX) :] not in zoo:
         raise UserError(f"model {model!r}: no such local model; known: {sorted('local/' + a for a in zoo)}")
-    prices.check(model)
+    try:
+        prices.check(model)
+    except UserError as exc:
+        litellm_id = prices.litellm_id(model)
+        if routable(litellm_id):
+            raise
+        raise UserError(f"{exc} Also, {unroutable_fix(model, litellm_id)}.") from None
 
 
-def _load_space(ref: str | None, feature: Feature) -> SearchSpace:
+def _endpoints(space: SearchSpace, space_file: str, feature: Feature) -> dict[str, ModelEntry]:
+    """The declared models, the space's and the incumbent's, by name. Each declared key variable
+    must be set (in this process: a deployment's worker must have it too); its value is never kept."""
+    endpoints = dict(space.endpoints)
+    inc = feature.spec.incumbent
+    if inc.endpoint is not None:
+        if inc.model in endpoints and endpoints[inc.model] != inc.endpoint:
+            raise UserError(f"{feature.spec_path}: field `incumbent.model`: {inc.model!r} is declared differently in "
+                            f"search space {space_file}; give one of them another `name`")
+        endpoints[inc.model] = inc.endpoint
+    for name, entry in endpoints.items():
+        if entry.api_key_env and not os.environ.get(entry.api_key_env):
+            where = f"{feature.spec_path}: field `incumbent.model`" if name == inc.model and inc.endpoint else (
+                f"search space {space_file}: field `models` ({name})")
+            raise UserError(f"{where}: environment variable {entry.api_key_env} (its `api_key_env`) is not set; "
+                            f"export the key of {name!r} in it (keys are read from the environment only)")
+    return endpoints
+
+
+def _load_space(ref: str | None, feature: Feature) -> tuple[SearchSpace, str]:
     """The space asked for, else the feature's own `search_space` (relative to its feature.yaml),
-    else the bundled local zoo."""
+    else the bundled local zoo; and how to name its file in messages."""
     if ref is None and feature.spec.search_space:
         relative = feature.spec_path.parent / feature.spec.search_space
         ref = str(relative) if relative.exists() else feature.spec.search_space
     try:
-        return load_space(ref or "local-zoo")
+        return load_space(ref or "local-zoo"), ref or "local-zoo"
     except SpaceError as exc:
         raise UserError(str(exc)) from None
 

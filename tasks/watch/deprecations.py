@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from offramp.errors import UserError
 from offramp.search_spaces.validation import problems as validation_problems
-from offramp.tasks.gateway.llm import LOCAL_PREFIX
+from offramp.tasks.gateway.models import model_identity
 from offramp.tasks.watch.registry import RegisteredFeature
 
 EVENT = "offramp.model.deprecation"  # what the watch emits and migrate-feature's trigger expects
@@ -232,34 +232,6 @@ def canonical(model: str, price_map: Mapping[str, Any]) -> str:
         if isinstance(entry, dict) and entry.get("litellm_provider") == prefix:
             return rest
     return model
-
-
-def model_identity(model: str, price_map: Mapping[str, Any] | None = None) -> str:
-    """`provider/name` of a model id, through litellm's provider resolution: `gpt-4o` and
-    `openai/gpt-4o` are both `openai/gpt-4o`; `azure/gpt-4o` stays another deployment. When litellm
-    cannot resolve it, the price map's `litellm_provider` for the id, else its own prefix, says the
-    provider; a bare id nobody knows, and `local/<alias>`, stay as they are. The one normalisation
-    the watch matches notices with and `migrate --deprecated` is checked with."""
-    import litellm
-
-    if model.startswith(LOCAL_PREFIX):
-        return model
-    quiet = litellm.suppress_debug_info
-    litellm.suppress_debug_info = True  # an unknown id would print litellm's "Provider List" banner
-    try:
-        name, provider, *_ = litellm.get_llm_provider(model)
-    except Exception:  # noqa: BLE001 - litellm raises several types for an id it cannot route
-        entry = (litellm.model_cost if price_map is None else price_map).get(model)
-        if isinstance(entry, dict) and entry.get("litellm_provider"):
-            provider = str(entry["litellm_provider"])
-            name = model.removeprefix(f"{provider}/")
-        elif "/" in model:
-            provider, name = model.split("/", 1)
-        else:
-            return model
-    finally:
-        litellm.suppress_debug_info = quiet
-    return f"{provider}/{name}"
 
 
 def provider_of(model: str, price_map: Mapping[str, Any]) -> str:

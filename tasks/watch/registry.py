@@ -74,11 +74,13 @@ def discover(root: Path | str, *, releases: Path | str | None = None) -> tuple[l
             try:
                 current, entries = list_releases(spec.name, directory=releases)
                 entry = next(e for e in entries if e["version"] == current)
-                release_model, release_version = entry["model"], current
+                # a declared model retires under its litellm id, not the name the study gave it
+                release_model, release_version = (entry.get("endpoint") or {}).get("id") or entry["model"], current
             except (UserError, StopIteration, KeyError) as exc:
                 problems.append(f"release of {spec.name}: {exc}")
         found.append(RegisteredFeature(
-            name=spec.name, dir=str(path.parent), spec_path=str(path), incumbent_model=spec.incumbent.model,
+            name=spec.name, dir=str(path.parent), spec_path=str(path), incumbent_model=(
+                spec.incumbent.endpoint.id if spec.incumbent.endpoint else spec.incumbent.model),
             release_model=release_model, release_version=release_version,
             search_space=_space_ref(path.parent, spec.search_space), description=spec.description,
             spec_hash=spec.spec_hash(), spec=spec.model_dump(mode="json"),

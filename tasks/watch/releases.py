@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from offramp.errors import UserError
-from offramp.search_spaces.schema import Config, Settings, Strategy
+from offramp.search_spaces.schema import Config, ModelEntry, Settings, Strategy
 from offramp.tasks.feature.prompts import parse_answer, render_input, render_messages, response_format, shipped_prompt_demos
 from offramp.tasks.feature.spec import Example, FeatureSpec, load_feature, split_examples
 from offramp.warehouse import Warehouse
@@ -121,6 +121,8 @@ def promote(
         "feature": feature_name, "action": "promote", "study_id": study_id, "trial_id": trial_id,
         "model": config.model, "strategy": strategy.model_dump(mode="json"), "settings": settings.model_dump(mode="json"),
         "instructions": config.instructions, "spec": spec.model_dump(mode="json"), "program_hash": row["program_hash"],
+        # a declared model's endpoint (api_base, the key's variable name, limits; never the key): the release calls it there
+        "endpoint": (json.loads(row["space"] or "{}").get("endpoints") or {}).get(config.model),
         "forced": not row["on_front"],  # past the check above only with --force
         "metrics": {"dev_quality": row["quality"], "test_quality": row["test_quality"], "cost_per_1k_usd": row["cost_per_1k_usd"],
                     "latency_p95_s": row["latency_p95_s"], "test_diff_vs_incumbent": row["diff"],
@@ -191,7 +193,9 @@ class ReleasedProgram:
         from offramp.tasks.gateway.llm import route
         from offramp.warehouse import state_dir
 
-        response = litellm.completion(messages=messages, **{**route(self.config.model, state_dir()), **settings})
+        endpoint = self.entry.get("endpoint")
+        endpoints = {self.config.model: ModelEntry.model_validate(endpoint)} if endpoint else None
+        response = litellm.completion(messages=messages, **{**route(self.config.model, state_dir(), endpoints), **settings})
         return response.choices[0].message.content or ""
 
     def messages(self, inputs: dict[str, Any]) -> list[dict]:
