@@ -78,7 +78,7 @@ def run(n_models: int, latency: float) -> list[tuple[str, str]]:
             billed_before = sum(r["requests"] for r in fake.ledger().values())
             events_before = len(fake.events)
             started = time.perf_counter()
-            left_out = check_endpoints(gateway, wh, spec=feature.spec, incumbent=incumbent, candidates=[*names, "claude-v2"],
+            left_out = check_endpoints(gateway, wh, feature=feature, incumbent=incumbent, candidates=[*names, "claude-v2"],
                                        optimizers=[], train=train, seed=3, study_id=study, price_sources={}, log=_Quiet())
             seconds = time.perf_counter() - started
             with wh.reader() as con:

@@ -245,7 +245,7 @@ def _preflight_calls(ctx: StudyContext, prepared: Prepared, incumbent: Config, c
     gateway = ctx.gateway.open()
     gateway.budget = ctx.budget
     return check_endpoints(
-        gateway, ctx.wh, spec=prepared.feature.spec, incumbent=incumbent, candidates=candidates,
+        gateway, ctx.wh, feature=prepared.feature, incumbent=incumbent, candidates=candidates,
         optimizers=[m for m in prepared.space.optimizer_models() if m not in candidates and m != incumbent.model],
         train=prepared.splits.train, seed=prepared.seed, study_id=ctx.study_id, price_sources=prepared.price_sources,
         log=logger,

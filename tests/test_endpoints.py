@@ -221,7 +221,7 @@ def test_preflight_calls_leave_out_a_wrong_key_and_an_unroutable_id_in_one_line_
             lines.append(message % args)
 
     left_out = check_endpoints(
-        gw, wh, spec=feature.spec, incumbent=incumbent, candidates=["m1-b", "m2-wrong-key", "m2-nowhere", "claude-v2"],
+        gw, wh, feature=feature, incumbent=incumbent, candidates=["m1-b", "m2-wrong-key", "m2-nowhere", "claude-v2"],
         optimizers=[], train=split_examples(feature, seed=3).train, seed=3, study_id="s1", price_sources={}, log=Log(),
     )
     assert set(left_out) == {"m2-wrong-key", "m2-nowhere", "claude-v2"}
@@ -239,10 +239,10 @@ def test_preflight_calls_leave_out_a_wrong_key_and_an_unroutable_id_in_one_line_
 
     wrong_incumbent = incumbent.model_copy(update={"model": "m2-wrong-key"})
     with pytest.raises(UserError, match="the incumbent 'm2-wrong-key' failed its preflight call: check KEY_WRONG"):
-        check_endpoints(gw, wh, spec=feature.spec, incumbent=wrong_incumbent, candidates=["m1-b"], optimizers=[],
+        check_endpoints(gw, wh, feature=feature, incumbent=wrong_incumbent, candidates=["m1-b"], optimizers=[],
                         train=split_examples(feature, seed=3).train, seed=3, study_id="s2", price_sources={}, log=Log())
     with pytest.raises(UserError, match="every candidate model failed its preflight call"):
-        check_endpoints(gw, wh, spec=feature.spec, incumbent=incumbent, candidates=["m2-wrong-key", "claude-v2"],
+        check_endpoints(gw, wh, feature=feature, incumbent=incumbent, candidates=["m2-wrong-key", "claude-v2"],
                         optimizers=[], train=split_examples(feature, seed=3).train, seed=3, study_id="s3",
                         price_sources={}, log=Log())
 

@@ -20,8 +20,8 @@ import os
 from offramp.errors import UserError
 from offramp.search_spaces.schema import Config, ModelEntry
 from offramp.tasks.feature.evaluate import build_requests, prompt_runner
-from offramp.tasks.feature.prompts import choose_demos
-from offramp.tasks.feature.spec import Example, FeatureSpec
+from offramp.tasks.feature.prompts import shipped_prompt_demos
+from offramp.tasks.feature.spec import Example, Feature
 from offramp.tasks.gateway.llm import Gateway, call_record
 from offramp.tasks.gateway.models import LOCAL_PREFIX, key_env_of, routable
 from offramp.warehouse import Warehouse, records
@@ -92,7 +92,7 @@ def fix_for(model: str, entry: ModelEntry | None, error: str) -> str | None:
 
 
 def probe(
-    gateway: Gateway, spec: FeatureSpec, incumbent: Config, models: list[str], train: tuple[Example, ...], *,
+    gateway: Gateway, feature: Feature, incumbent: Config, models: list[str], train: tuple[Example, ...], *,
     seed: int, study_id: str,
 ) -> tuple[dict[str, Probe], list[CallRecord], list[CacheEntry]]:
     """One call per model (the incumbent's shipped prompt on the first train example), all at
@@ -107,7 +107,8 @@ def probe(
             probes[model] = Probe(model, fix=fix)
         else:
             to_call.append(model)
-    demos = choose_demos(spec, train, incumbent.settings.demos, seed)
+    spec = feature.spec
+    demos = shipped_prompt_demos(feature, train, incumbent.settings.demos, seed)
     example = train[0]
     configs, requests, parsers = [], [], []
     for model in to_call:
@@ -131,7 +132,7 @@ def probe(
 
 
 def check_endpoints(
-    gateway: Gateway, wh: Warehouse, *, spec: FeatureSpec, incumbent: Config, candidates: list[str],
+    gateway: Gateway, wh: Warehouse, *, feature: Feature, incumbent: Config, candidates: list[str],
     optimizers: list[str], train: tuple[Example, ...], seed: int, study_id: str, price_sources: dict[str, str],
     log: logging.Logger | logging.LoggerAdapter,
 ) -> dict[str, str]:
@@ -139,7 +140,7 @@ def check_endpoints(
     say once per model left out why and what to do, and refuse the study (UserError, exit 2)
     when the incumbent or every candidate fails. Returns the models left out -> their fix."""
     models = list(dict.fromkeys([incumbent.model, *candidates, *optimizers]))
-    probes, calls, paid = probe(gateway, spec, incumbent, models, train, seed=seed, study_id=study_id)
+    probes, calls, paid = probe(gateway, feature, incumbent, models, train, seed=seed, study_id=study_id)
     endpoints = gateway.prices.endpoints
     role = {m: "optimizer" for m in optimizers} | {m: "candidate" for m in candidates} | {incumbent.model: "incumbent"}
     rows = []
