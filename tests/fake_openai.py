@@ -8,7 +8,8 @@ What it does, per request to `POST /v1/chat/completions`:
 - 401 without the endpoint's key, 404 for a model it does not serve, 400 for a bad body;
 - faults, drawn per request from a seeded RNG at the endpoint's `fault_rate` (kinds: `429`
   with Retry-After, `500`, `drop` (connection closed, no answer), `malformed` (200 with a body
-  that is not JSON), `slow` (answers, after `slow_s`)), or scripted (`script`, one per request);
+  that is not JSON), `slow` (answers, after `slow_s`)), or scripted (`script`, one per request;
+  also `400` (context too long), `401`, `404`, `empty` (200, empty body));
 - otherwise an answer from the model's `answer(messages) -> str`, with usage counted by
   whitespace words (+3 per message), truncated to max_tokens.
 It counts what it billed: an answer is billed when its 200 response was written whole (`slow`
@@ -39,6 +40,7 @@ from typing import Any
 
 Answer = Callable[[list[dict]], str]
 FAULTS = ("429", "500", "drop", "malformed", "slow")
+SCRIPT_ONLY = ("400", "401", "404", "empty")  # scripted kinds too: a request's own faults, a 200 with an empty body
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]")
 
 
@@ -102,6 +104,7 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.billed: dict[str, dict[str, float]] = {}
         self.events: list[tuple[str, str, str]] = []  # (endpoint, model, what happened)
+        self.requests: list[tuple[float, str, str]] = []  # (time.monotonic(), endpoint, model) of every POST
         self._servers: list[http.server.ThreadingHTTPServer] = []
         self._rngs = {e.name: random.Random(e.seed) for e in endpoints}
 
@@ -207,6 +210,8 @@ class FakeOpenAI:
                     name = body["model"]
                 except (ValueError, KeyError) as exc:
                     return self._error(400, f"bad request body: {exc}", "invalid_request_error")
+                with fake.lock:
+                    fake.requests.append((time.monotonic(), endpoint.name, name))
                 model = endpoint.models.get(name)
                 if model is None:
                     return self._error(404, f"The model `{name}` does not exist", "invalid_request_error")
@@ -216,6 +221,15 @@ class FakeOpenAI:
                 if fault == "429":
                     return self._error(429, "Rate limit reached", "rate_limit_error",
                                        {"Retry-After": f"{endpoint.retry_after_s:g}"})
+                if fault == "400":
+                    return self._error(400, "This model's maximum context length is 8 tokens", "invalid_request_error")
+                if fault == "401":
+                    return self._error(401, "Incorrect API key provided.", "invalid_request_error")
+                if fault == "404":
+                    return self._error(404, f"The model `{name}` does not exist", "invalid_request_error")
+                if fault == "empty":
+                    fake.events.append((endpoint.name, name, "empty"))
+                    return self._send(200, b"")
                 if fault == "500":
                     return self._error(500, "The server had an error", "server_error")
                 if fault == "drop":

@@ -25,15 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random_exponential
+from tenacity import Retrying, retry_if_exception
 
-from offramp.errors import BudgetExceeded
+from offramp.errors import BudgetExceeded, EndpointDown
 from offramp.search_spaces.schema import Price
 from offramp.tasks.gateway import local_models
+from offramp.tasks.gateway.faults import CircuitBreaker, EmptyAnswer, RetryPolicy, is_endpoint_failure, is_retryable
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.util import content_hash
 from offramp.warehouse import Warehouse
 from offramp.warehouse.records import CacheEntry, CallRecord, cache_lookup, cache_store
+
+__all__ = ["Budget", "Gateway", "GatewayConfig", "LLMRequest", "LLMResult", "call_record", "is_retryable", "route"]
 
 log = logging.getLogger(__name__)
 LOCAL_PREFIX = "local/"
@@ -156,25 +159,6 @@ def redact(text: str) -> str:
     return text
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """Timeouts, rate limits, server errors and broken connections can succeed on retry; a bad
-    request, a refused key or an unknown model cannot."""
-    import litellm
-
-    retryable = (
-        litellm.Timeout,
-        litellm.RateLimitError,
-        litellm.APIConnectionError,
-        litellm.InternalServerError,
-        litellm.ServiceUnavailableError,
-        litellm.BadGatewayError,
-    )
-    if isinstance(exc, retryable):
-        return True
-    status = getattr(exc, "status_code", None)
-    return isinstance(status, int) and (status in (408, 429) or status >= 500)
-
-
 class Budget:
     """A spend cap in USD, shared by the calls of one study. Before a call is made its worst case
     (every character of the prompt a token, all `max_tokens` generated) is reserved; after it,
@@ -230,6 +214,9 @@ class GatewayConfig(BaseModel):
     concurrency: int = 4
     timeout_s: float = 60.0
     max_retries: int = 3
+    max_retry_after_s: float = 60.0  # a 429 asking to wait longer fails the call instead
+    breaker_failures: int = 5  # consecutive failed calls (down, 5xx, timeout) that open an endpoint's breaker
+    breaker_cooldown_s: float = 30.0  # then one probe call may close it
     use_cache: bool = True
     write_cache: bool = True
     allowance_usd: float | None = None  # what this gateway may spend (a grant of the study's cap); None: no cap
@@ -239,6 +226,8 @@ class GatewayConfig(BaseModel):
         return Gateway(
             warehouse, PriceBook(self.prices), home=self.home, concurrency=self.concurrency, timeout_s=self.timeout_s,
             max_retries=self.max_retries, use_cache=self.use_cache, write_cache=self.write_cache,
+            max_retry_after_s=self.max_retry_after_s,
+            breaker=CircuitBreaker(self.breaker_failures, self.breaker_cooldown_s),
             budget=None if self.allowance_usd is None else Budget(self.allowance_usd),
         )
 
@@ -260,6 +249,8 @@ class Gateway:
         cache_flush_s: float = 1.0,
         budget: Budget | None = None,
         write_cache: bool = True,
+        max_retry_after_s: float = 60.0,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -274,6 +265,8 @@ class Gateway:
         self.cache_flush_s = cache_flush_s
         self.budget = budget
         self.write_cache = write_cache
+        self.retry_policy = RetryPolicy(max_retries, backoff_s, max_retry_after_s)
+        self.breaker = breaker or CircuitBreaker()
         self.paid: list[CacheEntry] = []  # paid answers not written (write_cache=False): the caller stores them
         self._paid_lock = threading.Lock()
         self._routes: dict[str, dict[str, Any]] = {}
@@ -285,6 +278,23 @@ class Gateway:
             if model not in self._routes:
                 self._routes[model] = route(model, self.home)
             return self._routes[model]
+
+    def endpoint(self, request: LLMRequest) -> str:
+        """Where a request is served, for the breaker: its `api_base` (the route's, or the
+        request's own), else its model's litellm provider (`openai`, `anthropic`, ...)."""
+        model = request.model
+        args = {**self.route(model), **request.settings}
+        if args.get("api_base"):
+            return str(args["api_base"])
+        provider = model.split("/", 1)[0] if "/" in model else None
+        if provider is None:
+            try:
+                import litellm
+
+                provider = litellm.get_llm_provider(model)[1]
+            except Exception:  # noqa: BLE001 - an id litellm cannot route is its own endpoint
+                provider = model
+        return provider
 
     def worst_case_usd(self, request: LLMRequest) -> float:
         """An upper bound on a call's cost: one token per prompt character, all max_tokens generated."""
@@ -308,14 +318,16 @@ class Gateway:
         import litellm
 
         args = self.route(request.model)
+        endpoint = self.endpoint(request)
         warm_up_litellm()
         started = time.perf_counter()
+        down = self.breaker.admit(endpoint)
+        if down is not None:  # the breaker is open: fail now, without a request
+            return self._failed(f"EndpointDown: {down}", started, 0)
         attempts = 0
-        # Retry only what can succeed on retry, at most max_retries times, after
-        # backoff_s * 2**(attempt-1) * (0.5 + random()) seconds: the fixed half plus a uniform jitter.
+        # Retry only what can succeed on retry, with backoff or a 429's Retry-After (faults.RetryPolicy).
         retrying = Retrying(
-            retry=retry_if_exception(is_retryable), stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_exponential(multiplier=self.backoff_s / 2) + wait_random_exponential(multiplier=self.backoff_s),
+            retry=retry_if_exception(is_retryable), stop=self.retry_policy.stop, wait=self.retry_policy.wait,
             before_sleep=lambda state: log.info(
                 "retrying %s after %s (attempt %d, %.2f s)", request.model, type(state.outcome.exception()).__name__,
                 state.attempt_number, state.upcoming_sleep,
@@ -326,15 +338,21 @@ class Gateway:
             for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
+                    if attempts > 1 and self.breaker.is_open(endpoint):  # other calls found it down meanwhile
+                        raise EndpointDown(self.breaker.reason(endpoint))
                     response = litellm.completion(
                         messages=request.messages, timeout=self.timeout_s, num_retries=0, **{**args, **request.settings}
                     )
-                    text = response.choices[0].message.content or ""
+                    choices = getattr(response, "choices", None) or []
+                    text = choices[0].message.content if choices else None
+                    if text is None:  # no answer is not an empty answer: never scored
+                        raise EmptyAnswer(f"{endpoint} answered 200 without a message content")
                     usage = getattr(response, "usage", None)
                     prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
                     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
                     cost = self.prices.cost(request.model, prompt_tokens, completion_tokens, response)
                     waited = time.perf_counter() - started  # what the caller waited: every attempt and backoff
+                    self.breaker.succeeded(endpoint)
                     return LLMResult(
                         text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                         cost_usd=cost, latency_s=waited, orig_cost_usd=cost, orig_latency_s=waited, error=None,
@@ -342,12 +360,18 @@ class Gateway:
                     )
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded, scored error
             message = redact(f"{type(exc).__name__}: {exc}")[:2000]
-            return LLMResult(
-                text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0,
-                latency_s=time.perf_counter() - started, orig_cost_usd=None, orig_latency_s=None,
-                error=message, cache_hit=False, attempts=attempts,
-            )
+            if not isinstance(exc, EndpointDown):
+                self.breaker.failed(endpoint, message, is_endpoint_failure(exc))
+            return self._failed(message, started, attempts)
         raise AssertionError("unreachable: tenacity either returned an attempt's result or re-raised its error")
+
+    @staticmethod
+    def _failed(message: str, started: float, attempts: int) -> LLMResult:
+        return LLMResult(
+            text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0,
+            latency_s=time.perf_counter() - started, orig_cost_usd=None, orig_latency_s=None,
+            error=message, cache_hit=False, attempts=attempts,
+        )
 
     def _store(self, pending: list[tuple[LLMRequest, LLMResult]]) -> None:
         if not self.use_cache or not pending:
