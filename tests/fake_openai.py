@@ -92,6 +92,7 @@ class Endpoint:
     seed: int = 0
     script: list[str] = dataclasses.field(default_factory=list)  # faults for the next requests, in order
     down: bool = False  # every request: 503
+    down_after: int | None = None  # after this many requests to the endpoint, every request: 503 (an outage mid-study)
     url: str = ""
 
 
@@ -134,6 +135,10 @@ class FakeOpenAI:
     def count(self, what: str) -> int:
         with self.lock:
             return sum(1 for _, _, event in self.events if event == what)
+
+    def _served(self, endpoint: Endpoint) -> int:
+        with self.lock:
+            return sum(1 for _, name, _ in self.requests if name == endpoint.name)
 
     def _fault(self, endpoint: Endpoint) -> str | None:
         with self.lock:
@@ -215,7 +220,7 @@ class FakeOpenAI:
                 model = endpoint.models.get(name)
                 if model is None:
                     return self._error(404, f"The model `{name}` does not exist", "invalid_request_error")
-                if endpoint.down:
+                if endpoint.down or (endpoint.down_after is not None and fake._served(endpoint) > endpoint.down_after):
                     return self._error(503, "service unavailable", "server_error")
                 fault = fake._fault(endpoint)
                 if fault == "429":
@@ -282,7 +287,7 @@ def from_config(config: dict[str, Any], ledger_path: Path | None = None) -> Fake
             if "accuracy" in m:
                 extra["answer"] = labeller(gold, float(m["accuracy"]), labels, f"{raw['name']}/{m['name']}")
             models[m["name"]] = Model(m["name"], **extra)
-        settings = {k: raw[k] for k in ("api_key", "fault_rate", "retry_after_s", "slow_s", "seed", "down") if k in raw}
+        settings = {k: raw[k] for k in ("api_key", "fault_rate", "retry_after_s", "slow_s", "seed", "down", "down_after") if k in raw}
         if "faults" in raw:
             settings["faults"] = tuple(raw["faults"])
         endpoints.append(Endpoint(raw["name"], models, **settings))

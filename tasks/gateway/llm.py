@@ -293,8 +293,9 @@ class Gateway:
 
                 provider = litellm.get_llm_provider(model)[1]
             except Exception:  # noqa: BLE001 - an id litellm cannot route is its own endpoint
-                provider = model
-        return provider
+                return model
+        base = os.environ.get(f"{provider.upper()}_API_BASE") or os.environ.get(f"{provider.upper()}_BASE_URL")
+        return f"{provider} at {base}" if base else provider  # litellm's global base for the provider
 
     def worst_case_usd(self, request: LLMRequest) -> float:
         """An upper bound on a call's cost: one token per prompt character, all max_tokens generated."""
