@@ -15,6 +15,7 @@ derived from its parameters, so the same command after a crash continues it.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +145,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         wh=wh, feature=feature, metric=build_metric(feature), train=splits.train, seed=seed, study_id=study_id,
         gateway=GatewayConfig(
             home=state_dir(), warehouse=wh.path, prices=prepared.prices, concurrency=g.concurrency, timeout_s=g.timeout_s,
-            max_retries=g.max_retries, use_cache=g.use_cache, write_cache=_in_process_runner(),
+            max_retries=g.max_retries, use_cache=g.use_cache, write_cache=_in_process_runner(), breaker_scope=f"{study_id}/{uuid.uuid4().hex[:8]}",
         ),
         budget=Budget(params.max_spend_usd, records.study_spend(wh, study_id)) if params.max_spend_usd else None,
         next_trial_id=max((r["trial_id"] for r in previous), default=-1) + 1,

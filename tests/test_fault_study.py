@@ -151,10 +151,23 @@ def test_an_endpoint_that_goes_down_ends_the_study_provider_down(tmp_path):
         env = {**os.environ, "OFFRAMP_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHONPATH": str(ROOT),
                "OPENAI_API_BASE": endpoint.url, "OPENAI_API_KEY": KEY}
         env.pop("PREFECT_API_URL", None)
-        run = subprocess.run([sys.executable, "-m", "offramp.flows.cli", "migrate", str(feature), "--space", str(space),
-                              "--max-trials", "4", "--concurrency", "4", "--no-racing"],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+        def migrate() -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "offramp.flows.cli", "migrate", str(feature), "--space", str(space),
+                                   "--max-trials", "4", "--concurrency", "4", "--no-racing"],
+                                  cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+        run = migrate()
         after_outage = len(fake.requests) - 25
+        check_provider_down(run, home, endpoint, after_outage)
+        endpoint.down_after = None  # the endpoint is back: the same command resumes the study
+        again = migrate()
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    _, [(study_id, status)] = Warehouse(home / "warehouse.duckdb").fetch("select id, status from studies")
+    assert status == "completed" and f"(resumed an interrupted study: {study_id})" in again.stdout
+
+
+def check_provider_down(run: subprocess.CompletedProcess, home: Path, endpoint: Endpoint, after_outage: int) -> None:
     assert run.returncode == 3, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Traceback" not in run.stdout + run.stderr
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]

@@ -26,6 +26,7 @@ from offramp.errors import EndpointDown
 
 __all__ = [
     "CircuitBreaker", "EmptyAnswer", "EndpointDown", "RetryPolicy", "is_endpoint_failure", "is_retryable", "retry_after_s",
+    "shared_breaker",
 ]
 
 
@@ -190,3 +191,18 @@ class CircuitBreaker:
         """The endpoints open now, with why."""
         with self._lock:
             return {e: self.reason(e, s) for e, s in self._states.items() if s.opened_at is not None}
+
+
+_SHARED: dict[tuple[str, int, float], CircuitBreaker] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_breaker(scope: str, failures: int, cooldown_s: float) -> CircuitBreaker:
+    """One breaker per scope (a study) in this process: the gateways of its tasks (one per trial
+    stage) share what they learnt, so a down endpoint is not rediscovered by every stage (a raced
+    trial's first stage may have fewer examples than `failures`)."""
+    key = (scope, failures, cooldown_s)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = CircuitBreaker(failures, cooldown_s)
+        return _SHARED[key]

@@ -29,8 +29,8 @@ from tenacity import Retrying, retry_if_exception
 
 from offramp.errors import BudgetExceeded, EndpointDown
 from offramp.search_spaces.schema import Price
-from offramp.tasks.gateway import local_models
-from offramp.tasks.gateway.faults import CircuitBreaker, EmptyAnswer, RetryPolicy, is_endpoint_failure, is_retryable
+from offramp.tasks.gateway import faults, local_models
+from offramp.tasks.gateway.faults import is_retryable
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.util import content_hash
 from offramp.warehouse import Warehouse
@@ -217,6 +217,7 @@ class GatewayConfig(BaseModel):
     max_retry_after_s: float = 60.0  # a 429 asking to wait longer fails the call instead
     breaker_failures: int = 5  # consecutive failed calls (down, 5xx, timeout) that open an endpoint's breaker
     breaker_cooldown_s: float = 30.0  # then one probe call may close it
+    breaker_scope: str | None = None  # gateways of one scope (a study) in a process share their breaker
     use_cache: bool = True
     write_cache: bool = True
     allowance_usd: float | None = None  # what this gateway may spend (a grant of the study's cap); None: no cap
@@ -227,7 +228,8 @@ class GatewayConfig(BaseModel):
             warehouse, PriceBook(self.prices), home=self.home, concurrency=self.concurrency, timeout_s=self.timeout_s,
             max_retries=self.max_retries, use_cache=self.use_cache, write_cache=self.write_cache,
             max_retry_after_s=self.max_retry_after_s,
-            breaker=CircuitBreaker(self.breaker_failures, self.breaker_cooldown_s),
+            breaker=faults.shared_breaker(self.breaker_scope, self.breaker_failures, self.breaker_cooldown_s)
+            if self.breaker_scope else faults.CircuitBreaker(self.breaker_failures, self.breaker_cooldown_s),
             budget=None if self.allowance_usd is None else Budget(self.allowance_usd),
         )
 
@@ -250,7 +252,7 @@ class Gateway:
         budget: Budget | None = None,
         write_cache: bool = True,
         max_retry_after_s: float = 60.0,
-        breaker: CircuitBreaker | None = None,
+        breaker: faults.CircuitBreaker | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -265,8 +267,8 @@ class Gateway:
         self.cache_flush_s = cache_flush_s
         self.budget = budget
         self.write_cache = write_cache
-        self.retry_policy = RetryPolicy(max_retries, backoff_s, max_retry_after_s)
-        self.breaker = breaker or CircuitBreaker()
+        self.retry_policy = faults.RetryPolicy(max_retries, backoff_s, max_retry_after_s)
+        self.breaker = breaker or faults.CircuitBreaker()
         self.paid: list[CacheEntry] = []  # paid answers not written (write_cache=False): the caller stores them
         self._paid_lock = threading.Lock()
         self._routes: dict[str, dict[str, Any]] = {}
@@ -280,22 +282,21 @@ class Gateway:
             return self._routes[model]
 
     def endpoint(self, request: LLMRequest) -> str:
-        """Where a request is served, for the breaker: its `api_base` (the route's, or the
-        request's own), else its model's litellm provider (`openai`, `anthropic`, ...)."""
-        model = request.model
-        args = {**self.route(model), **request.settings}
+        """Where a request is served, for the breaker: its `api_base` (the route's or the request's),
+        else its provider, with litellm's global base for it (`OPENAI_API_BASE`) if one is set."""
+        args = {**self.route(request.model), **request.settings}
         if args.get("api_base"):
             return str(args["api_base"])
-        provider = model.split("/", 1)[0] if "/" in model else None
+        provider = request.model.split("/", 1)[0] if "/" in request.model else None
         if provider is None:
             try:
                 import litellm
 
-                provider = litellm.get_llm_provider(model)[1]
+                provider = litellm.get_llm_provider(request.model)[1]
             except Exception:  # noqa: BLE001 - an id litellm cannot route is its own endpoint
-                return model
+                return request.model
         base = os.environ.get(f"{provider.upper()}_API_BASE") or os.environ.get(f"{provider.upper()}_BASE_URL")
-        return f"{provider} at {base}" if base else provider  # litellm's global base for the provider
+        return f"{provider} at {base}" if base else provider
 
     def worst_case_usd(self, request: LLMRequest) -> float:
         """An upper bound on a call's cost: one token per prompt character, all max_tokens generated."""
@@ -347,7 +348,7 @@ class Gateway:
                     choices = getattr(response, "choices", None) or []
                     text = choices[0].message.content if choices else None
                     if text is None:  # no answer is not an empty answer: never scored
-                        raise EmptyAnswer(f"{endpoint} answered 200 without a message content")
+                        raise faults.EmptyAnswer(f"{endpoint} answered 200 without a message content")
                     usage = getattr(response, "usage", None)
                     prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
                     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -362,17 +363,15 @@ class Gateway:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded, scored error
             message = redact(f"{type(exc).__name__}: {exc}")[:2000]
             if not isinstance(exc, EndpointDown):
-                self.breaker.failed(endpoint, message, is_endpoint_failure(exc))
+                self.breaker.failed(endpoint, message, faults.is_endpoint_failure(exc))
             return self._failed(message, started, attempts)
         raise AssertionError("unreachable: tenacity either returned an attempt's result or re-raised its error")
 
     @staticmethod
     def _failed(message: str, started: float, attempts: int) -> LLMResult:
-        return LLMResult(
-            text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0,
-            latency_s=time.perf_counter() - started, orig_cost_usd=None, orig_latency_s=None,
-            error=message, cache_hit=False, attempts=attempts,
-        )
+        return LLMResult(text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0, orig_cost_usd=None,
+                         latency_s=time.perf_counter() - started, orig_latency_s=None, error=message, cache_hit=False,
+                         attempts=attempts)
 
     def _store(self, pending: list[tuple[LLMRequest, LLMResult]]) -> None:
         if not self.use_cache or not pending:
