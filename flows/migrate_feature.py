@@ -145,7 +145,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         wh=wh, feature=feature, metric=build_metric(feature), train=splits.train, seed=seed, study_id=study_id,
         gateway=GatewayConfig(
             home=state_dir(), warehouse=wh.path, prices=prepared.prices, concurrency=g.concurrency, timeout_s=g.timeout_s,
-            max_retries=g.max_retries, use_cache=g.use_cache, write_cache=_in_process_runner(), breaker_scope=f"{study_id}/{uuid.uuid4().hex[:8]}",
+            max_retries=g.max_retries, backoff_s=g.backoff_s, use_cache=g.use_cache, write_cache=_in_process_runner(),
+            breaker_scope=f"{study_id}/{uuid.uuid4().hex[:8]}",  # a run's tasks share what they learn of endpoints
         ),
         budget=Budget(params.max_spend_usd, records.study_spend(wh, study_id)) if params.max_spend_usd else None,
         next_trial_id=max((r["trial_id"] for r in previous), default=-1) + 1,

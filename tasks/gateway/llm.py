@@ -214,6 +214,7 @@ class GatewayConfig(BaseModel):
     concurrency: int = 4
     timeout_s: float = 60.0
     max_retries: int = 3
+    backoff_s: float = 0.5  # the first retry's backoff: backoff_s * 2**(attempt-1) * (0.5 + random())
     max_retry_after_s: float = 60.0  # a 429 asking to wait longer fails the call instead
     breaker_failures: int = 5  # consecutive failed calls (down, 5xx, timeout) that open an endpoint's breaker
     breaker_cooldown_s: float = 30.0  # then one probe call may close it
@@ -226,7 +227,7 @@ class GatewayConfig(BaseModel):
         warehouse = Warehouse(self.warehouse, read_only=not self.write_cache) if self.warehouse else None
         return Gateway(
             warehouse, PriceBook(self.prices), home=self.home, concurrency=self.concurrency, timeout_s=self.timeout_s,
-            max_retries=self.max_retries, use_cache=self.use_cache, write_cache=self.write_cache,
+            max_retries=self.max_retries, use_cache=self.use_cache, write_cache=self.write_cache, backoff_s=self.backoff_s,
             max_retry_after_s=self.max_retry_after_s,
             breaker=faults.shared_breaker(self.breaker_scope, self.breaker_failures, self.breaker_cooldown_s)
             if self.breaker_scope else faults.CircuitBreaker(self.breaker_failures, self.breaker_cooldown_s),
