@@ -2,7 +2,8 @@
 
 litellm makes the call (any provider; `local/<alias>` resolves to the bundled local model server),
 with a timeout, bounded concurrency (a thread pool), and retries with exponential backoff and
-jitter for retryable errors only (timeouts, 429, 5xx, connection errors). A persistent response
+jitter for retryable errors only (timeouts, 429 after its Retry-After, 5xx, connection errors,
+malformed answers) and a circuit breaker per endpoint (`faults.py`). A persistent response
 cache in the warehouse is keyed by (model, messages, settings): a repeated request costs nothing,
 is reported as a cache hit, and keeps the original call's cost and latency so that a config's
 objectives do not depend on what happened to be cached.
