@@ -223,7 +223,7 @@ STUDY_UNFINISHED_EXIT = 3  # the study ended without a usable result: an endpoin
 def _exit_if_unfinished(summary) -> None:
     """A study that stopped because an endpoint stayed down (`provider_down`), or whose every search
     trial failed (`all_trials_failed`), has printed its report; one line says why, and the exit code is 3."""
-    if summary.status in ("provider_down", "all_trials_failed"):
+    if getattr(summary, "status", None) in ("provider_down", "all_trials_failed"):
         from rich.markup import escape
 
         err_console.print(f"[bold red]error:[/] study {summary.study_id} ended {summary.status}: {escape(summary.error or '')}",
