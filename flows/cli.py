@@ -181,7 +181,23 @@ def migrate(
     ))
     if dry_run:
         return _print_plan(params)
-    _print_study(_run_migration(params))
+    summary = _run_migration(params)
+    _print_study(summary)
+    _exit_if_unfinished(summary)
+
+
+STUDY_UNFINISHED_EXIT = 3  # the study ended without a usable result: an endpoint down, or every trial failed
+
+
+def _exit_if_unfinished(summary) -> None:
+    """A study that stopped because an endpoint stayed down (`provider_down`), or whose every search
+    trial failed (`all_trials_failed`), has printed its report; one line says why, and the exit code is 3."""
+    if getattr(summary, "status", None) in ("provider_down", "all_trials_failed"):
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]error:[/] study {summary.study_id} ended {summary.status}: {escape(summary.error or '')}",
+                          soft_wrap=True)
+        raise typer.Exit(STUDY_UNFINISHED_EXIT)
 
 
 @app.command()

@@ -14,6 +14,8 @@ derived from its parameters, so the same command after a crash continues it.
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +28,11 @@ from prefect.states import Cancelled
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from offramp import stopping
-from offramp.errors import BudgetExceeded, UserError
+from offramp.errors import BudgetExceeded, EndpointDown, UserError
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
 from offramp.tasks.evidence.judge import judge_front
-from offramp.tasks.evidence.report import publish
+from offramp.tasks.evidence.report import failed_trials, publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
 from offramp.tasks.gateway import local_models
@@ -68,6 +70,7 @@ class StudySummary:
     front: list[int] = field(default_factory=list)
     selection: dict | None = None
     report_path: str | None = None
+    error: str | None = None  # why a study that did not complete stopped (provider_down, all_trials_failed)
 
 
 def _run_name() -> str:
@@ -152,7 +155,9 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         wh=wh, feature=feature, metric=build_metric(feature), train=splits.train, seed=seed, study_id=study_id,
         gateway=GatewayConfig(
             home=state_dir(), warehouse=wh.path, prices=prepared.prices, concurrency=g.concurrency, timeout_s=g.timeout_s,
-            max_retries=g.max_retries, use_cache=g.use_cache, write_cache=_in_process_runner(), endpoints=prepared.endpoints,
+            max_retries=g.max_retries, backoff_s=g.backoff_s, use_cache=g.use_cache, write_cache=_in_process_runner(),
+            endpoints=prepared.endpoints,
+            breaker_scope=f"{study_id}/{uuid.uuid4().hex[:8]}",  # a run's tasks share what they learn of endpoints
         ),
         budget=Budget(params.max_spend_usd, records.study_spend(wh, study_id)) if params.max_spend_usd else None,
         next_trial_id=max((r["trial_id"] for r in previous), default=-1) + 1,
@@ -169,6 +174,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         result = evaluate_full(ctx, TrialRun(ctx.allocate_trial_id(), role, split, config, examples, source_trial_id=source))
         if result.status == "stopped_by_budget":
             raise BudgetExceeded(result.measurement.error or "spend cap reached")
+        if result.status == "provider_down":
+            raise EndpointDown(ctx.endpoint_down or result.measurement.error or "an endpoint is down")
         return result
 
     try:
@@ -187,6 +194,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         ctx.share = 1.0
         if summary.stopped_by == "budget":
             raise BudgetExceeded("spend cap reached during the search")
+        if summary.stopped_by == "provider_down":
+            raise EndpointDown(ctx.endpoint_down or "an endpoint is down")
         summary.front = study_front(wh, study_id, study)
         configs = configs_by_trial_id(space, incumbent, candidate_models, study)
         summary.trials = [incumbent_dev] + [
@@ -203,9 +212,10 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             raise RuntimeError(f"the incumbent could not be evaluated on the test split: {incumbent_test.measurement.error}")
         selection, _ = judge_front(wh, study_id, feature, splits.test, incumbent_test, test_by_source, by_id, prepared.policy, seed,
                                    policy_source=prepared.policy_source)
+        summary.status, summary.error, selection = _judged_with_failures(wh, study_id, selection)
         summary.selection = selection.to_dict() | ({"left_out": left_out} if left_out else {})
-        records.finish_study(wh, study_id, status="completed", selected_trial_id=selection.trial_id,
-                             selection=summary.selection, stopped_by=summary.stopped_by)
+        records.finish_study(wh, study_id, status=summary.status, selected_trial_id=selection.trial_id,
+                             selection=summary.selection, stopped_by=summary.stopped_by, error=summary.error)
     except BudgetExceeded as exc:
         logger.warning("study %s stopped by its spend cap: %s", study_id, exc)
         records.finish_study(wh, study_id, status="stopped_by_budget", error=str(exc)[:2000], stopped_by="budget")
@@ -218,6 +228,14 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     except (KeyboardInterrupt, TerminationSignal) as exc:  # the flow in the main thread: Prefect's own handling
         _interrupted(wh, study_id, exc, started)
         raise
+    except EndpointDown as exc:
+        # the evidence so far is kept and reported; the same command resumes the study when the endpoint is back
+        logger.warning("study %s stopped: %s", study_id, exc)
+        records.finish_study(wh, study_id, status="provider_down", error=str(exc)[:2000], stopped_by="provider_down")
+        summary.status, summary.stopped_by, summary.error = "provider_down", "provider_down", str(exc)
+        summary.report_path = str(publish(wh, study_id, state_dir() / "reports"))
+        notify("study_finished", summary=summary)
+        return summary
     except BaseException as exc:
         records.finish_study(wh, study_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
@@ -250,6 +268,19 @@ def _preflight_calls(ctx: StudyContext, prepared: Prepared, incumbent: Config, c
         train=prepared.splits.train, seed=prepared.seed, study_id=ctx.study_id, price_sources=prepared.price_sources,
         log=logger,
     )
+
+
+def _judged_with_failures(wh: Warehouse, study_id: str, selection):
+    """(status, error, selection): the decision names the trials that failed and why; a study none
+    of whose search trials completed ends `all_trials_failed`, not `completed`."""
+    failed = failed_trials(wh, study_id)
+    if failed is None:
+        return "completed", None, selection
+    selection = dataclasses.replace(selection, reason=f"{selection.reason} {failed}.")
+    searched = [r for r in records.study_trials(wh, study_id) if r["split"] == "dev" and r["role"] != "incumbent"]
+    if searched and not any(r["status"] == "completed" for r in searched):
+        return "all_trials_failed", f"every search trial failed. {failed}", selection
+    return "completed", None, selection
 
 
 def _recorded_params(params: MigrateParams) -> dict:

@@ -18,6 +18,7 @@ class GatewayParams(BaseModel):
     concurrency: int = Field(default=4, ge=1, le=256, description="calls in flight at once")
     timeout_s: float = Field(default=60.0, gt=0, description="per call")
     max_retries: int = Field(default=3, ge=0, le=10, description="for timeouts, 429, 5xx, connection errors only")
+    backoff_s: float = Field(default=0.5, gt=0, le=60, description="first retry's backoff (doubling, with jitter)")
     use_cache: bool = Field(default=True, description="serve repeated requests from the warehouse's response cache")
 
 

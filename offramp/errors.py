@@ -15,6 +15,7 @@ Subclasses exist where a caller needs to tell them apart:
 | `NoWarehouse` | a read of a warehouse file that does not exist yet | the CLI |
 | `BudgetExceeded` | the spend cap refused a call (typed, also across DSPy's optimizers) | the trial, the study |
 | `ProviderCallFailed` | a model call failed after the gateway's retries (recorded as a call with its error) | DSPy's optimizers |
+| `EndpointDown` | an endpoint's circuit breaker is open: the study stops (`provider_down`), keeping its evidence | the search, the study |
 
 This module imports nothing, so every layer (warehouse and search_spaces included) can use it.
 """
@@ -60,3 +61,8 @@ class BudgetExceeded(OfframpError):
 
 class ProviderCallFailed(OfframpError):
     """A model call failed after the gateway's retries (it is recorded as a call with its error)."""
+
+
+class EndpointDown(OfframpError):
+    """An endpoint failed too many calls in a row (connection errors, 5xx, timeouts): its circuit
+    breaker is open, so calls to it fail at once and the study stops as `provider_down`."""

@@ -8,7 +8,8 @@ What it does, per request to `POST /v1/chat/completions`:
 - 401 without the endpoint's key, 404 for a model it does not serve, 400 for a bad body;
 - faults, drawn per request from a seeded RNG at the endpoint's `fault_rate` (kinds: `429`
   with Retry-After, `500`, `drop` (connection closed, no answer), `malformed` (200 with a body
-  that is not JSON), `slow` (answers, after `slow_s`)), or scripted (`script`, one per request);
+  that is not JSON), `slow` (answers, after `slow_s`)), or scripted (`script`, one per request;
+  also `400` (context too long), `401`, `404`, `empty` (200, empty body));
 - otherwise an answer from the model's `answer(messages) -> str`, with usage counted by
   whitespace words (+3 per message), truncated to max_tokens.
 It counts what it billed: an answer is billed when its 200 response was written whole (`slow`
@@ -39,6 +40,7 @@ from typing import Any
 
 Answer = Callable[[list[dict]], str]
 FAULTS = ("429", "500", "drop", "malformed", "slow")
+SCRIPT_ONLY = ("400", "401", "404", "empty")  # scripted kinds too: a request's own faults, a 200 with an empty body
 _FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]")
 
 
@@ -90,6 +92,7 @@ class Endpoint:
     seed: int = 0
     script: list[str] = dataclasses.field(default_factory=list)  # faults for the next requests, in order
     down: bool = False  # every request: 503
+    down_after: int | None = None  # after this many requests to the endpoint, every request: 503 (an outage mid-study)
     url: str = ""
 
 
@@ -102,6 +105,7 @@ class FakeOpenAI:
         self.lock = threading.Lock()
         self.billed: dict[str, dict[str, float]] = {}
         self.events: list[tuple[str, str, str]] = []  # (endpoint, model, what happened)
+        self.requests: list[tuple[float, str, str]] = []  # (time.monotonic(), endpoint, model) of every POST
         self._servers: list[http.server.ThreadingHTTPServer] = []
         self._rngs = {e.name: random.Random(e.seed) for e in endpoints}
 
@@ -131,6 +135,10 @@ class FakeOpenAI:
     def count(self, what: str) -> int:
         with self.lock:
             return sum(1 for _, _, event in self.events if event == what)
+
+    def _served(self, endpoint: Endpoint) -> int:
+        with self.lock:
+            return sum(1 for _, name, _ in self.requests if name == endpoint.name)
 
     def _fault(self, endpoint: Endpoint) -> str | None:
         with self.lock:
@@ -207,15 +215,26 @@ class FakeOpenAI:
                     name = body["model"]
                 except (ValueError, KeyError) as exc:
                     return self._error(400, f"bad request body: {exc}", "invalid_request_error")
+                with fake.lock:
+                    fake.requests.append((time.monotonic(), endpoint.name, name))
                 model = endpoint.models.get(name)
                 if model is None:
                     return self._error(404, f"The model `{name}` does not exist", "invalid_request_error")
-                if endpoint.down:
+                if endpoint.down or (endpoint.down_after is not None and fake._served(endpoint) > endpoint.down_after):
                     return self._error(503, "service unavailable", "server_error")
                 fault = fake._fault(endpoint)
                 if fault == "429":
                     return self._error(429, "Rate limit reached", "rate_limit_error",
                                        {"Retry-After": f"{endpoint.retry_after_s:g}"})
+                if fault == "400":
+                    return self._error(400, "This model's maximum context length is 8 tokens", "invalid_request_error")
+                if fault == "401":
+                    return self._error(401, "Incorrect API key provided.", "invalid_request_error")
+                if fault == "404":
+                    return self._error(404, f"The model `{name}` does not exist", "invalid_request_error")
+                if fault == "empty":
+                    fake.events.append((endpoint.name, name, "empty"))
+                    return self._send(200, b"")
                 if fault == "500":
                     return self._error(500, "The server had an error", "server_error")
                 if fault == "drop":
@@ -268,7 +287,7 @@ def from_config(config: dict[str, Any], ledger_path: Path | None = None) -> Fake
             if "accuracy" in m:
                 extra["answer"] = labeller(gold, float(m["accuracy"]), labels, f"{raw['name']}/{m['name']}")
             models[m["name"]] = Model(m["name"], **extra)
-        settings = {k: raw[k] for k in ("api_key", "fault_rate", "retry_after_s", "slow_s", "seed", "down") if k in raw}
+        settings = {k: raw[k] for k in ("api_key", "fault_rate", "retry_after_s", "slow_s", "seed", "down", "down_after") if k in raw}
         if "faults" in raw:
             settings["faults"] = tuple(raw["faults"])
         endpoints.append(Endpoint(raw["name"], models, **settings))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ class StudyReport:
     health: list[dict[str, Any]]  # per model: paid calls, errors, retries, wall-time p95 (v_model_health)
     unparsed: list[dict[str, Any]]  # trials whose answers mostly could not be parsed, with an example answer
     models: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # study_models: endpoint, price source, preflight
+    failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # failed trials, with their main error
 
     @property
     def study_id(self) -> str:
@@ -125,6 +127,9 @@ class StudyReport:
         out = [f"{m['model']} ({m['note']})" for m in self.models if m["preflight"] == "left_out"]
         return ("Not searched (left out by the preflight call): " + "; ".join(out)) if out else None
 
+    def failed_summary(self) -> str | None:
+        return summarize_failed(self.failed)
+
     def queries(self) -> dict[str, str]:
         return {k: v.format(id=self.study_id) for k, v in QUERIES.items()}
 
@@ -132,6 +137,9 @@ class StudyReport:
     def unfinished(self) -> str | None:
         """What to do about a study that did not finish (status failed or running), else None."""
         status = self.study.get("status")
+        if status == "provider_down":
+            return (f"An endpoint this study needs stayed down ({self.study.get('error') or 'see calls.error'}). "
+                    "The trials measured so far are kept; run the same command again when it is back to resume.")
         if status not in ("failed", "running", "interrupted"):
             return None
         why = ("it was interrupted" + (f" ({self.study['error']})" if self.study.get("error") else "") if status != "running"
@@ -152,7 +160,54 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         flips=_rows(wh, "report_flips", study_id), spend=_rows(wh, "report_spend", study_id),
         health=_rows(wh, "report_model_health", study_id), unparsed=_rows(wh, "report_unparsed", study_id),
         models=_rows(wh, "study_models", study_id),
+        failed=_rows(wh, "report_failed_trials", study_id),
     )
+
+
+_FIX = {
+    "AuthenticationError": "the endpoint refused the key: check the environment variable that holds it",
+    "PermissionDeniedError": "the key may not use this model",
+    "NotFoundError": "the endpoint does not serve this model id",
+    "BadRequestError": "the request was refused as it was sent (an id litellm cannot route, a model the endpoint "
+                       "does not serve, a setting it rejects)",
+    "EndpointDown": "the endpoint was down; the same command resumes the study when it is back",
+}
+
+
+def _error_text(error: str | None, kind: str) -> str:
+    """A failed call's message without its kind and litellm's repeated prefixes."""
+    text = (error or "").split(":", 1)[-1].strip()
+    for prefix in (f"litellm.{kind}:", f"{kind}:", "OpenAIException -"):
+        text = text.removeprefix(prefix).strip()
+    return text.replace("\n", " ")[:140]
+
+
+def summarize_failed(rows: list[dict[str, Any]]) -> str | None:
+    """One sentence naming the failed trials (or those whose calls failed more often than the
+    study's --max-error-rate), per model: its main error, how many of its calls failed, one error
+    as the provider gave it, and what it usually means. None when no trial failed."""
+    if not rows:
+        return None
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_model.setdefault(row["model"], []).append(row)
+    parts = []
+    for model, items in by_model.items():
+        kind = Counter(r["main_error"] or (r["error"] or "no measurement").split(":", 1)[0] for r in items).most_common(1)[0][0]
+        calls, errors = sum(r["n_calls"] for r in items), sum(r["n_errors"] for r in items)
+        share = "every call" if calls and errors == calls else f"{errors} of {calls} calls" if calls else "no call made"
+        example = next((r["example_error"] for r in items if r["main_error"] == kind), None)
+        ids = ", ".join(str(r["trial_id"]) for r in items)
+        detail = f": {_error_text(example, kind)}" if example else ""
+        fix = f" ({_FIX[kind]})" if kind in _FIX else ""
+        parts.append(f"{model} — {kind} ({share}; trial{'s' if len(items) > 1 else ''} {ids}){detail}{fix}")
+    n = len(rows)
+    return f"{n} trial{'s' if n != 1 else ''} failed: " + "; ".join(parts)
+
+
+def failed_trials(wh: Warehouse, study_id: str) -> str | None:
+    """`summarize_failed` of a study's trials, from the warehouse."""
+    return summarize_failed(_rows(wh, "report_failed_trials", study_id))
 
 
 def fmt(value: object, digits: int = 3) -> str:
@@ -187,6 +242,8 @@ def markdown(r: StudyReport) -> str:
     lines += ["", f"**Policy:** {r.policy}", "", f"**Decision:** {sel.get('reason', s.get('error') or '-')}", ""]
     if r.left_out:
         lines += [f"**{r.left_out}**", ""]
+    if r.failed_summary():
+        lines += [f"**Failed trials:** {r.failed_summary()}", ""]
     if r.unfinished:
         lines += [f"**Not finished:** {r.unfinished}", ""]
     for v in sel.get("verdicts", []):
@@ -271,6 +328,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
             f"<p><b>Not finished:</b> {html.escape(r.unfinished)}</p>" if r.unfinished else "",
             f"<p><b>{html.escape(r.left_out)}</b></p>" if r.left_out else "",
             "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.model_lines()) + "</ul>" if r.models else "",
+            f"<p><b>Failed trials:</b> {html.escape(r.failed_summary() or '')}</p>" if r.failed else "",
             f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts, "<h2>Flips (held-out split)</h2>"]
     if r.flips:
         page.append("<table><tr><th>trial</th><th>example</th><th>direction</th><th>input</th><th>incumbent</th><th>candidate</th></tr>")

@@ -44,11 +44,13 @@ def render_report(console: Console, r: StudyReport) -> None:
         for f in regressed[:3]:
             console.print(f"  {f['example_id']}: {f['input_text'][:90]!r}: {f['incumbent_prediction']} -> {f['candidate_prediction']}")
     console.print(f"Policy: {escape(r.policy)}", soft_wrap=True)
-    console.print(f"Decision: {sel.get('reason', s.get('error') or '-')}")
+    console.print(f"Decision: {escape(sel.get('reason', s.get('error') or '-'))}", soft_wrap=True)
     if r.left_out:
         console.print(f"[bold yellow]{escape(r.left_out)}[/]", soft_wrap=True)
     if r.unfinished:
         console.print(f"[bold yellow]Not finished:[/] {escape(r.unfinished)}", soft_wrap=True)
+    if r.failed:
+        console.print(f"[bold red]Failed trials:[/] {escape(r.failed_summary() or '')}", soft_wrap=True)
     for v in sel.get("verdicts", []):
         console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
     for warning in r.unparsed_warnings():

@@ -2,7 +2,8 @@
 
 litellm makes the call (any provider; `local/<alias>` resolves to the bundled local model server),
 with a timeout, bounded concurrency (a thread pool), and retries with exponential backoff and
-jitter for retryable errors only (timeouts, 429, 5xx, connection errors). A persistent response
+jitter for retryable errors only (timeouts, 429 after its Retry-After, 5xx, connection errors,
+malformed answers) and a circuit breaker per endpoint (`faults.py`). A persistent response
 cache in the warehouse is keyed by (model, messages, settings): a repeated request costs nothing,
 is reported as a cache hit, and keeps the original call's cost and latency so that a config's
 objectives do not depend on what happened to be cached.
@@ -26,18 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random_exponential
+from tenacity import Retrying, retry_if_exception, stop_any
 
 from offramp import stopping
-from offramp.errors import BudgetExceeded
+from offramp.errors import BudgetExceeded, EndpointDown
 from offramp.search_spaces.schema import ModelEntry, Price
-from offramp.tasks.gateway import local_models
+from offramp.tasks.gateway import faults, local_models
+from offramp.tasks.gateway.faults import is_retryable
 from offramp.tasks.gateway.limits import EndpointLimits
 from offramp.tasks.gateway.models import LOCAL_PREFIX, route, served_identity
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.util import content_hash
 from offramp.warehouse import Warehouse
 from offramp.warehouse.records import CacheEntry, CallRecord, cache_lookup, cache_store
+
+__all__ = ["Budget", "Gateway", "GatewayConfig", "LLMRequest", "LLMResult", "call_record", "is_retryable", "route"]
 
 log = logging.getLogger(__name__)
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
@@ -148,25 +152,6 @@ def redact(text: str) -> str:
     return text
 
 
-def is_retryable(exc: BaseException) -> bool:
-    """Timeouts, rate limits, server errors and broken connections can succeed on retry; a bad
-    request, a refused key or an unknown model cannot."""
-    import litellm
-
-    retryable = (
-        litellm.Timeout,
-        litellm.RateLimitError,
-        litellm.APIConnectionError,
-        litellm.InternalServerError,
-        litellm.ServiceUnavailableError,
-        litellm.BadGatewayError,
-    )
-    if isinstance(exc, retryable):
-        return True
-    status = getattr(exc, "status_code", None)
-    return isinstance(status, int) and (status in (408, 429) or status >= 500)
-
-
 class Budget:
     """A spend cap in USD, shared by the calls of one study. Before a call is made its worst case
     (every character of the prompt a token, all `max_tokens` generated) is reserved; after it,
@@ -223,6 +208,11 @@ class GatewayConfig(BaseModel):
     concurrency: int = 4
     timeout_s: float = 60.0
     max_retries: int = 3
+    backoff_s: float = 0.5  # the first retry's backoff: backoff_s * 2**(attempt-1) * (0.5 + random())
+    max_retry_after_s: float = 60.0  # a 429 asking to wait longer fails the call instead
+    breaker_failures: int = 5  # consecutive failed calls (down, 5xx, timeout) that open an endpoint's breaker
+    breaker_cooldown_s: float = 30.0  # then one probe call may close it
+    breaker_scope: str | None = None  # gateways of one scope (a study) in a process share their breaker
     use_cache: bool = True
     write_cache: bool = True
     allowance_usd: float | None = None  # what this gateway may spend (a grant of the study's cap); None: no cap
@@ -231,7 +221,10 @@ class GatewayConfig(BaseModel):
         warehouse = Warehouse(self.warehouse, read_only=not self.write_cache) if self.warehouse else None
         return Gateway(
             warehouse, PriceBook(self.prices, self.endpoints), home=self.home, concurrency=self.concurrency, timeout_s=self.timeout_s,
-            max_retries=self.max_retries, use_cache=self.use_cache, write_cache=self.write_cache,
+            max_retries=self.max_retries, use_cache=self.use_cache, write_cache=self.write_cache, backoff_s=self.backoff_s,
+            max_retry_after_s=self.max_retry_after_s,
+            breaker=faults.shared_breaker(self.breaker_scope, self.breaker_failures, self.breaker_cooldown_s)
+            if self.breaker_scope else faults.CircuitBreaker(self.breaker_failures, self.breaker_cooldown_s),
             budget=None if self.allowance_usd is None else Budget(self.allowance_usd),
         )
 
@@ -253,6 +246,8 @@ class Gateway:
         cache_flush_s: float = 1.0,
         budget: Budget | None = None,
         write_cache: bool = True,
+        max_retry_after_s: float = 60.0,
+        breaker: faults.CircuitBreaker | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -267,6 +262,8 @@ class Gateway:
         self.cache_flush_s = cache_flush_s
         self.budget = budget
         self.write_cache = write_cache
+        self.retry_policy = faults.RetryPolicy(max_retries, backoff_s, max_retry_after_s)
+        self.breaker = breaker or faults.CircuitBreaker()
         self.paid: list[CacheEntry] = []  # paid answers not written (write_cache=False): the caller stores them
         self._paid_lock = threading.Lock()
         self._routes: dict[str, dict[str, Any]] = {}
@@ -288,6 +285,23 @@ class Gateway:
                 self._served[request.model] = served_identity(request.model, self.prices.endpoints)
             served = self._served[request.model]
         return request if request.served == served else dataclasses.replace(request, served=served)
+
+    def endpoint(self, request: LLMRequest) -> str:
+        """Where a request is served, for the breaker: its `api_base` (the route's or the request's),
+        else its provider, with litellm's global base for it (`OPENAI_API_BASE`) if one is set."""
+        args = {**self.route(request.model), **request.settings}
+        if args.get("api_base"):
+            return str(args["api_base"])
+        provider = request.model.split("/", 1)[0] if "/" in request.model else None
+        if provider is None:
+            try:
+                import litellm
+
+                provider = litellm.get_llm_provider(request.model)[1]
+            except Exception:  # noqa: BLE001 - an id litellm cannot route is its own endpoint
+                return request.model
+        base = os.environ.get(f"{provider.upper()}_API_BASE") or os.environ.get(f"{provider.upper()}_BASE_URL")
+        return f"{provider} at {base}" if base else provider
 
     def worst_case_usd(self, request: LLMRequest) -> float:
         """An upper bound on a call's cost: one token per prompt character, all max_tokens generated."""
@@ -313,14 +327,17 @@ class Gateway:
         import litellm
 
         args = self.route(request.model)
+        endpoint = self.endpoint(request)
         warm_up_litellm()
         started = time.perf_counter()
+        down = self.breaker.admit(endpoint)
+        if down is not None:  # the breaker is open: fail now, without a request
+            return self._failed(f"EndpointDown: {down}", started, 0)
         attempts = 0
-        # Retry only what can succeed on retry, at most max_retries times, after
-        # backoff_s * 2**(attempt-1) * (0.5 + random()) seconds: the fixed half plus a uniform jitter.
+        # Retry only what can succeed on retry, with backoff or a 429's Retry-After (faults.RetryPolicy).
         retrying = Retrying(
-            retry=retry_if_exception(is_retryable), stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_exponential(multiplier=self.backoff_s / 2) + wait_random_exponential(multiplier=self.backoff_s),
+            retry=retry_if_exception(is_retryable), wait=self.retry_policy.wait,
+            stop=stop_any(self.retry_policy.stop, lambda _: stopping.requested()),  # no retry once a stop is asked
             before_sleep=lambda state: log.info(
                 "retrying %s after %s (attempt %d, %.2f s)", request.model, type(state.outcome.exception()).__name__,
                 state.attempt_number, state.upcoming_sleep,
@@ -331,17 +348,23 @@ class Gateway:
             for attempt in retrying:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
+                    if attempts > 1 and self.breaker.is_open(endpoint):  # other calls found it down meanwhile
+                        raise EndpointDown(self.breaker.reason(endpoint))
                     with self.limits.slot(request):
                         response = litellm.completion(
                             messages=request.messages, timeout=self.timeout_s, num_retries=0, **{**args, **request.settings}
                         )
-                    text = response.choices[0].message.content or ""
+                    choices = getattr(response, "choices", None) or []
+                    text = choices[0].message.content if choices else None
+                    if text is None:  # no answer is not an empty answer: never scored
+                        raise faults.EmptyAnswer(f"{endpoint} answered 200 without a message content")
                     usage = getattr(response, "usage", None)
                     prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
                     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
                     self.limits.used(request.model, prompt_tokens + completion_tokens)
                     cost = self.prices.cost(request.model, prompt_tokens, completion_tokens, response)
                     waited = time.perf_counter() - started  # what the caller waited: every attempt and backoff
+                    self.breaker.succeeded(endpoint)
                     return LLMResult(
                         text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                         cost_usd=cost, latency_s=waited, orig_cost_usd=cost, orig_latency_s=waited, error=None,
@@ -349,12 +372,16 @@ class Gateway:
                     )
         except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded, scored error
             message = redact(f"{type(exc).__name__}: {exc}")[:2000]
-            return LLMResult(
-                text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0,
-                latency_s=time.perf_counter() - started, orig_cost_usd=None, orig_latency_s=None,
-                error=message, cache_hit=False, attempts=attempts,
-            )
+            if not isinstance(exc, EndpointDown):
+                self.breaker.failed(endpoint, message, faults.is_endpoint_failure(exc))
+            return self._failed(message, started, attempts)
         raise AssertionError("unreachable: tenacity either returned an attempt's result or re-raised its error")
+
+    @staticmethod
+    def _failed(message: str, started: float, attempts: int) -> LLMResult:
+        return LLMResult(text=None, prompt_tokens=None, completion_tokens=None, cost_usd=0.0, orig_cost_usd=None,
+                         latency_s=time.perf_counter() - started, orig_latency_s=None, error=message, cache_hit=False,
+                         attempts=attempts)
 
     def _store(self, pending: list[tuple[LLMRequest, LLMResult]]) -> None:
         if not self.use_cache or not pending:

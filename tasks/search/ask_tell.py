@@ -28,7 +28,7 @@ from typing import Literal
 
 import optuna
 
-from offramp.errors import BudgetExceeded
+from offramp.errors import BudgetExceeded, EndpointDown
 from offramp.search_spaces.optuna_space import all_params, config_from_params, naive_swap_params, suggest_config
 from offramp.search_spaces.schema import Config, SearchSpace
 from offramp.tasks.search.pareto import Point, dominates, pareto_front
@@ -100,7 +100,7 @@ def hopeless(measurement: TrialMeasurement, front: Sequence[TrialOutcome]) -> bo
 @dataclasses.dataclass
 class SearchResult:
     outcomes: list[TrialOutcome]
-    stopped_by: str | None  # None | "max_trials" | "max_wall_s" | "budget" | "space_exhausted"
+    stopped_by: str | None  # None | "max_trials" | "max_wall_s" | "budget" | "provider_down" | "space_exhausted"
 
 
 def run_search(
@@ -174,13 +174,13 @@ def run_search(
             # each thread runs in a copy of this context (the caller's run context, e.g. Prefect's);
             # sampling stays in this thread: Optuna caches the trial list per thread
             futures = [(trial, pool.submit(contextvars.copy_context().run, one, trial, config)) for trial, config in batch]
-            stop = False
+            stop = None
             for trial, future in futures:
                 try:
                     outcome = future.result()
-                except BudgetExceeded:
+                except (BudgetExceeded, EndpointDown) as exc:
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                    stop = True
+                    stop = stop or ("budget" if isinstance(exc, BudgetExceeded) else "provider_down")
                     continue
                 if trial_attrs is not None and outcome.measurement is not None:
                     outcome = dataclasses.replace(outcome, attrs=trial_attrs(outcome.number))
@@ -189,7 +189,7 @@ def run_search(
                 _tell(study, trial, outcome, limits)
                 outcomes.append(outcome)
             if stop:
-                stopped_by = "budget"
+                stopped_by = stop
                 break
     return SearchResult(outcomes=outcomes, stopped_by=stopped_by)
 

@@ -234,6 +234,6 @@ def choose_study_id(wh: Warehouse, base: str, new_study: bool) -> tuple[str, boo
         found = records.find_study(wh, candidate)
         if found is None:
             return candidate, False
-        if found[0] in ("running", "failed", "interrupted") and not new_study:
+        if found[0] in ("running", "failed", "interrupted", "provider_down") and not new_study:
             return candidate, True
         n += 1

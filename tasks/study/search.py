@@ -12,7 +12,7 @@ import dataclasses
 import optuna
 from prefect import get_run_logger
 
-from offramp.errors import BudgetExceeded
+from offramp.errors import BudgetExceeded, EndpointDown
 from offramp.search_spaces.optuna_space import config_from_params
 from offramp.search_spaces.schema import Config, SearchSpace
 from offramp.tasks.search.ask_tell import DEFAULT_STAGES, Limits, SamplerName, TrialOutcome, run_search
@@ -50,6 +50,9 @@ def search_study(
         if ctx.budget_exhausted:
             finish(ctx, run, evaluation, status="stopped_by_budget", stage=fraction)
             raise BudgetExceeded("spend cap reached")
+        if ctx.endpoint_down:
+            finish(ctx, run, evaluation, status="provider_down", stage=fraction)
+            raise EndpointDown(ctx.endpoint_down)
         if evaluation is None or evaluation.measurement.status != "completed":
             finish(ctx, run, evaluation, stage=fraction)
             return None

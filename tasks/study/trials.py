@@ -55,11 +55,13 @@ class Spent:
     usd: float
     refused: bool  # its allowance refused a call: the study's cap is reached
     paid: tuple[CacheEntry, ...]  # paid answers the task did not write (the flow stores them)
+    down: tuple[str, ...] = ()  # endpoints whose circuit breaker was open when the task ended, with why
 
     @classmethod
     def of(cls, gateway: Gateway) -> Spent:
         budget = gateway.budget
-        return cls(usd=budget.spent_usd if budget else 0.0, refused=bool(budget and budget.exhausted), paid=tuple(gateway.paid))
+        return cls(usd=budget.spent_usd if budget else 0.0, refused=bool(budget and budget.exhausted), paid=tuple(gateway.paid),
+                   down=tuple(gateway.breaker.down().values()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +148,7 @@ class StudyContext:
     budget: Budget | None = None  # the study's spend cap (what was spent before a resume included)
     share: float = 1.0  # of what is left of the cap, the part one task may be granted (1 / trials at once)
     next_trial_id: int = 0
+    endpoint_down: str | None = None  # an endpoint a task found down (its breaker open): the study stops
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -173,6 +176,8 @@ class StudyContext:
                 self.budget.settle(grant or 0.0, outcome.spent.usd if outcome is not None else 0.0)
         if outcome.spent.refused:
             self.budget.exhausted = True
+        if outcome.spent.down:
+            self.endpoint_down = outcome.spent.down[0]
         return outcome
 
 
@@ -284,8 +289,9 @@ def finish(
     else:
         m = evaluation.measurement
         if status is not None and status != m.status:
+            why = f": {ctx.endpoint_down}" if status == "provider_down" and ctx.endpoint_down else ""
             m = dataclasses.replace(m, status=status) if status == "pruned" else TrialMeasurement.failed(
-                n, status, f"{status} after {run.evaluated} of {n} examples"
+                n, status, f"{status} after {run.evaluated} of {n} examples{why}"
             )
     records.finish_trial(
         ctx.wh, study_id=ctx.study_id, trial_id=run.trial_id, measurement=m, calls=[],
@@ -303,4 +309,5 @@ def finish(
 def evaluate_full(ctx: StudyContext, run: TrialRun) -> Trial:
     """A trial evaluated on its whole split in one stage (the baseline, the test confirmations)."""
     evaluation = run_stage(ctx, run, 1.0)
-    return finish(ctx, run, evaluation, status="stopped_by_budget" if ctx.budget_exhausted else None, stage=1.0)
+    status = "stopped_by_budget" if ctx.budget_exhausted else "provider_down" if ctx.endpoint_down else None
+    return finish(ctx, run, evaluation, status=status, stage=1.0)
