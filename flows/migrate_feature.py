@@ -30,8 +30,11 @@ from offramp.tasks.evidence.judge import judge_front
 from offramp.tasks.evidence.report import publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
+from offramp.tasks.gateway import journal
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
+from offramp.tasks.gateway.prices import PriceBook
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
+from offramp.tasks.study.money import cap_spent_notice, check_cap, estimate_needs, resolve_cap
 from offramp.tasks.study.prepare import (
     Prepared,
     StudyInputs,
@@ -63,6 +66,7 @@ class StudySummary:
     front: list[int] = field(default_factory=list)
     selection: dict | None = None
     report_path: str | None = None
+    notice: str | None = None  # one line the user must read (e.g. the cap is spent and how to raise it)
 
 
 def _run_name() -> str:
@@ -89,9 +93,12 @@ def study_inputs(params: MigrateParams) -> StudyInputs:
 
 
 def study_key(params: MigrateParams, prepared: Prepared) -> str:
-    """What makes two runs the same study (so a rerun resumes it): feature, space, budgets,
-    search settings and seed; not how calls are made (concurrency) or who triggered it."""
-    payload = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study", "feature_dir", "space"})
+    """What makes two runs the same study (so a rerun resumes it): feature, space, search
+    budgets and settings, seed; not how calls are made (concurrency), who triggered it, nor the
+    spend cap (the cap belongs to the study across its runs: see tasks/study/money.py)."""
+    payload = params.model_dump(mode="json", exclude={
+        "trigger", "event_id", "gateway", "start_local_models", "new_study", "feature_dir", "space", "max_spend_usd", "raise_cap",
+    })
     payload.update(spec=prepared.feature.spec.spec_hash(), space=prepared.space.model_dump(mode="json"), seed=prepared.seed)
     return content_hash(payload, length=10, compact=False)
 
@@ -121,33 +128,49 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models)
 
     wh = Warehouse(warehouse_path())
-    study_id, resumed = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
+    study_id, found = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
+    resumed = found is not None
+    journal.ingest(wh, state_dir(), study_id)  # what a killed run paid for and no table holds yet
+    spent = records.study_spend(wh, study_id)
+    previous = records.study_trials(wh, study_id)
+    needs = estimate_needs(feature, space, incumbent, PriceBook(prepared.prices), splits.train, splits.dev, splits.test, seed)
+    cap, cap_changed = resolve_cap(study_id, found, params.max_spend_usd, params.raise_cap, spent)
+    summary = StudySummary(study_id=study_id, feature=spec.name, incumbent_model=inc.model, warehouse=str(wh.path), resumed=resumed)
+    if found is not None and found.stopped_by == "budget" and not cap_changed and cap is not None:
+        summary.status, summary.stopped_by = found.status, "budget"
+        summary.notice = cap_spent_notice(study_id, cap, spent)
+        logger.warning(summary.notice)
+        return summary
+    if not resumed or cap_changed:  # a plain resume keeps the cap it was accepted with
+        incumbent_done = any(r["role"] == "incumbent" and r["split"] == "dev" and r["status"] == "completed" for r in previous)
+        check_cap(cap, spent, needs, incumbent_done=incumbent_done)
+    if cap_changed:
+        records.change_cap(wh, study_id, found.max_spend_usd, cap, spent)
     records.upsert_feature(wh, name=spec.name, description=spec.description, spec_path=str(feature.spec_path),
                            spec_hash=spec.spec_hash(), spec=spec.model_dump(mode="json"))
     if resumed:
         records.resume_study(wh, study_id)
-        logger.info("resuming study %s", study_id)
+        records.charge_unfinished_trials(wh, study_id)  # the interrupted trials: what their calls cost
+        logger.info("resuming study %s ($%.4f spent so far)", study_id, spent)
     else:
         records.start_study(
             wh, study_id=study_id, feature=spec.name, deprecated_model=params.deprecated_model or inc.model,
             incumbent_model=inc.model, trigger=params.trigger, space_name=space.name,
             space=space.model_dump(mode="json"), params=_recorded_params(params), seed=seed,
-            max_spend_usd=params.max_spend_usd, optuna_storage=safe_url(inputs.optuna_storage),
+            max_spend_usd=cap, optuna_storage=safe_url(inputs.optuna_storage),
         )
     study = _optuna_study(storage, study_id, wh)
 
     g = params.gateway
-    previous = records.study_trials(wh, study_id)
     ctx = StudyContext(
         wh=wh, feature=feature, metric=build_metric(feature), train=splits.train, seed=seed, study_id=study_id,
         gateway=GatewayConfig(
             home=state_dir(), warehouse=wh.path, prices=prepared.prices, concurrency=g.concurrency, timeout_s=g.timeout_s,
             max_retries=g.max_retries, use_cache=g.use_cache, write_cache=_in_process_runner(),
         ),
-        budget=Budget(params.max_spend_usd, records.study_spend(wh, study_id)) if params.max_spend_usd else None,
+        budget=Budget(cap, spent, held_usd=needs.reserve) if cap is not None else None,
         next_trial_id=max((r["trial_id"] for r in previous), default=-1) + 1,
     )
-    summary = StudySummary(study_id=study_id, feature=spec.name, incumbent_model=inc.model, warehouse=str(wh.path), resumed=resumed)
     notify("study_started", study_id=study_id, trials=params.max_trials, dev=len(splits.dev), test=len(splits.test))
     done = {(r["role"], r["split"], r["source_trial_id"], r["optuna_number"]): r for r in previous if r["status"] == "completed"}
 
@@ -172,8 +195,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         )
         summary.stopped_by = search_study(ctx, settings, space, incumbent, candidate_models, splits.dev, study)
         ctx.share = 1.0
-        if summary.stopped_by == "budget":
-            raise BudgetExceeded("spend cap reached during the search")
+        if ctx.budget is not None:
+            ctx.budget.release_hold()  # the test phase spends what the cap held back for it
         summary.front = study_front(wh, study_id, study)
         configs = configs_by_trial_id(space, incumbent, candidate_models, study)
         summary.trials = [incumbent_dev] + [
@@ -190,15 +213,18 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             raise RuntimeError(f"the incumbent could not be evaluated on the test split: {incumbent_test.measurement.error}")
         selection, _ = judge_front(wh, study_id, feature, splits.test, incumbent_test, test_by_source, by_id, params.policy, seed)
         summary.selection = selection.to_dict()
+        journal.ingest(wh, state_dir(), study_id, remove_own=True)
         records.finish_study(wh, study_id, status="completed", selected_trial_id=selection.trial_id,
                              selection=selection.to_dict(), stopped_by=summary.stopped_by)
     except BudgetExceeded as exc:
+        journal.ingest(wh, state_dir(), study_id, remove_own=True)
         logger.warning("study %s stopped by its spend cap: %s", study_id, exc)
         records.finish_study(wh, study_id, status="stopped_by_budget", error=str(exc)[:2000], stopped_by="budget")
         summary.status, summary.stopped_by = "stopped_by_budget", "budget"
         notify("study_finished", summary=summary)
         return summary
     except BaseException as exc:
+        journal.ingest(wh, state_dir(), study_id, remove_own=True)
         records.finish_study(wh, study_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
 
