@@ -49,7 +49,7 @@ def gold(feature: Path) -> dict[str, str]:
 def write_space(path: Path) -> Path:
     space = {
         "name": "kill-space", "models": ["openai/good", "openai/cheap"],
-        "strategies": {"incumbent": {}}, "settings": {"max_tokens": [8, 16], "temperature": [0.0, 0.5], "output_mode": ["text"]},
+        "strategies": {"incumbent": {}}, "settings": {"max_tokens": [8, 16], "temperature": [0.0, 0.25, 0.5, 0.75, 1.0], "output_mode": ["text"]},
         "prices": {f"openai/{m}": {"input_cost_per_token": i, "output_cost_per_token": o} for m, (i, o) in PRICES.items()},
     }
     path.write_text(yaml.safe_dump(space, sort_keys=False))
