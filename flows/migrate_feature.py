@@ -179,7 +179,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         if row is not None:  # a resumed study keeps what it measured
             return Trial.from_row(row, config.label())
         result = evaluate_full(ctx, TrialRun(ctx.allocate_trial_id(), role, split, config, examples, source_trial_id=source))
-        if result.status == "stopped_by_budget":
+        if result.status == "stopped_by_budget" and role == "incumbent":  # never cut by the cap; a front config may be
             raise BudgetExceeded(result.measurement.error or "spend cap reached")
         return result
 

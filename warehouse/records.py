@@ -315,7 +315,8 @@ def find_program(wh: Warehouse, compile_key: str) -> tuple[str, dict] | None:
 
 
 def study_spend(wh: Warehouse, study_id: str) -> float:
-    """What a study has paid so far, all purposes."""
+    """What a study has spent so far, all purposes, from the ledger (v_ledger_spend): paid answers
+    at their cost, requests left without an answer by a killed process at their worst case."""
     wh.ensure_schema()
     with wh.reader() as con:
         return float(con.execute(query("study_spend"), {"study_id": study_id}).fetchone()[0])

@@ -5,7 +5,9 @@ with a timeout, bounded concurrency (a thread pool), and retries with exponentia
 jitter for retryable errors only (timeouts, 429, 5xx, connection errors). A persistent response
 cache in the warehouse is keyed by (model, messages, settings): a repeated request costs nothing,
 is reported as a cache hit, and keeps the original call's cost and latency so that a config's
-objectives do not depend on what happened to be cached.
+objectives do not depend on what happened to be cached. A study's gateway journals every request
+(its worst case, before it is sent) and every paid answer (before it is used) in the write-ahead
+ledger (`journal.py`), so a kill at any moment loses no billed money from the record.
 """
 
 from __future__ import annotations
@@ -358,8 +360,9 @@ class Gateway:
     ) -> list[LLMResult]:
         """Answer every request, in order: cache hits first, the rest through the thread pool.
         Identical requests in one batch are called once. Paid answers reach the cache at least every
-        `cache_flush_s` seconds (one DuckDB transaction each, ~30 ms, so not per answer): a crash
-        loses at most that much paid work. A call the spend cap refuses
+        `cache_flush_s` seconds (one DuckDB transaction each, ~30 ms, so not per answer); the journal
+        (when the gateway has one) holds each of them on disk before it is returned, for the flow to
+        ingest after a crash. A call the spend cap refuses
         comes back as an unpaid error with `refused` set (and `budget.exhausted`)."""
         keys = [r.cache_key for r in requests]
         cached = cache_lookup(self.warehouse, sorted(set(keys))) if self.use_cache else {}
