@@ -138,7 +138,8 @@ def _run_migration(params) -> object:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from offramp.flows import migrate_feature as mf
 
-    mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
+    prepared = mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
+    mf.check_spend_cap(params, prepared)
     _library_logs_to_file()
 
     if not console.is_terminal:

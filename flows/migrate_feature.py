@@ -34,7 +34,7 @@ from offramp.tasks.gateway import journal
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
-from offramp.tasks.study.money import cap_spent_notice, check_cap, estimate_needs, resolve_cap
+from offramp.tasks.study.money import Needs, cap_spent_notice, check_cap, estimate_needs, resolve_cap
 from offramp.tasks.study.prepare import (
     Prepared,
     StudyInputs,
@@ -50,7 +50,7 @@ from offramp.util import content_hash, safe_url
 from offramp.warehouse import Warehouse, records, state_dir, warehouse_path
 from offramp.warehouse.records import Trial
 
-__all__ = ["LISTENERS", "StudySummary", "migrate_feature", "preflight", "study_inputs"]
+__all__ = ["LISTENERS", "StudySummary", "check_spend_cap", "migrate_feature", "preflight", "study_inputs"]
 
 
 @dataclass
@@ -133,7 +133,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     journal.ingest(wh, state_dir(), study_id)  # what a killed run paid for and no table holds yet
     spent = records.study_spend(wh, study_id)
     previous = records.study_trials(wh, study_id)
-    needs = estimate_needs(feature, space, incumbent, PriceBook(prepared.prices), splits.train, splits.dev, splits.test, seed)
+    needs = _needs(prepared)
     cap, cap_changed = resolve_cap(study_id, found, params.max_spend_usd, params.raise_cap, spent)
     summary = StudySummary(study_id=study_id, feature=spec.name, incumbent_model=inc.model, warehouse=str(wh.path), resumed=resumed)
     if found is not None and found.stopped_by == "budget" and not cap_changed and cap is not None:
@@ -231,6 +231,28 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     summary.report_path = str(publish(wh, study_id, state_dir() / "reports"))
     notify("study_finished", summary=summary)
     return summary
+
+
+def _needs(prepared: Prepared) -> Needs:
+    spec = prepared.feature.spec
+    incumbent = Config(model=spec.incumbent.model, instructions=spec.incumbent.instructions, settings=spec.incumbent.settings)
+    splits = prepared.splits
+    return estimate_needs(prepared.feature, prepared.space, incumbent, PriceBook(prepared.prices), splits.train, splits.dev,
+                          splits.test, prepared.seed)
+
+
+def check_spend_cap(params: MigrateParams, prepared: Prepared) -> None:
+    """The flow's spend-cap checks, from the CLI before Prefect starts (a cap too small, a raise
+    without --raise-cap: exit 2 with one line); the flow repeats them with the ledger ingested."""
+    wh = Warehouse(warehouse_path())
+    spec = prepared.feature.spec
+    study_id, found = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
+    spent = records.study_spend(wh, study_id) if found else 0.0
+    cap, changed = resolve_cap(study_id, found, params.max_spend_usd, params.raise_cap, spent)
+    if found is None or changed:
+        done = found is not None and any(r["role"] == "incumbent" and r["split"] == "dev" and r["status"] == "completed"
+                                         for r in records.study_trials(wh, study_id))
+        check_cap(cap, spent, _needs(prepared), incumbent_done=done)
 
 
 def _recorded_params(params: MigrateParams) -> dict:

@@ -152,3 +152,29 @@ def test_interrupted_trial_is_charged_what_its_calls_cost(home, fake, tmp_path):
     records.charge_unfinished_trials(wh, "s1")
     [(status, spend)] = wh.fetch("select status, spend_usd from trials where study_id = 's1' and trial_id = 3")[1]
     assert status == "failed" and spend == pytest.approx(paid)
+
+
+def test_cli_refuses_a_cap_too_small_before_prefect_starts(home, tmp_path):
+    """One `error:` line naming --max-spend and the amount needed, exit 2, no traceback, nothing
+    written (the models are never called: no server is needed)."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    feature = make_feature(tmp_path / "feature", incumbent="openai/old")
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({
+        "name": "s", "models": ["openai/new"], "settings": {"max_tokens": [16]},
+        "prices": {m: {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6} for m in ("openai/old", "openai/new")},
+    }))
+    env = {**os.environ, "OFFRAMP_HOME": str(home), "OPENAI_API_BASE": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "sk-none"}
+    result = subprocess.run([sys.executable, "-m", "offramp.flows.cli", "migrate", str(feature), "--space", str(space),
+                             "--max-spend", "0.0001"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert re.search(r"error: option --max-spend: \$0\.0001 is too small .* give --max-spend [0-9.]+ or more", result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not (home / "warehouse.duckdb").exists()
