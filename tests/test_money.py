@@ -178,3 +178,27 @@ def test_cli_refuses_a_cap_too_small_before_prefect_starts(home, tmp_path):
     assert re.search(r"error: option --max-spend: \$0\.0001 is too small .* give --max-spend [0-9.]+ or more", result.stderr)
     assert "Traceback" not in result.stderr
     assert not (home / "warehouse.duckdb").exists()
+
+
+def test_a_paid_answer_is_in_the_journal_before_the_caller_sees_it(home, fake, tmp_path):
+    """When `complete_many` hands a result to its caller, the journal file already holds the
+    request's intent and its answer (cost, tokens, the answer), read back from disk."""
+    import json
+
+    from tests.fake_provider import FAKE_PRICE
+
+    fake.add("good", answer=oracle)
+    gateway = GatewayConfig(home=state_dir(), prices={"fake/good": FAKE_PRICE}, study_id="s2", trial_id=1, concurrency=3).open()
+    requests = [LLMRequest("fake/good", [{"role": "user", "content": f"message {i} about grape"}], {"max_tokens": 8}) for i in range(6)]
+    seen = []
+
+    def on_result(i: int, result) -> None:
+        lines = [json.loads(raw) for raw in gateway.journal.path.read_text().splitlines()]
+        intent = next(x for x in lines if x["kind"] == "intent" and x["cache_key"] == requests[i].cache_key)
+        [answer] = [x for x in lines if x["kind"] == "answer" and x["intent"] == intent["seq"]]
+        assert answer["output_text"] == result.text and answer["cost_usd"] == result.cost_usd > 0
+        assert intent["worst_usd"] >= answer["cost_usd"]
+        seen.append(i)
+
+    gateway.complete_many(requests, on_result=on_result)
+    assert sorted(seen) == list(range(6))
