@@ -81,6 +81,9 @@ def test_capped_study_confirms_on_test_selects_and_reports(harness, home, fake, 
     assert ("incumbent", "completed") in test_trials and len(test_trials) >= 2
     assert all(status == "completed" for _, status in test_trials)
     assert fetch("select count(*) from calls where study_id = ? and error like 'BudgetExceeded%'", [sid])[0][0] > 0
+    # the trial the cap stopped says how many of its examples were answered and how many refused
+    stopped = fetch("select error from trials where study_id = ? and status = 'stopped_by_budget'", [sid])
+    assert stopped and all(re.search(r"after \d+ of \d+ examples \((\d+) refused by the spend cap\)", e) for (e,) in stopped)
     spent = ledger_spend(sid)
     assert 0 < spent <= cap
     # the ledger and the calls agree on what was paid
