@@ -46,7 +46,10 @@ def main() -> None:
     n = parser.parse_args().n
     fake = fake_provider.install()
     fake.add("zero", answer=lambda m: "alpha")
-    with tempfile.TemporaryDirectory(dir=os.environ.get("OFFRAMP_HOME")) as tmp:
+    parent = os.environ.get("OFFRAMP_HOME")  # measure on the state dir's disk when given
+    if parent:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=parent) as tmp:
         home = Path(tmp)
         run(home, 50, 1, False, "warm")
         print(f"{'concurrency':>11} | {'no journal calls/s':>18} | {'journal calls/s':>15} | {'added ms/call':>13}")
