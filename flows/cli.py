@@ -75,7 +75,8 @@ def _run_migration(params) -> object:
 
     logging.getLogger("prefect.flow_runs").addFilter(_user_errors_once)
 
-    mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
+    prepared = mf.preflight(mf.study_inputs(params))  # bad input fails here, fast, before Prefect starts
+    mf.check_spend_cap(params, prepared)
     library_logs_to_file()
     supervise.start_prefect_server()  # its own session: a signal stops the study first, then the server
     for name in supervise.mark_dead_runs_crashed():
@@ -103,7 +104,9 @@ def _print_study(summary) -> None:
     from offramp.tasks.evidence.terminal import render_report
     from offramp.warehouse import Warehouse
 
-    if summary.resumed:
+    if summary.notice:
+        console.print(summary.notice, soft_wrap=True)
+    elif summary.resumed:
         console.print(f"(resumed an interrupted study: {summary.study_id})")
     render_report(console, load_report(Warehouse(summary.warehouse), summary.study_id))
     console.print(f"Warehouse: {summary.warehouse}")
@@ -149,7 +152,12 @@ def migrate(
     prices: Annotated[Optional[Path], typer.Option("--prices", help="YAML of model prices overriding litellm's map")] = None,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="calls in flight at once")] = 4,
     seed: Annotated[Optional[int], typer.Option("--seed", help="split/demo seed (default: the feature's)")] = None,
-    max_spend: Annotated[Optional[float], typer.Option("--max-spend", help="spend cap in USD for the whole study")] = None,
+    max_spend: Annotated[Optional[float], typer.Option(
+        "--max-spend", help="spend cap in USD for the whole study, across its resumes (kept by a rerun)"
+    )] = None,
+    raise_cap: Annotated[bool, typer.Option(
+        "--raise-cap", help="let --max-spend raise the cap a resumed study recorded (the report lists every raise)"
+    )] = False,
     max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="search trials (naive swaps included)")] = 16,
     max_wall: Annotated[Optional[float], typer.Option("--max-wall", help="seconds after which no new trial starts")] = None,
     parallel: Annotated[int, typer.Option("--parallel", min=1, help="trials evaluated at once")] = 1,
@@ -173,7 +181,7 @@ def migrate(
 
     params = _checked("migrate", lambda: MigrateParams(
         feature_dir=str(feature_dir), deprecated_model=deprecated, space=space, max_examples=max_examples,
-        prices_file=str(prices) if prices else None, seed=seed, trigger="cli", max_spend_usd=max_spend,
+        prices_file=str(prices) if prices else None, seed=seed, trigger="cli", max_spend_usd=max_spend, raise_cap=raise_cap,
         max_trials=max_trials, max_wall_s=max_wall, parallel=parallel, sampler=sampler, racing=racing,
         optuna_storage=password_to_environment(storage) if storage else None, new_study=new_study,
         max_error_rate=max_error_rate, gateway=GatewayParams(concurrency=concurrency, timeout_s=timeout),

@@ -35,9 +35,11 @@ from offramp.tasks.evidence.judge import judge_front
 from offramp.tasks.evidence.report import failed_trials, publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
-from offramp.tasks.gateway import local_models
+from offramp.tasks.gateway import journal, local_models
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
+from offramp.tasks.gateway.prices import PriceBook
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
+from offramp.tasks.study.money import Needs, cap_spent_notice, check_cap, estimate_needs, resolve_cap
 from offramp.tasks.study.prepare import (
     Prepared,
     StudyInputs,
@@ -54,7 +56,7 @@ from offramp.util import content_hash, safe_url
 from offramp.warehouse import Warehouse, records, state_dir, warehouse_path
 from offramp.warehouse.records import Trial
 
-__all__ = ["LISTENERS", "StudySummary", "migrate_feature", "preflight", "study_inputs"]
+__all__ = ["LISTENERS", "StudySummary", "check_spend_cap", "migrate_feature", "preflight", "study_inputs"]
 
 
 @dataclass
@@ -71,6 +73,7 @@ class StudySummary:
     selection: dict | None = None
     report_path: str | None = None
     error: str | None = None  # why a study that did not complete stopped (provider_down, all_trials_failed)
+    notice: str | None = None  # one line the user must read (e.g. the cap is spent and how to raise it)
 
 
 def _run_name() -> str:
@@ -97,9 +100,12 @@ def study_inputs(params: MigrateParams) -> StudyInputs:
 
 
 def study_key(params: MigrateParams, prepared: Prepared) -> str:
-    """What makes two runs the same study (so a rerun resumes it): feature, space, budgets,
-    search settings and seed; not how calls are made (concurrency) or who triggered it."""
-    payload = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study", "feature_dir", "space"})
+    """What makes two runs the same study (so a rerun resumes it): feature, space, search
+    budgets and settings, seed; not how calls are made (concurrency), who triggered it, nor the
+    spend cap (the cap belongs to the study across its runs: see tasks/study/money.py)."""
+    payload = params.model_dump(mode="json", exclude={
+        "trigger", "event_id", "gateway", "start_local_models", "new_study", "feature_dir", "space", "max_spend_usd", "raise_cap",
+    })
     space = prepared.space.model_dump(mode="json")
     if not space.get("endpoints"):
         space.pop("endpoints", None)  # a space without declared models keys its studies as before endpoints existed
@@ -133,24 +139,41 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     started = ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models)
 
     wh = Warehouse(warehouse_path())
-    study_id, resumed = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
+    study_id, found = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
+    resumed = found is not None
+    journal.ingest(wh, state_dir(), study_id)  # what a killed run paid for and no table holds yet
+    spent = records.study_spend(wh, study_id)
+    previous = records.study_trials(wh, study_id)
+    needs = _needs(prepared)
+    cap, cap_changed = resolve_cap(study_id, found, params.max_spend_usd, params.raise_cap, spent)
+    summary = StudySummary(study_id=study_id, feature=spec.name, incumbent_model=inc.model, warehouse=str(wh.path), resumed=resumed)
+    if found is not None and found.stopped_by == "budget" and not cap_changed and cap is not None:
+        summary.status, summary.stopped_by = found.status, "budget"
+        summary.notice = cap_spent_notice(study_id, cap, spent)
+        logger.warning(summary.notice)
+        return summary
+    if not resumed or cap_changed:  # a plain resume keeps the cap it was accepted with
+        incumbent_done = any(r["role"] == "incumbent" and r["split"] == "dev" and r["status"] == "completed" for r in previous)
+        check_cap(cap, spent, needs, incumbent_done=incumbent_done)
+    if cap_changed:
+        records.change_cap(wh, study_id, found.max_spend_usd, cap, spent)
     records.upsert_feature(wh, name=spec.name, description=spec.description, spec_path=str(feature.spec_path),
                            spec_hash=spec.spec_hash(), spec=spec.model_dump(mode="json"))
     if resumed:
         records.resume_study(wh, study_id)
-        logger.info("resuming study %s", study_id)
+        records.charge_unfinished_trials(wh, study_id)  # the interrupted trials: what their calls cost
+        logger.info("resuming study %s ($%.4f spent so far)", study_id, spent)
     else:
         records.start_study(
             wh, study_id=study_id, feature=spec.name, deprecated_model=params.deprecated_model or inc.model,
             incumbent_model=inc.model, trigger=params.trigger, space_name=space.name,
             space=space.model_dump(mode="json"), params=_recorded_params(params), seed=seed,
-            max_spend_usd=params.max_spend_usd, optuna_storage=safe_url(inputs.optuna_storage),
+            max_spend_usd=cap, optuna_storage=safe_url(inputs.optuna_storage),
         )
     records.set_policy(wh, study_id, prepared.policy.identity(prepared.policy_source))
     study = _optuna_study(storage, study_id, wh)
 
     g = params.gateway
-    previous = records.study_trials(wh, study_id)
     ctx = StudyContext(
         wh=wh, feature=feature, metric=build_metric(feature), train=splits.train, seed=seed, study_id=study_id,
         gateway=GatewayConfig(
@@ -159,12 +182,11 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             endpoints=prepared.endpoints,
             breaker_scope=f"{study_id}/{uuid.uuid4().hex[:8]}",  # a run's tasks share what they learn of endpoints
         ),
-        budget=Budget(params.max_spend_usd, records.study_spend(wh, study_id)) if params.max_spend_usd else None,
+        budget=Budget(cap, spent, held_usd=needs.reserve) if cap is not None else None,
         next_trial_id=max((r["trial_id"] for r in previous), default=-1) + 1,
     )
-    summary = StudySummary(study_id=study_id, feature=spec.name, incumbent_model=inc.model, warehouse=str(wh.path), resumed=resumed)
     notify("study_started", study_id=study_id, trials=params.max_trials, dev=len(splits.dev), test=len(splits.test),
-           spent_usd=ctx.budget.spent_usd if ctx.budget else 0.0, max_spend_usd=params.max_spend_usd)
+           spent_usd=ctx.budget.spent_usd if ctx.budget else 0.0, max_spend_usd=cap)
     done = {(r["role"], r["split"], r["source_trial_id"], r["optuna_number"]): r for r in previous if r["status"] == "completed"}
 
     def baseline(role: str, split: str, config: Config, examples, source: int | None) -> Trial:
@@ -172,7 +194,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         if row is not None:  # a resumed study keeps what it measured
             return Trial.from_row(row, config.label())
         result = evaluate_full(ctx, TrialRun(ctx.allocate_trial_id(), role, split, config, examples, source_trial_id=source))
-        if result.status == "stopped_by_budget":
+        if result.status == "stopped_by_budget" and role == "incumbent":  # never cut by the cap; a front config may be
             raise BudgetExceeded(result.measurement.error or "spend cap reached")
         if result.status == "provider_down":
             raise EndpointDown(ctx.endpoint_down or result.measurement.error or "an endpoint is down")
@@ -192,8 +214,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         )
         summary.stopped_by = search_study(ctx, settings, space, incumbent, candidate_models, splits.dev, study)
         ctx.share = 1.0
-        if summary.stopped_by == "budget":
-            raise BudgetExceeded("spend cap reached during the search")
+        if ctx.budget is not None:
+            ctx.budget.release_hold()  # the test phase spends what the cap held back for it
         if summary.stopped_by == "provider_down":
             raise EndpointDown(ctx.endpoint_down or "an endpoint is down")
         summary.front = study_front(wh, study_id, study)
@@ -214,9 +236,11 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
                                    policy_source=prepared.policy_source)
         summary.status, summary.error, selection = _judged_with_failures(wh, study_id, selection)
         summary.selection = selection.to_dict() | ({"left_out": left_out} if left_out else {})
+        journal.ingest(wh, state_dir(), study_id, remove_own=True)
         records.finish_study(wh, study_id, status=summary.status, selected_trial_id=selection.trial_id,
                              selection=summary.selection, stopped_by=summary.stopped_by, error=summary.error)
     except BudgetExceeded as exc:
+        journal.ingest(wh, state_dir(), study_id, remove_own=True)
         logger.warning("study %s stopped by its spend cap: %s", study_id, exc)
         records.finish_study(wh, study_id, status="stopped_by_budget", error=str(exc)[:2000], stopped_by="budget")
         summary.status, summary.stopped_by = "stopped_by_budget", "budget"
@@ -237,6 +261,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         notify("study_finished", summary=summary)
         return summary
     except BaseException as exc:
+        journal.ingest(wh, state_dir(), study_id, remove_own=True)
         records.finish_study(wh, study_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
         raise
 
@@ -281,6 +306,28 @@ def _judged_with_failures(wh: Warehouse, study_id: str, selection):
     if searched and not any(r["status"] == "completed" for r in searched):
         return "all_trials_failed", f"every search trial failed. {failed}", selection
     return "completed", None, selection
+
+
+def _needs(prepared: Prepared) -> Needs:
+    spec = prepared.feature.spec
+    incumbent = Config(model=spec.incumbent.model, instructions=spec.incumbent.instructions, settings=spec.incumbent.settings)
+    splits = prepared.splits
+    return estimate_needs(prepared.feature, prepared.space, incumbent, PriceBook(prepared.prices), splits.train, splits.dev,
+                          splits.test, prepared.seed)
+
+
+def check_spend_cap(params: MigrateParams, prepared: Prepared) -> None:
+    """The flow's spend-cap checks, from the CLI before Prefect starts (a cap too small, a raise
+    without --raise-cap: exit 2 with one line); the flow repeats them with the ledger ingested."""
+    wh = Warehouse(warehouse_path())
+    spec = prepared.feature.spec
+    study_id, found = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
+    spent = records.study_spend(wh, study_id) if found else 0.0
+    cap, changed = resolve_cap(study_id, found, params.max_spend_usd, params.raise_cap, spent)
+    if found is None or changed:
+        done = found is not None and any(r["role"] == "incumbent" and r["split"] == "dev" and r["status"] == "completed"
+                                         for r in records.study_trials(wh, study_id))
+        check_cap(cap, spent, _needs(prepared), incumbent_done=done)
 
 
 def _recorded_params(params: MigrateParams) -> dict:

@@ -42,7 +42,11 @@ class MigrateParams(BaseModel):
     max_examples: int | None = Field(default=None, ge=1, description="cap dev and test sizes (a quick run)")
     seed: int | None = Field(default=None, description="split/demo seed (default: the feature's splits.seed)")
     max_spend_usd: float | None = Field(
-        default=None, gt=0, description="spend cap for the whole study (evaluation + optimization), USD; none = no cap"
+        default=None, gt=0,
+        description="spend cap for the whole study, across resumes (evaluation + optimization), USD; none = no cap",
+    )
+    raise_cap: bool = Field(
+        default=False, description="allow max_spend_usd above the cap a resumed study recorded (the report records the raise)"
     )
     max_trials: int = Field(default=16, ge=1, le=10_000, description="search trials (naive swaps included)")
     max_wall_s: float | None = Field(default=None, gt=0, description="stop asking for new trials after this many seconds")

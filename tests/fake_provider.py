@@ -29,6 +29,7 @@ class FakeModel:
     latency_s: float = 0.0
     failures: list[Exception] = field(default_factory=list)
     calls: int = 0
+    usage_factor: float = 1.0  # reported tokens x this: a provider that bills more than the answer's size
 
 
 class FakeProvider(CustomLLM):
@@ -55,6 +56,7 @@ class FakeProvider(CustomLLM):
         text = fake.answer(messages)
         prompt_tokens = litellm.token_counter(model="gpt-3.5-turbo", messages=messages)
         completion_tokens = litellm.token_counter(model="gpt-3.5-turbo", text=text, count_response_tokens=True)
+        prompt_tokens, completion_tokens = int(prompt_tokens * fake.usage_factor), int(completion_tokens * fake.usage_factor)
         return ModelResponse(
             model=model,
             choices=[Choices(index=0, finish_reason="stop", message=Message(role="assistant", content=text))],

@@ -197,19 +197,10 @@ def test_local_server_not_up_is_a_clear_error_when_not_allowed_to_start(home):
         ensure_local_models.fn(["local/qwen2.5-0.5b", "fake/x"], start=False)
 
 
-def test_spend_cap_stops_the_study_cleanly(harness, home, fake, tmp_path):
+def test_spend_cap_too_small_for_the_incumbent_and_the_test_reserve_is_refused(harness, home, fake, tmp_path):
+    """A cap that cannot pay for the incumbent's evaluation and the held-out confirmation is refused
+    before any call (the capped study's test phase, selection and report: tests/test_money.py)."""
     setup_models(fake)
-    cap = 0.004
-    summary = run(tmp_path, max_spend_usd=cap)
-    wh = Warehouse(warehouse_path())
-    _, [(status, max_spend)] = wh.fetch("select status, max_spend_usd from studies where id = ?", [summary.study_id])
-    assert status == summary.status == "stopped_by_budget" and max_spend == cap
-    _, [(spent, refused)] = wh.fetch(
-        "select sum(cost_usd), count(*) filter (where error like 'BudgetExceeded%') from calls where study_id = ?", [summary.study_id]
-    )
-    assert 0 < spent <= cap and refused > 0
-    _, statuses = wh.fetch("select status from trials where study_id = ? order by trial_id", [summary.study_id])
-    assert statuses[-1][0] == "stopped_by_budget"
-    assert all(s[0] in ("completed", "pruned") for s in statuses[:-1])
-    _, [(running,)] = wh.fetch("select count(*) from trials where status = 'running'")
-    assert running == 0
+    with pytest.raises(UserError, match=r"--max-spend: \$0\.0040 is too small.*give --max-spend"):
+        run(tmp_path, max_spend_usd=0.004)
+    assert sum(m.calls for m in fake.models.values()) == 0

@@ -190,14 +190,48 @@ def interrupt_study(wh: Warehouse, study_id: str, reason: str) -> None:
         con.execute(query("stopped_trials"), {"study_id": study_id, "error": reason})
 
 
-def find_study(wh: Warehouse, study_id: str) -> tuple[str, dict] | None:
-    """(status, params) of a study, or None."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class StudyState:
+    """What a rerun needs to know of a recorded study."""
+
+    status: str
+    params: dict
+    stopped_by: str | None
+    max_spend_usd: float | None
+
+
+def find_study(wh: Warehouse, study_id: str) -> StudyState | None:
+    """The recorded state of a study, or None."""
     if not wh.path.exists():
         return None
     wh.ensure_schema()
     with wh.reader() as con:
         row = con.execute(query("find_study"), {"study_id": study_id}).fetchone()
-    return None if row is None else (row[1], json.loads(row[2]))
+    return None if row is None else StudyState(row[1], json.loads(row[2]), row[3], row[4])
+
+
+def change_cap(wh: Warehouse, study_id: str, from_usd: float | None, to_usd: float | None, spent_usd: float) -> None:
+    """Record a change of a study's spend cap (from, to, the spend then, when) and apply it."""
+    with wh.writer() as con:
+        con.execute(query("insert_cap_change"),
+                    {"study_id": study_id, "from_usd": from_usd, "to_usd": to_usd, "spent_usd": spent_usd})
+        con.execute("UPDATE studies SET max_spend_usd = $to_usd WHERE id = $study_id", {"to_usd": to_usd, "study_id": study_id})
+
+
+def ingest_ledger(wh: Warehouse, rows: Sequence[dict[str, Any]], cache: Sequence[CacheEntry]) -> None:
+    """Journal lines into `ledger` and their paid answers into `llm_cache`, in one transaction;
+    lines already there are kept (so ingesting twice changes nothing)."""
+    if not rows:
+        return
+    with wh.writer() as con:
+        insert_rows(con, "insert_ledger", rows)
+        insert_rows(con, "insert_cache", [_row(e) for e in cache])
+
+
+def charge_unfinished_trials(wh: Warehouse, study_id: str) -> None:
+    """Trials that did not complete are charged their evaluation calls' cost from the ledger."""
+    with wh.writer() as con:
+        con.execute(query("trial_spend"), {"study_id": study_id})
 
 
 def resume_study(wh: Warehouse, study_id: str) -> None:
@@ -298,7 +332,8 @@ def find_program(wh: Warehouse, compile_key: str) -> tuple[str, dict] | None:
 
 
 def study_spend(wh: Warehouse, study_id: str) -> float:
-    """What a study has paid so far, all purposes."""
+    """What a study has spent so far, all purposes, from the ledger (v_ledger_spend): paid answers
+    at their cost, requests left without an answer by a killed process at their worst case."""
     wh.ensure_schema()
     with wh.reader() as con:
         return float(con.execute(query("study_spend"), {"study_id": study_id}).fetchone()[0])

@@ -25,6 +25,7 @@ QUERIES = {
     "regressions": "SELECT * FROM v_regressions WHERE study_id = '{id}' ORDER BY trial_id, slice_field, slice_value",
     "flips": "SELECT * FROM v_flips WHERE study_id = '{id}'",
     "spend": "SELECT * FROM v_study_spend WHERE study_id = '{id}'",
+    "ledger": "SELECT * FROM v_ledger_spend WHERE study_id = '{id}'",
     "models": "SELECT * FROM v_model_health WHERE study_id = '{id}'",
     "endpoints": "SELECT * FROM study_models WHERE study_id = '{id}'",
 }
@@ -55,6 +56,8 @@ class StudyReport:
     unparsed: list[dict[str, Any]]  # trials whose answers mostly could not be parsed, with an example answer
     models: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # study_models: endpoint, price source, preflight
     failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # failed trials, with their main error
+    money: dict[str, Any] = dataclasses.field(default_factory=dict)  # cap, ledger spend, overshoot (report_money)
+    cap_changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every raise: from, to, when
 
     @property
     def study_id(self) -> str:
@@ -130,6 +133,23 @@ class StudyReport:
     def failed_summary(self) -> str | None:
         return summarize_failed(self.failed)
 
+    def money_lines(self) -> list[str]:
+        """The study's spend against its cap (the ledger's), every change of the cap, and an
+        overshoot when a provider billed more than the worst case."""
+        m = self.money
+        if not m:
+            return []
+        line = f"Recorded spend (ledger): ${m['spend_usd']:.4f} (cap: {_cap(m['cap_usd'])})"
+        if m["n_unresolved"]:
+            line += f", of which ${m['unresolved_usd']:.4f} for {m['n_unresolved']} requests sent with no answer on record"
+        lines = [line + "."]
+        lines += [f"Spend cap changed from {_cap(c['from_usd'])} to {_cap(c['to_usd'])} at "
+                  f"{c['changed_at']:%Y-%m-%d %H:%M:%S} (${c['spent_usd']:.4f} spent then)." for c in self.cap_changes]
+        if m["overshoot_usd"] > 0:
+            lines.append(f"The spend cap was overshot by ${m['overshoot_usd']:.6f}: a provider billed more than the worst case "
+                         "offramp reserved (more tokens than estimated); no call was made after that.")
+        return lines
+
     def queries(self) -> dict[str, str]:
         return {k: v.format(id=self.study_id) for k, v in QUERIES.items()}
 
@@ -149,6 +169,10 @@ class StudyReport:
                 "completed trials are kept and paid calls come from the cache.")
 
 
+def _cap(usd: float | None) -> str:
+    return "none" if usd is None else f"${usd:.4f}"
+
+
 def load_report(wh: Warehouse, study_id: str) -> StudyReport:
     studies = _rows(wh, "report_study", study_id)
     if not studies:
@@ -161,6 +185,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         health=_rows(wh, "report_model_health", study_id), unparsed=_rows(wh, "report_unparsed", study_id),
         models=_rows(wh, "study_models", study_id),
         failed=_rows(wh, "report_failed_trials", study_id),
+        money=(_rows(wh, "report_money", study_id) or [{}])[0], cap_changes=_rows(wh, "report_cap_changes", study_id),
     )
 
 
@@ -267,8 +292,9 @@ def markdown(r: StudyReport) -> str:
                          f"{x['retries']} | {fmt(x['wall_p95_s'])} |")
     spent = sum(x["spend_usd"] or 0 for x in r.spend)
     by_purpose = ", ".join(f"{x['purpose']}: {x['n_calls']}" for x in r.spend)
-    lines += ["", f"Spend: ${spent:.4f} over {sum(x['n_calls'] for x in r.spend)} calls ({by_purpose}).", "",
-              "Re-derive every number:", ""]
+    lines += ["", f"Spend: ${spent:.4f} over {sum(x['n_calls'] for x in r.spend)} calls ({by_purpose})."]
+    lines += r.money_lines()
+    lines += ["", "Re-derive every number:", ""]
     lines += [f"- `{q}`" for q in r.queries().values()]
     return "\n".join(lines)
 
@@ -338,6 +364,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
         page.append("</table>")
     else:
         page.append("<p>No example changed correctness.</p>")
+    page += ["<h2>Money</h2>", *[f"<p>{html.escape(line)}</p>" for line in r.money_lines()]]
     page += ["<h2>Queries</h2><ul>", *[f"<li><code>{html.escape(q)}</code></li>" for q in r.queries().values()], "</ul></body></html>"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(page), encoding="utf-8")

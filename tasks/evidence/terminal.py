@@ -64,4 +64,6 @@ def render_report(console: Console, r: StudyReport) -> None:
             ht.add_row(x["model"], str(x["n_calls"]), str(x["n_errors"]), fmt(x["error_rate"]), str(x["n_retried"]),
                        str(x["retries"]), fmt(x["wall_p95_s"]))
         console.print(ht)
+    for line in r.money_lines():
+        console.print(escape(line), soft_wrap=True)
     console.print("Every number above is a row of: " + "; ".join(r.queries().values()), soft_wrap=True)

@@ -6,7 +6,9 @@ jitter for retryable errors only (timeouts, 429 after its Retry-After, 5xx, conn
 malformed answers) and a circuit breaker per endpoint (`faults.py`). A persistent response
 cache in the warehouse is keyed by (model, messages, settings): a repeated request costs nothing,
 is reported as a cache hit, and keeps the original call's cost and latency so that a config's
-objectives do not depend on what happened to be cached.
+objectives do not depend on what happened to be cached. A study's gateway journals every request
+(its worst case, before it is sent) and every paid answer (before it is used) in the write-ahead
+ledger (`journal.py`), so a kill at any moment loses no billed money from the record.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from offramp import stopping
 from offramp.errors import BudgetExceeded, EndpointDown
 from offramp.search_spaces.schema import ModelEntry, Price
 from offramp.tasks.gateway import faults, local_models
+from offramp.tasks.gateway.budget import Budget
 from offramp.tasks.gateway.faults import is_retryable
+from offramp.tasks.gateway.journal import Journal
 from offramp.tasks.gateway.limits import EndpointLimits
 from offramp.tasks.gateway.models import LOCAL_PREFIX, route, served_identity
 from offramp.tasks.gateway.prices import PriceBook
@@ -152,45 +156,6 @@ def redact(text: str) -> str:
     return text
 
 
-class Budget:
-    """A spend cap in USD, shared by the calls of one study. Before a call is made its worst case
-    (every character of the prompt a token, all `max_tokens` generated) is reserved; after it,
-    the reservation is replaced by the real cost. So the cap is never exceeded, only approached."""
-
-    def __init__(self, max_usd: float | None, spent_usd: float = 0.0) -> None:
-        if max_usd is not None and max_usd < 0:
-            raise ValueError("a spend cap must be >= 0 USD")
-        self.max_usd = max_usd
-        self.spent_usd = spent_usd
-        self.reserved_usd = 0.0
-        self.exhausted = False
-        self._lock = threading.Lock()
-
-    def reserve(self, usd: float) -> None:
-        with self._lock:
-            if self.max_usd is not None and self.spent_usd + self.reserved_usd + usd > self.max_usd:
-                self.exhausted = True
-                raise BudgetExceeded(
-                    f"spend cap ${self.max_usd:.4f} reached: spent ${self.spent_usd:.4f}, in flight "
-                    f"${self.reserved_usd:.4f}, next call may cost up to ${usd:.6f}"
-                )
-            self.reserved_usd += usd
-
-    def settle(self, reserved_usd: float, actual_usd: float) -> None:
-        with self._lock:
-            self.reserved_usd -= reserved_usd
-            self.spent_usd += actual_usd
-
-    def grant(self, share: float = 1.0) -> float | None:
-        """Set aside `share` of what is left for work done elsewhere (a task in another process,
-        with its own `Budget(grant)`); `settle(grant, spent)` when it returns. The grants in flight
-        never add up to more than the cap. None: no cap."""
-        if self.max_usd is None:
-            return None
-        with self._lock:
-            amount = max(0.0, (self.max_usd - self.spent_usd - self.reserved_usd) * share)
-            self.reserved_usd += amount
-            return amount
 
 
 class GatewayConfig(BaseModel):
@@ -216,16 +181,20 @@ class GatewayConfig(BaseModel):
     use_cache: bool = True
     write_cache: bool = True
     allowance_usd: float | None = None  # what this gateway may spend (a grant of the study's cap); None: no cap
+    study_id: str | None = None  # journal every paid call of this study (the write-ahead ledger); None: none
+    trial_id: int | None = None
+    purpose: str = "eval"
 
     def open(self) -> Gateway:
         warehouse = Warehouse(self.warehouse, read_only=not self.write_cache) if self.warehouse else None
+        journal = Journal(self.home, self.study_id, self.trial_id, self.purpose) if self.study_id else None
         return Gateway(
             warehouse, PriceBook(self.prices, self.endpoints), home=self.home, concurrency=self.concurrency, timeout_s=self.timeout_s,
             max_retries=self.max_retries, use_cache=self.use_cache, write_cache=self.write_cache, backoff_s=self.backoff_s,
             max_retry_after_s=self.max_retry_after_s,
             breaker=faults.shared_breaker(self.breaker_scope, self.breaker_failures, self.breaker_cooldown_s)
             if self.breaker_scope else faults.CircuitBreaker(self.breaker_failures, self.breaker_cooldown_s),
-            budget=None if self.allowance_usd is None else Budget(self.allowance_usd),
+            budget=Budget(self.allowance_usd), journal=journal,
         )
 
 
@@ -248,6 +217,7 @@ class Gateway:
         write_cache: bool = True,
         max_retry_after_s: float = 60.0,
         breaker: faults.CircuitBreaker | None = None,
+        journal: Journal | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -264,6 +234,7 @@ class Gateway:
         self.write_cache = write_cache
         self.retry_policy = faults.RetryPolicy(max_retries, backoff_s, max_retry_after_s)
         self.breaker = breaker or faults.CircuitBreaker()
+        self.journal = journal
         self.paid: list[CacheEntry] = []  # paid answers not written (write_cache=False): the caller stores them
         self._paid_lock = threading.Lock()
         self._routes: dict[str, dict[str, Any]] = {}
@@ -310,18 +281,36 @@ class Gateway:
         return self.prices.cost(request.model, prompt_chars, max_tokens)
 
     def _call(self, request: LLMRequest) -> LLMResult:
+        """One request: its worst case reserved on the budget and journaled (intent) before it is
+        sent; its outcome journaled before it is returned."""
         if stopping.requested():  # the study is stopping: no new call (a DSPy compile ends at its next call)
             return _interrupted_result()
-        if self.budget is None:
+        if self.budget is None and self.journal is None:
             return self._call_unbudgeted(request)
         worst = self.worst_case_usd(request)
-        self.budget.reserve(worst)
+        if self.budget is not None:
+            self.budget.reserve(worst)
         result = None
         try:
+            intent = self.journal.intent(model=request.model, cache_key=request.cache_key, worst_usd=worst) if self.journal else 0
             result = self._call_unbudgeted(request)
+            if self.journal is not None:
+                self._journal_outcome(intent, request, result)
             return result
         finally:
-            self.budget.settle(worst, result.cost_usd if result is not None else 0.0)
+            if self.budget is not None:
+                self.budget.settle(worst, result.cost_usd if result is not None else 0.0)
+
+    def _journal_outcome(self, intent: int, request: LLMRequest, result: LLMResult) -> None:
+        assert self.journal is not None
+        if result.error is not None:
+            self.journal.failed(intent)
+            return
+        self.journal.answer(
+            intent, request={"model": request.model, "messages": request.messages, "settings": request.settings},
+            text=result.text or "", prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+            cost_usd=result.cost_usd, latency_s=result.orig_latency_s or result.latency_s,
+        )
 
     def _call_unbudgeted(self, request: LLMRequest) -> LLMResult:
         import litellm
@@ -408,8 +397,10 @@ class Gateway:
         """Answer every request, in order: cache hits first, the rest through the thread pool.
         Identical requests in one batch are called once. Paid answers reach the cache at least every
         `cache_flush_s` seconds (one DuckDB transaction each, ~30 ms, so not per answer): a crash
-        loses at most that much paid work. A call the spend cap refuses
-        comes back as an unpaid error with `refused` set (and `budget.exhausted`).
+        loses at most that much of the cache. A call the spend cap refuses
+        comes back as an unpaid error with `refused` set (and `budget.exhausted`). The journal (when the
+        gateway has one) holds each paid answer on disk before it is returned, for the flow to ingest
+        after a crash.
         Requests are keyed where they are served: callers that record them `stamp` them first."""
         requests = [self.stamp(r) for r in requests]
         keys = [r.cache_key for r in requests]

@@ -225,15 +225,18 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         raise UserError(f"Optuna storage {safe_url(url)!r} cannot be opened: {exc}; expected sqlite:///path or postgresql://...") from None
 
 
-def choose_study_id(wh: Warehouse, base: str, new_study: bool) -> tuple[str, bool]:
-    """(study id, resumed): the latest study with this key if it did not complete (running after a
-    kill, failed, interrupted by a signal), else a new one."""
+def choose_study_id(wh: Warehouse, base: str, new_study: bool) -> tuple[str, records.StudyState | None]:
+    """(study id, its recorded state if resumed): the latest study with this key if it did not
+    complete (running after a kill, failed, interrupted by a signal, its
+    endpoint down) or its spend cap stopped it (the cap is the study's, not a fresh one per run),
+    else a new one."""
     n = 1
     while True:
         candidate = base if n == 1 else f"{base}-{n}"
         found = records.find_study(wh, candidate)
         if found is None:
-            return candidate, False
-        if found[0] in ("running", "failed", "interrupted", "provider_down") and not new_study:
-            return candidate, True
+            return candidate, None
+        resumable = found.status in ("running", "failed", "interrupted", "provider_down", "stopped_by_budget") or found.stopped_by == "budget"
+        if resumable and not new_study:
+            return candidate, found
         n += 1

@@ -18,6 +18,7 @@ import json
 import math
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from prefect import task
@@ -30,6 +31,7 @@ from offramp.tasks.feature.metrics import Metric, build_metric
 from offramp.tasks.feature.programs import Compiled, compile_key, compile_program
 from offramp.tasks.feature.prompts import shipped_prompt_demos
 from offramp.tasks.feature.spec import Example, Feature
+from offramp.tasks.gateway import journal
 from offramp.tasks.gateway.llm import Budget, Gateway, GatewayConfig, LLMResult
 from offramp.tasks.gateway.plugins import load_plugins
 from offramp.warehouse import Warehouse, records
@@ -56,12 +58,16 @@ class Spent:
     refused: bool  # its allowance refused a call: the study's cap is reached
     paid: tuple[CacheEntry, ...]  # paid answers the task did not write (the flow stores them)
     down: tuple[str, ...] = ()  # endpoints whose circuit breaker was open when the task ended, with why
+    journal: str | None = None  # its write-ahead journal, complete (the flow ingests it)
 
     @classmethod
     def of(cls, gateway: Gateway) -> Spent:
-        budget = gateway.budget
+        budget, journal = gateway.budget, gateway.journal
+        if journal is not None:
+            journal.close()
         return cls(usd=budget.spent_usd if budget else 0.0, refused=bool(budget and budget.exhausted), paid=tuple(gateway.paid),
-                   down=tuple(gateway.breaker.down().values()))
+                   down=tuple(gateway.breaker.down().values()),
+                   journal=str(journal.path) if journal is not None and journal.path.exists() else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,16 +170,20 @@ class StudyContext:
     def budget_exhausted(self) -> bool:
         return self.budget is not None and self.budget.exhausted
 
-    def run(self, task_fn: Any, make_job: Callable[[GatewayConfig], Any]) -> Any:
-        """Run a task with a grant of the spend cap, on the flow's task runner; settle what it
-        spent and store the paid answers it hands back."""
-        grant = self.budget.grant(self.share) if self.budget is not None else None
+    def run(self, task_fn: Any, make_job: Callable[[GatewayConfig], Any], *, trial_id: int, purpose: str = "eval",
+            capped: bool = True) -> Any:
+        """Run a task with a grant of the spend cap (`capped=False`: no limit, only counted), on the
+        flow's task runner; settle what it spent and ingest its journal (the ledger, the paid answers)."""
+        grant = self.budget.grant(self.share) if self.budget is not None and capped else None
         outcome = None
+        update = {"allowance_usd": grant, "study_id": self.study_id, "trial_id": trial_id, "purpose": purpose}
         try:
-            outcome = task_fn.submit(make_job(self.gateway.model_copy(update={"allowance_usd": grant}))).result()
+            outcome = task_fn.submit(make_job(self.gateway.model_copy(update=update))).result()
         finally:
             if self.budget is not None:
                 self.budget.settle(grant or 0.0, outcome.spent.usd if outcome is not None else 0.0)
+        if outcome.spent.journal is not None:
+            journal.ingest_file(self.wh, Path(outcome.spent.journal), remove=True)
         if outcome.spent.refused:
             self.budget.exhausted = True
         if outcome.spent.down:
@@ -229,7 +239,7 @@ def start(ctx: StudyContext, run: TrialRun) -> None:
     outcome: Outcome[Compiled] = ctx.run(compile_strategy, lambda gateway: CompileJob(
         name=f"compile trial {run.trial_id}: {run.config.strategy.label()} on {run.config.model}", feature=ctx.feature_ref,
         config=run.config, train=ctx.train, seed=ctx.seed, study_id=ctx.study_id, trial_id=run.trial_id, gateway=gateway,
-    ))
+    ), trial_id=run.trial_id, purpose="optimize")
     compiled = outcome.value
     if compiled.status != "compiled" or stopping.requested():
         records.store_calls(ctx.wh, compiled.calls, outcome.spent.paid)
@@ -267,7 +277,7 @@ def run_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluation |
         outcome: Outcome[Evaluation] = ctx.run(evaluate_examples, lambda gateway: EvalJob(
             name=run.stage_name(fraction), feature=ctx.feature_ref, config=run.config, examples=new, demos=tuple(run.demos),
             program=run.program, study_id=ctx.study_id, trial_id=run.trial_id, seed=ctx.seed, gateway=gateway,
-        ))
+        ), trial_id=run.trial_id, capped=run.role != "incumbent")
         records.store_calls(ctx.wh, outcome.value.calls, outcome.spent.paid)
         stopping.check()  # a stage cut short by a stop is not a measurement: its calls are stored, that is all
         run.parts.append(outcome.value)
@@ -290,13 +300,17 @@ def finish(
         m = evaluation.measurement
         if status is not None and status != m.status:
             why = f": {ctx.endpoint_down}" if status == "provider_down" and ctx.endpoint_down else ""
+            refused = sum(1 for part in run.parts for c in part.calls if (c.error or "").startswith("BudgetExceeded"))
+            by_cap = f" ({refused} refused by the spend cap)" if refused else ""
             m = dataclasses.replace(m, status=status) if status == "pruned" else TrialMeasurement.failed(
-                n, status, f"{status} after {run.evaluated} of {n} examples{why}"
+                n, status, f"{status} after {run.evaluated - refused} of {n} examples{by_cap}{why}"
             )
     records.finish_trial(
         ctx.wh, study_id=ctx.study_id, trial_id=run.trial_id, measurement=m, calls=[],
         program_hash=run.program_hash, reused_program=run.reused_program, feasible=feasible, stage=stage,
     )
+    if m.status not in ("completed", "pruned"):
+        records.charge_unfinished_trials(ctx.wh, ctx.study_id)  # what its calls cost, not 0
     trial = Trial(
         trial_id=run.trial_id, role=run.role, split=run.split, label=run.config.label(), model=run.config.model,
         measurement=m, source_trial_id=run.source_trial_id, program_hash=run.program_hash,

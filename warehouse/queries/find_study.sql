@@ -1,2 +1,2 @@
--- A study by id: its status (to resume it or refuse).
-SELECT id, status, params FROM studies WHERE id = $study_id;
+-- A study by id: its status (to resume it or refuse), what stopped it and its spend cap.
+SELECT id, status, params, stopped_by, max_spend_usd FROM studies WHERE id = $study_id;

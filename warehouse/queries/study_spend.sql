@@ -1,2 +1,2 @@
--- What a study has paid so far (all purposes).
-SELECT coalesce(sum(cost_usd), 0) FROM calls WHERE study_id = $study_id;
+-- What a study has spent so far, from the ledger (paid answers + unanswered requests at their worst case).
+SELECT coalesce((SELECT spend_usd FROM v_ledger_spend WHERE study_id = $study_id), 0);
