@@ -285,14 +285,20 @@ def _interrupted(wh: Warehouse, study_id: str, exc: BaseException, started_model
 def _preflight_calls(ctx: StudyContext, prepared: Prepared, incumbent: Config, candidates: list[str], logger) -> dict[str, str]:
     """One cheap call per model endpoint before the search (`tasks.study.probe`): the models left
     out -> the fix. Its calls count against the study's cap."""
-    gateway = ctx.gateway.open()
+    gateway = ctx.gateway.model_copy(update={"study_id": ctx.study_id, "purpose": "preflight"}).open()  # journaled
     gateway.budget = ctx.budget
-    return check_endpoints(
-        gateway, ctx.wh, feature=prepared.feature, incumbent=incumbent, candidates=candidates,
-        optimizers=[m for m in prepared.space.optimizer_models() if m not in candidates and m != incumbent.model],
-        train=prepared.splits.train, seed=prepared.seed, study_id=ctx.study_id, price_sources=prepared.price_sources,
-        log=logger,
-    )
+    try:
+        return check_endpoints(
+            gateway, ctx.wh, feature=prepared.feature, incumbent=incumbent, candidates=candidates,
+            optimizers=[m for m in prepared.space.optimizer_models() if m not in candidates and m != incumbent.model],
+            train=prepared.splits.train, seed=prepared.seed, study_id=ctx.study_id, price_sources=prepared.price_sources,
+            log=logger,
+        )
+    finally:
+        if gateway.journal is not None:
+            gateway.journal.close()
+            if gateway.journal.path.exists():
+                journal.ingest_file(ctx.wh, gateway.journal.path, remove=True)
 
 
 def _judged_with_failures(wh: Warehouse, study_id: str, selection):
@@ -312,7 +318,7 @@ def _needs(prepared: Prepared) -> Needs:
     spec = prepared.feature.spec
     incumbent = Config(model=spec.incumbent.model, instructions=spec.incumbent.instructions, settings=spec.incumbent.settings)
     splits = prepared.splits
-    return estimate_needs(prepared.feature, prepared.space, incumbent, PriceBook(prepared.prices), splits.train, splits.dev,
+    return estimate_needs(prepared.feature, prepared.space, incumbent, PriceBook(prepared.prices, prepared.endpoints), splits.train, splits.dev,
                           splits.test, prepared.seed)
 
 

@@ -78,6 +78,8 @@ class Model:
     latency_s: float = 0.0
     input_usd_per_token: float = 0.0
     output_usd_per_token: float = 0.0
+    gone_after: int | None = None  # answers this many requests, then 404 "does not exist" (retired mid-study)
+    served: int = 0
 
 
 @dataclasses.dataclass
@@ -219,6 +221,11 @@ class FakeOpenAI:
                     fake.requests.append((time.monotonic(), endpoint.name, name))
                 model = endpoint.models.get(name)
                 if model is None:
+                    return self._error(404, f"The model `{name}` does not exist", "invalid_request_error")
+                with fake.lock:
+                    model.served += 1
+                    gone = model.gone_after is not None and model.served > model.gone_after
+                if gone:
                     return self._error(404, f"The model `{name}` does not exist", "invalid_request_error")
                 if endpoint.down or (endpoint.down_after is not None and fake._served(endpoint) > endpoint.down_after):
                     return self._error(503, "service unavailable", "server_error")

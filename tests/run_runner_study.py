@@ -36,8 +36,13 @@ def main() -> None:
         feature_dir=feature_dir, space=space, max_trials=6, racing=False, parallel=parallel, trigger="cli",
         max_spend_usd=5.0, gateway=GatewayParams(concurrency=4),
     ))
+    from offramp.warehouse import Warehouse, warehouse_path
+
     calls = sum(m.calls for m in fake_provider.PROVIDER.models.values())
-    print(json.dumps({"status": summary.status, "calls_in_flow_process": calls}), flush=True)
+    # the preflight's one call per model is the flow's own, before any trial
+    _, [(preflight,)] = Warehouse(warehouse_path()).fetch(
+        "select count(*) from calls where study_id = ? and purpose = 'preflight' and not cache_hit", [summary.study_id])
+    print(json.dumps({"status": summary.status, "calls_in_flow_process": calls - preflight}), flush=True)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_a_study_through_20_percent_faults_loses_nothing_and_scores_no_garbage(h
         # requests a fault failed; the calls that got an answer are the answers the server billed
         _, [(n_calls, n_errors, attempts, retries, answered, unscored)] = wh.fetch(
             "select count(*), count(error), sum(attempts), sum(attempts - 1) filter (where attempts > 0), "
-            "count(*) filter (where attempts > 0 and error is null), count(*) filter (where error is null and score is null) "
+            "count(*) filter (where attempts > 0 and error is null), count(*) filter (where error is null and score is null and purpose = 'eval') "
             "from calls where study_id = ?", [summary.study_id])
         assert n_errors == 0 and unscored == 0
         assert attempts == requests, (attempts, requests)
@@ -110,8 +110,9 @@ def test_a_study_through_20_percent_faults_loses_nothing_and_scores_no_garbage(h
 
 
 def test_a_model_the_endpoint_does_not_serve_is_named_in_the_decision(harness, tmp_path, monkeypatch):
+    """A model that answers the preflight call, then is gone (retired mid-study: 404 on every call)."""
     feature, space = study_files(tmp_path, ["openai/old", "openai/new", "openai/gpt-9-ultra"])
-    endpoint = Endpoint("e", models(feature), api_key=KEY)
+    endpoint = Endpoint("e", {**models(feature), "gpt-9-ultra": Model("gpt-9-ultra", gone_after=1)}, api_key=KEY)
     with FakeOpenAI([endpoint]) as fake:
         summary = run_study(monkeypatch, tmp_path / "home", endpoint, feature, space)
         unknown = sum(1 for _, _, model in fake.requests if model == "gpt-9-ultra")
@@ -131,7 +132,8 @@ def test_a_model_the_endpoint_does_not_serve_is_named_in_the_decision(harness, t
 
 def test_a_study_whose_every_search_trial_failed_does_not_say_completed(harness, tmp_path, monkeypatch):
     feature, space = study_files(tmp_path, ["openai/old", "openai/claude-v2", "openai/gpt-9-ultra"])
-    endpoint = Endpoint("e", models(feature), api_key=KEY)
+    gone = {name: Model(name, gone_after=1) for name in ("claude-v2", "gpt-9-ultra")}  # each answers its preflight call only
+    endpoint = Endpoint("e", {**models(feature), **gone}, api_key=KEY)
     with FakeOpenAI([endpoint]):
         summary = run_study(monkeypatch, tmp_path / "home", endpoint, feature, space)
     assert summary.status == "all_trials_failed" and summary.selection["trial_id"] is None

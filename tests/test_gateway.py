@@ -101,11 +101,11 @@ def _stub_gateway(home, api_base, **kwargs):
 
 def test_timeout_over_real_http_is_retried_then_reported(home, http_stub):
     api_base, state = http_stub
-    state["delay"] = 1.5
+    state["delay"] = 30.0  # an answer that would come far later than any machine's slowness
     [result] = _stub_gateway(home, api_base, timeout_s=0.3, max_retries=1).complete_many([req("a", "stub/m")])
     assert result.error is not None and "Timeout" in result.error
     assert result.attempts == 2 and state["hits"] == 2
-    assert result.latency_s < 1.5 * 2  # neither attempt waited for the slow answer
+    assert result.latency_s < 30  # neither attempt waited for the slow answer
 
 
 def test_http_5xx_is_retried_and_4xx_is_not(home, http_stub):

@@ -119,9 +119,10 @@ def test_rerun_of_a_capped_study_resumes_it_and_raising_is_explicit_and_recorded
 
 
 def test_overshoot_is_recorded_stops_further_calls_and_is_reported(harness, home, fake, tmp_path):
-    """A provider that reports 1000x the tokens: the real cost is recorded (not the estimate), the cap
+    """A provider that reports 100000x the tokens (its first answer, the preflight call, costs more
+    than the cap): the real cost is recorded (not the estimate), the cap
     stops further calls, the report says by how much it was overshot."""
-    setup_models(fake, usage_factor=1000.0)
+    setup_models(fake, usage_factor=100_000.0)
     cap = needed_usd(tmp_path) * 1.15
     summary = migrate_feature(params(tmp_path, max_spend_usd=cap))
     sid = summary.study_id

@@ -100,7 +100,7 @@ def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
         assert local_models.served_identity(alias) == old
     params = MigrateParams(feature_dir=str(BANK), space=str(tmp_path / "space.yaml"))
     study = params.model_dump(mode="json", exclude={"trigger", "event_id", "gateway", "start_local_models", "new_study",
-                                                    "feature_dir", "space"})
+                                                    "feature_dir", "space", "max_spend_usd", "raise_cap"})  # the cap is the study's
     space_before = space.model_dump(mode="json")
     assert space_before.pop("endpoints") == {}  # no declared models: keyed without the new field
     study.update(spec=spec.spec_hash(), space=space_before, seed=7)

@@ -215,6 +215,11 @@ class Warehouse:
                                     f"{len(self._state.queue)} writes are kept in memory")
             self._raise_failure()
 
+    def holding(self) -> bool:
+        """Whether writes are kept in memory, not yet in the file (another process holds it)."""
+        with self._state.lock:
+            return bool(self._state.queue)
+
     def pending(self, keys: Iterable[str]) -> dict[str, Any]:
         """What queued writes will store under these lookup keys (empty when nothing is held back)."""
         lookups = self._state.lookups

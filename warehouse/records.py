@@ -223,9 +223,13 @@ def ingest_ledger(wh: Warehouse, rows: Sequence[dict[str, Any]], cache: Sequence
     lines already there are kept (so ingesting twice changes nothing)."""
     if not rows:
         return
-    with wh.writer() as con:
+    cache_rows = [_row(e) for e in cache]
+
+    def apply(con: Any) -> None:
         insert_rows(con, "insert_ledger", rows)
-        insert_rows(con, "insert_cache", [_row(e) for e in cache])
+        insert_rows(con, "insert_cache", cache_rows)
+
+    wh.defer(apply, _cache_lookups(cache))  # kept in order while a reader holds the file (the journal stays)
 
 
 def charge_unfinished_trials(wh: Warehouse, study_id: str) -> None:

@@ -121,7 +121,7 @@ def ingest_file(wh: Warehouse, path: Path, *, remove: bool = False) -> int:
         if line["kind"] == "answer":
             cache.append(_cache_entry(line, intents))
     records.ingest_ledger(wh, rows, cache)
-    if remove:
+    if remove and not wh.holding():  # a write kept in memory (a reader holds the file): the journal stays until it lands
         path.unlink(missing_ok=True)
     return len(rows)
 

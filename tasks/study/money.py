@@ -24,7 +24,7 @@ import dataclasses
 from offramp.errors import UserError
 from offramp.search_spaces.schema import Config, SearchSpace
 from offramp.tasks.feature.evaluate import build_requests, prompt_runner
-from offramp.tasks.feature.prompts import choose_demos
+from offramp.tasks.feature.prompts import shipped_prompt_demos
 from offramp.tasks.feature.spec import Example, Feature
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.warehouse.records import StudyState
@@ -61,7 +61,7 @@ def estimate_needs(
 ) -> Needs:
     """The worst cases the cap must cover (see the module docstring)."""
     spec = feature.spec
-    render, _ = prompt_runner(spec, incumbent, choose_demos(spec, train, incumbent.settings.demos, seed), None)
+    render, _ = prompt_runner(spec, incumbent, shipped_prompt_demos(feature, train, incumbent.settings.demos, seed), None)
 
     def incumbent_usd(examples: tuple[Example, ...]) -> tuple[float, int]:
         requests = build_requests(spec, incumbent, render, examples)
