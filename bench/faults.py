@@ -11,7 +11,8 @@ once on a clean endpoint, once on an endpoint that faults `--fault-rate` of its 
 from a seeded RNG among 429 (Retry-After `--retry-after` s), 500, a dropped connection, malformed
 JSON and a slow answer (`--slow` s). Each run has its own state dir (a fresh response cache); an
 untimed warm-up study runs first (the process's first flow run pays one-off imports and set-up).
-The gateway runs with its defaults (concurrency 4, backoff 0.5 s with jitter; `--backoff`) and enough
+`--latency-scale` multiplies those latencies (a backoff of 0.5 s weighs 10x a 50 ms answer, half of
+a hosted API's ~1 s one). The gateway runs with its defaults (concurrency 4, backoff 0.5 s with jitter; `--backoff`) and enough
 retries (`--max-retries`) that every call succeeds in the end.
 
 Columns: wall time of `migrate_feature` (Prefect's per-task overhead included), that per paid call, paid calls,
@@ -45,8 +46,9 @@ LATENCY_S = {"old": 0.05, "new": 0.075, "cheap": 0.1}
 ACCURACY = {"old": 0.6, "new": 0.8, "cheap": 0.5}
 
 
-def _models(gold: dict[str, str]) -> dict[str, Model]:
-    return {name: Model(name, labeller(gold, ACCURACY[name], LABELS, name), latency_s=LATENCY_S[name]) for name in LATENCY_S}
+def _models(gold: dict[str, str], latency_scale: float = 1.0) -> dict[str, Model]:
+    return {name: Model(name, labeller(gold, ACCURACY[name], LABELS, name), latency_s=LATENCY_S[name] * latency_scale)
+            for name in LATENCY_S}
 
 
 def _counts(fake: FakeOpenAI, endpoint: Endpoint) -> tuple[int, int]:
@@ -85,8 +87,8 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
 
         with (feature / "data.csv").open() as handle:
             gold = {row["text"]: row["label"] for row in csv.DictReader(handle)}
-        clean = Endpoint("clean", _models(gold), api_key=KEY)
-        faulty = Endpoint("faulty", _models(gold), api_key=KEY, fault_rate=args.fault_rate, seed=args.seed,
+        clean = Endpoint("clean", _models(gold, args.latency_scale), api_key=KEY)
+        faulty = Endpoint("faulty", _models(gold, args.latency_scale), api_key=KEY, fault_rate=args.fault_rate, seed=args.seed,
                           retry_after_s=args.retry_after, slow_s=args.slow)
         with prefect_test_harness(server_startup_timeout=180), FakeOpenAI([clean, faulty]) as fake:
             _run(root, clean, fake, feature, space, args, home="warm-up")  # untimed: the process's first flow run
@@ -104,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--retry-after", type=float, default=0.2, help="seconds a 429 asks to wait")
     parser.add_argument("--slow", type=float, default=0.5, help="seconds a slow answer takes on top of the model's latency")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--latency-scale", type=float, default=1.0,
+                        help="multiply the models' latencies (50/75/100 ms); 10 gives hosted-API-like 0.5-1 s answers")
     parser.add_argument("--backoff", type=float, default=0.5, help="the gateway's backoff_s (its default: 0.5 s)")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON line at the end")
     args = parser.parse_args(argv)
