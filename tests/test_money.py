@@ -94,7 +94,9 @@ def test_capped_study_confirms_on_test_selects_and_reports(harness, home, fake, 
 def test_rerun_of_a_capped_study_resumes_it_and_raising_is_explicit_and_recorded(harness, home, fake, tmp_path):
     """Old code: the same command started a new study with a fresh cap and spent it again."""
     setup_models(fake)
-    cap = needed_usd(tmp_path) * 1.15
+    # the search may spend only 1% above what the cap holds for the incumbent and the test phase: with a
+    # worst case ~4x the real cost, a wider margin can let it try the whole space before the cap stops it
+    cap = needed_usd(tmp_path) * 1.01
     first = migrate_feature(params(tmp_path, max_spend_usd=cap))
     assert first.stopped_by == "budget"
     spent, calls = ledger_spend(first.study_id), sum(m.calls for m in fake.models.values())
