@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 from offramp.search_spaces.schema import ModelEntry
+from offramp.tasks.gateway.prices import prompt_chars
 
 WINDOW_S = 60.0
 
@@ -74,9 +75,7 @@ class EndpointLimits:
         if window is None:
             yield
             return
-        estimate = sum(len(str(m.get("content", ""))) for m in request.messages) // 4 + int(
-            request.settings.get("max_tokens") or 0
-        )
+        estimate = prompt_chars(request.messages) // 4 + int(request.settings.get("max_tokens") or 0)
         if window.slots is not None:
             window.slots.acquire()
         try:

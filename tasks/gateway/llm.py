@@ -40,7 +40,7 @@ from offramp.tasks.gateway.faults import is_retryable
 from offramp.tasks.gateway.journal import Journal
 from offramp.tasks.gateway.limits import EndpointLimits
 from offramp.tasks.gateway.models import LOCAL_PREFIX, route, served_identity
-from offramp.tasks.gateway.prices import PriceBook
+from offramp.tasks.gateway.prices import PriceBook, prompt_chars
 from offramp.util import content_hash
 from offramp.warehouse import Warehouse
 from offramp.warehouse.records import CacheEntry, CallRecord, cache_lookup, cache_store
@@ -276,9 +276,8 @@ class Gateway:
 
     def worst_case_usd(self, request: LLMRequest) -> float:
         """An upper bound on a call's cost: one token per prompt character, all max_tokens generated."""
-        prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)
         max_tokens = int(request.settings.get("max_tokens") or 4096)
-        return self.prices.cost(request.model, prompt_chars, max_tokens)
+        return self.prices.cost(request.model, prompt_chars(request.messages), max_tokens)
 
     def _call(self, request: LLMRequest) -> LLMResult:
         """One request: its worst case reserved on the budget and journaled (intent) before it is

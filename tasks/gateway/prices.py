@@ -48,6 +48,11 @@ def load_price_file(path: Path | str) -> dict[str, Price]:
         raise UserError(f"{path}: invalid price entry: {problems(exc)}") from None
 
 
+def prompt_chars(messages: list[dict]) -> int:
+    """The characters of a request's messages: the worst case counts each as a token."""
+    return sum(len(str(m.get("content", ""))) for m in messages)
+
+
 class PriceBook:
     """Prices for every model a study may call, looked up by name, then by identity
     (`model_identity`: a price declared for `gpt-4o-mini` prices `openai/gpt-4o-mini` and the

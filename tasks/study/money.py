@@ -26,7 +26,7 @@ from offramp.search_spaces.schema import Config, SearchSpace
 from offramp.tasks.feature.evaluate import build_requests, prompt_runner
 from offramp.tasks.feature.prompts import shipped_prompt_demos
 from offramp.tasks.feature.spec import Example, Feature
-from offramp.tasks.gateway.prices import PriceBook
+from offramp.tasks.gateway.prices import PriceBook, prompt_chars
 from offramp.warehouse.records import StudyState
 
 FRONT_RESERVE = 3  # front configs whose test evaluation the cap reserves
@@ -51,10 +51,6 @@ class Needs:
         return self.incumbent_dev + self.reserve
 
 
-def _worst(prices: PriceBook, model: str, prompt_chars: int, max_tokens: int) -> float:
-    return prices.cost(model, prompt_chars, max_tokens)
-
-
 def estimate_needs(
     feature: Feature, space: SearchSpace, incumbent: Config, prices: PriceBook, train: tuple[Example, ...],
     dev: tuple[Example, ...], test: tuple[Example, ...], seed: int,
@@ -65,15 +61,15 @@ def estimate_needs(
 
     def incumbent_usd(examples: tuple[Example, ...]) -> tuple[float, int]:
         requests = build_requests(spec, incumbent, render, examples)
-        chars = [sum(len(str(m.get("content", ""))) for m in r.messages) for r in requests]
+        chars = [prompt_chars(r.messages) for r in requests]
         max_tokens = int(incumbent.settings.max_tokens)
-        return sum(_worst(prices, incumbent.model, c, max_tokens) for c in chars), max(chars, default=0)
+        return sum(prices.cost(incumbent.model, c, max_tokens) for c in chars), max(chars, default=0)
 
     dev_usd, dev_chars = incumbent_usd(dev)
     test_usd, test_chars = incumbent_usd(test)
     prompt = FRONT_PROMPT_FACTOR * max(dev_chars, test_chars)
     max_tokens = max(space.settings.max_tokens)
-    per_call = max((_worst(prices, m, prompt, max_tokens) for m in space.models if m != incumbent.model), default=0.0)
+    per_call = max((prices.cost(m, prompt, max_tokens) for m in space.models if m != incumbent.model), default=0.0)
     return Needs(dev_usd, test_usd, FRONT_RESERVE * len(test) * per_call)
 
 
