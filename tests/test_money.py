@@ -208,3 +208,24 @@ def test_a_paid_answer_is_in_the_journal_before_the_caller_sees_it(home, fake, t
 
     gateway.complete_many(requests, on_result=on_result)
     assert sorted(seen) == list(range(6))
+
+
+def test_an_answer_that_outlives_its_task_is_ingested_with_its_cost(home):
+    """Seen in CI: a DSPy compile's call was in flight when a stop was requested; the task ended,
+    its journal (holding the call's intent) was ingested and removed, and the answer came back
+    after, into a new file without its intent: the resumed study died on it (KeyError). Now the
+    answer line carries what its intent said: it lands in the ledger, the study and the cache."""
+    wh = Warehouse(warehouse_path())
+    wh.ensure_schema()
+    book = journal.Journal(state_dir(), "s3", trial_id=2, purpose="optimize")
+    seq = book.intent(model="fake/good", cache_key="k-late", worst_usd=0.01)
+    book.close()
+    journal.ingest_file(wh, book.path, remove=True)  # the task ended: its file is ingested and gone
+    assert not book.path.exists()
+    book.answer(seq, model="fake/good", cache_key="k-late", request={"model": "fake/good", "messages": [], "settings": {}},
+                text="late", prompt_tokens=3, completion_tokens=1, cost_usd=0.004, latency_s=0.5)
+    book.close()
+    journal.ingest(wh, state_dir(), "s3")  # the resume
+    rows = wh.fetch("select kind, study_id, trial_id, purpose, model, cost_usd from ledger where cache_key = 'k-late' order by seq")[1]
+    assert rows == [("intent", "s3", 2, "optimize", "fake/good", None), ("answer", "s3", 2, "optimize", "fake/good", 0.004)]
+    assert wh.fetch("select output_text from llm_cache where cache_key = 'k-late'")[1] == [("late",)]

@@ -7,7 +7,10 @@ gateway goes on:
   between sending and receiving leaves an intent with no answer, counted at its worst case, so
   the record is at least what the provider billed;
 - `answer` when a paid answer came back: tokens, cost, and the request and answer that fill the
-  response cache (never credentials: litellm's arguments stay out of it);
+  response cache (never credentials: litellm's arguments stay out of it). It repeats what its
+  intent says of the call (study, trial, purpose, model, cache key): an answer can come back after
+  its task ended and its file was ingested and removed (a DSPy compile's call in flight when a stop
+  was requested); it then opens a new file without its intent and is still ingested whole;
 - `failed` when the request got no answer after its retries (nothing was billed for it).
 The flow process, the warehouse's one writer, ingests the files into table `ledger` (unique per
 journal and line) and `llm_cache`, idempotently; a fully ingested file whose writer is gone is
@@ -57,19 +60,21 @@ class Journal:
             os.fsync(self._handle.fileno())  # durable before the request goes out / the answer is used
             return self._seq
 
+    def _about(self, model: str, cache_key: str) -> dict[str, Any]:
+        return {"study_id": self.study_id, "trial_id": self.trial_id, "purpose": self.purpose, "model": model,
+                "cache_key": cache_key}
+
     def intent(self, *, model: str, cache_key: str, worst_usd: float) -> int:
         """Before a request is sent; returns the line number its outcome refers to."""
-        return self._append({
-            "kind": "intent", "study_id": self.study_id, "trial_id": self.trial_id, "purpose": self.purpose,
-            "model": model, "cache_key": cache_key, "worst_usd": worst_usd,
-        })
+        return self._append({"kind": "intent", **self._about(model, cache_key), "worst_usd": worst_usd})
 
-    def answer(self, intent: int, *, request: dict[str, Any], text: str, prompt_tokens: int | None,
-               completion_tokens: int | None, cost_usd: float, latency_s: float) -> None:
+    def answer(self, intent: int, *, model: str, cache_key: str, request: dict[str, Any], text: str,
+               prompt_tokens: int | None, completion_tokens: int | None, cost_usd: float, latency_s: float) -> None:
         """A paid answer, before the caller gets it."""
         self._append({
-            "kind": "answer", "intent": intent, "request": request, "output_text": text, "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens, "cost_usd": cost_usd, "latency_s": latency_s,
+            "kind": "answer", "intent": intent, **self._about(model, cache_key), "request": request, "output_text": text,
+            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost_usd": cost_usd,
+            "latency_s": latency_s,
         })
 
     def failed(self, intent: int) -> None:
@@ -117,9 +122,10 @@ def ingest_file(wh: Warehouse, path: Path, *, remove: bool = False) -> int:
     for line in _lines(path):
         if line["kind"] == "intent":
             intents[line["seq"]] = line
-        rows.append(_ledger_row(path.name, line, intents))
-        if line["kind"] == "answer":
-            cache.append(_cache_entry(line, intents))
+        about = _about(line, intents, study_id=path.parent.name)
+        rows.append(_ledger_row(path.name, line, about))
+        if line["kind"] == "answer" and about["cache_key"] is not None:
+            cache.append(_cache_entry(line, about))
     records.ingest_ledger(wh, rows, cache)
     if remove and not wh.holding():  # a write kept in memory (a reader holds the file): the journal stays until it lands
         path.unlink(missing_ok=True)
@@ -139,21 +145,30 @@ def ingest(wh: Warehouse, home: Path, study_id: str, *, remove_own: bool = False
     return read
 
 
-def _ledger_row(journal: str, line: dict[str, Any], intents: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    intent = line if line["kind"] == "intent" else intents.get(line["intent"], {})
+_ABOUT = ("study_id", "trial_id", "purpose", "model", "cache_key")
+
+
+def _about(line: dict[str, Any], intents: dict[int, dict[str, Any]], *, study_id: str) -> dict[str, Any]:
+    """What a line is about: its own fields (intents, and answers since they repeat them), else its
+    intent's in this file; the study is the folder's when neither says (an answer of an older journal
+    whose intent went with a removed file: its cost still counts, it fills no cache entry)."""
+    intent = intents.get(line.get("intent"), {}) if line["kind"] != "intent" else {}
+    about = {key: line.get(key, intent.get(key)) for key in _ABOUT}
+    about["study_id"] = about["study_id"] or study_id
+    return about
+
+
+def _ledger_row(journal: str, line: dict[str, Any], about: dict[str, Any]) -> dict[str, Any]:
     return {
-        "journal": journal, "seq": line["seq"], "kind": line["kind"], "intent_seq": line.get("intent"),
-        "study_id": intent.get("study_id"), "trial_id": intent.get("trial_id"), "purpose": intent.get("purpose"),
-        "model": intent.get("model"), "cache_key": intent.get("cache_key"), "worst_usd": line.get("worst_usd"),
-        "cost_usd": line.get("cost_usd"), "prompt_tokens": line.get("prompt_tokens"),
+        "journal": journal, "seq": line["seq"], "kind": line["kind"], "intent_seq": line.get("intent"), **about,
+        "worst_usd": line.get("worst_usd"), "cost_usd": line.get("cost_usd"), "prompt_tokens": line.get("prompt_tokens"),
         "completion_tokens": line.get("completion_tokens"), "created_at": dt.datetime.fromisoformat(line["at"]),
     }
 
 
-def _cache_entry(line: dict[str, Any], intents: dict[int, dict[str, Any]]) -> records.CacheEntry:
-    intent = intents.get(line["intent"], {})
+def _cache_entry(line: dict[str, Any], about: dict[str, Any]) -> records.CacheEntry:
     return records.CacheEntry(
-        cache_key=intent["cache_key"], model=intent["model"], request=json.dumps(line["request"], sort_keys=True),
+        cache_key=about["cache_key"], model=about["model"], request=json.dumps(line["request"], sort_keys=True),
         output_text=line["output_text"], prompt_tokens=line["prompt_tokens"], completion_tokens=line["completion_tokens"],
         cost_usd=line["cost_usd"], latency_s=line["latency_s"], created_at=dt.datetime.fromisoformat(line["at"]),
     )

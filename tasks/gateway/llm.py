@@ -306,7 +306,7 @@ class Gateway:
             self.journal.failed(intent)
             return
         self.journal.answer(
-            intent, request={"model": request.model, "messages": request.messages, "settings": request.settings},
+            intent, model=request.model, cache_key=request.cache_key, request={"model": request.model, "messages": request.messages, "settings": request.settings},
             text=result.text or "", prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
             cost_usd=result.cost_usd, latency_s=result.orig_latency_s or result.latency_s,
         )
