@@ -77,7 +77,7 @@ def test_a_space_with_the_strategy_validates_and_grids(name):
 def test_the_runner_is_the_shipped_prompt_or_a_dspy_adapter(name, mode):
     kind = strategy_class(name)
     adapter = kind.adapter(mode)
-    if kind.shipped_prompt:
+    if kind.shipped_prompt or kind.own_model:  # the shipped prompt, or a model of offramp's own (tuned/<hash>)
         assert adapter is None
     else:
         assert isinstance(adapter, dspy.JSONAdapter if mode == "json_schema" else dspy.ChatAdapter)
@@ -85,4 +85,5 @@ def test_the_runner_is_the_shipped_prompt_or_a_dspy_adapter(name, mode):
 
 def compilable() -> list[Strategy]:
     """One variant of every strategy that is a DSPy program (the compile step's contract)."""
-    return [strategy_class(n).variants(options_for(n))[0] for n in NAMES if not strategy_class(n).shipped_prompt]
+    return [strategy_class(n).variants(options_for(n))[0] for n in NAMES
+            if not strategy_class(n).shipped_prompt and not strategy_class(n).own_model]

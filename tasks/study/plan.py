@@ -38,7 +38,8 @@ def compile_calls(strategy: Strategy, n_train: int) -> int:
     - few_shot (BootstrapFewShot, one round): it bootstraps from at most 4k train examples: 4k;
     - mipro: 6 candidate demo sets bootstrapped (6 x 4k), ~3 proposal calls per candidate, then
       `budget` trials (auto=light: 10) on minibatches of 35 of its validation third, and one full pass;
-    - gepa: `budget` metric calls (auto=light: ~400), plus one reflection call per 5 of them."""
+    - gepa: `budget` metric calls (auto=light: ~400), plus one reflection call per 5 of them;
+    - tuned: 0 (trained on this machine: seconds of machine time, no model calls)."""
     name, k = strategy.name, strategy.k or 0
     if name == "few_shot":
         return 4 * k
