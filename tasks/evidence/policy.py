@@ -141,6 +141,21 @@ def _preferred(accepted: Sequence[Candidate], prefer: str) -> Candidate:
     return min(accepted, key=lambda c: (c.test.cost_per_1k_usd, -c.test.quality, c.test.latency_p95_s))
 
 
+def _why(best: Candidate, candidates: Sequence[Candidate]) -> str:
+    """The selected config's evidence in one sentence: against the incumbent, and against the
+    other front configs on cost and latency."""
+    t = best.test
+    text = (f"quality {best.diff:+.3f} vs the incumbent on held-out test (95% CI [{best.diff_ci_low:+.3f}, "
+            f"{best.diff_ci_high:+.3f}]), ${t.cost_per_1k_usd:.5f}/1k requests, p95 {t.latency_p95_s:.3f} s")
+    others = [c for c in candidates if c.trial_id != best.trial_id]
+    if others:
+        cost = min(c.test.cost_per_1k_usd for c in others)
+        p95 = min(c.test.latency_p95_s for c in others)
+        text += (f"; the next cheapest front config costs ${cost:.5f}/1k"
+                 f"{f' ({cost / t.cost_per_1k_usd:.1f}x)' if t.cost_per_1k_usd > 0 else ''}, the next fastest has p95 {p95:.3f} s")
+    return text
+
+
 def select_release(incumbent_test_quality: float, candidates: Sequence[Candidate], policy: SelectionPolicy | None = None) -> Selection:
     policy = policy or SelectionPolicy()
     verdicts, accepted = [], []
@@ -159,7 +174,7 @@ def select_release(incumbent_test_quality: float, candidates: Sequence[Candidate
             elif v["accepted"]:
                 v["why"] += f"; accepted, not preferred ({policy.prefer})"
         reason = (f"{len(accepted)} of {len(candidates)} front configs meet the policy on the held-out split; "
-                  f"trial {best.trial_id} is preferred ({policy.prefer}): {best.label}")
+                  f"trial {best.trial_id} is preferred ({policy.prefer}): {best.label}. Why: {_why(best, candidates)}")
         return Selection(best.trial_id, policy.model_dump(), rule, reason, incumbent_test_quality, best.trial_id, verdicts)
     if not candidates:
         return Selection(None, policy.model_dump(), rule, "no front config could be evaluated on the held-out split: nothing to select",
