@@ -85,3 +85,33 @@ def test_tuned_needs_a_label_output(home, tmp_path):
     space = make_space(tmp_path / "space.yaml", ["fake/sloppy"], strategies={"incumbent": {}, "tuned": {}})
     with pytest.raises(UserError, match=r"field `strategies.tuned`: it trains a classifier, which needs a label output"):
         migrate_feature(MigrateParams(feature_dir=str(feature), space=str(space), max_trials=2, trigger="cli"))
+
+
+def test_taught_labels_come_from_the_incumbents_recorded_answers(harness, home, fake, tmp_path):
+    """Few gold labels, many logged inputs with what the incumbent answered: the classifier learns
+    from both (distillation); the report says how many labels were gold and how many taught, and
+    an answer that names no label teaches nothing."""
+    import csv
+
+    from offramp.tasks.evidence.report import load_report, markdown
+    from tests.helpers import LABELS, word_of
+
+    fake.add("old", answer=lambda m: "alpha")
+    fake.add("sloppy", answer=lambda m: "beta")
+    feature = make_feature(tmp_path / "feature", n=60, extra={"splits": {"seed": 3, "train": 12, "dev": 24, "test": 24}})
+    with (feature / "log.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "answer"])
+        for i in range(90):  # the incumbent served these answers (a production log); 10 of them were not a label
+            label = LABELS[i % 3]
+            writer.writerow([f"logged {i} about {word_of(label)}", "I cannot tell" if i % 9 == 0 else f"Queue: {label}"])
+    spec = (feature / "feature.yaml").read_text().replace(
+        "  slices:\n", "  unlabeled:\n    files: [{path: log.csv}]\n    served_column: answer\n  slices:\n")
+    (feature / "feature.yaml").write_text(spec)
+    space = make_space(tmp_path / "space.yaml", ["fake/sloppy"], strategies={"incumbent": {}, "tuned": {}})
+    summary = migrate_feature(MigrateParams(feature_dir=str(feature), space=str(space), max_trials=6, trigger="cli"))
+    wh = Warehouse(warehouse_path())
+    report = load_report(wh, summary.study_id)
+    [row] = report.tuned
+    assert (row["gold_labels"], row["taught_labels"], row["unlabeled_inputs"]) == (12, 80, 90)
+    assert "trained on 12 gold labels + 80 taught by the incumbent's recorded answers (of 90 unlabeled inputs)" in markdown(report)

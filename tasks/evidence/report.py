@@ -58,6 +58,7 @@ class StudyReport:
     failed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # failed trials, with their main error
     money: dict[str, Any] = dataclasses.field(default_factory=dict)  # cap, ledger spend, overshoot (report_money)
     cap_changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every raise: from, to, when
+    tuned: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # offramp's own models: labels learned from, cost
 
     @property
     def study_id(self) -> str:
@@ -122,6 +123,12 @@ class StudyReport:
             parsed = ", its answer did not parse" if m["parsed"] is False else ""
             note = f": {m['note']}" if m["note"] and m["preflight"] != "ok" else ""
             lines.append(f"{m['model']} ({m['role']}, {served}): price from {m['price_source']}; {preflight}{parsed}{note}")
+        for t in self.tuned:
+            taught = (f" + {t['taught_labels']} taught by the incumbent's recorded answers (of {t['unlabeled_inputs']} unlabeled inputs)"
+                      if t["unlabeled_inputs"] else " (no taught labels: the feature has no data.unlabeled)")
+            lines.append(f"tuned/{t['program_hash']} (trial {t['trial_id']}, offramp's own classifier): trained on "
+                         f"{t['gold_labels']} gold labels{taught}; {t['compile_seconds']:.1f} s of machine time, "
+                         f"${t['compile_cost_usd']:.6f}{' (reused from an earlier study)' if t['reused_program'] else ''}")
         return lines
 
     @property
@@ -186,6 +193,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         models=_rows(wh, "study_models", study_id),
         failed=_rows(wh, "report_failed_trials", study_id),
         money=(_rows(wh, "report_money", study_id) or [{}])[0], cap_changes=_rows(wh, "report_cap_changes", study_id),
+        tuned=_rows(wh, "report_tuned", study_id),
     )
 
 
@@ -282,7 +290,7 @@ def markdown(r: StudyReport) -> str:
     warnings = r.unparsed_warnings()
     if warnings:
         lines += ["", "Answers that could not be parsed (they score 0):", ""] + [f"- {w}" for w in warnings]
-    if r.models:
+    if r.models or r.tuned:
         lines += ["", "Models (endpoint; which source priced it; preflight call):", ""] + [f"- {x}" for x in r.model_lines()]
     if r.health:
         lines += ["", "Paid calls per model (errors after retries; retries; wall time per answer, retries included):", "",
@@ -353,7 +361,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
             f"<p>{html.escape(r.selection.get('reason', r.study.get('error') or ''))}</p>",
             f"<p><b>Not finished:</b> {html.escape(r.unfinished)}</p>" if r.unfinished else "",
             f"<p><b>{html.escape(r.left_out)}</b></p>" if r.left_out else "",
-            "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.model_lines()) + "</ul>" if r.models else "",
+            "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.model_lines()) + "</ul>" if r.models or r.tuned else "",
             f"<p><b>Failed trials:</b> {html.escape(r.failed_summary() or '')}</p>" if r.failed else "",
             f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts, "<h2>Flips (held-out split)</h2>"]
     if r.flips:

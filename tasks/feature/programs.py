@@ -30,7 +30,7 @@ from offramp.errors import BudgetExceeded, UserError
 from offramp.search_spaces.schema import Config
 from offramp.search_spaces.strategies import CompileJob, split_train
 from offramp.tasks.feature.metrics import Metric
-from offramp.tasks.feature.prompts import render_input
+from offramp.tasks.feature.prompts import parse_answer, render_input
 from offramp.tasks.feature.spec import Example, FeatureSpec, OutputField
 from offramp.tasks.gateway import dspy_bridge, tuned
 from offramp.tasks.gateway.llm import Gateway
@@ -188,19 +188,22 @@ class Compiled:
         return sum((c.prompt_tokens or 0) + (c.completion_tokens or 0) for c in self.calls)
 
 
-def compile_key(spec: FeatureSpec, config: Config, train: Sequence[Example], seed: int) -> str:
+def compile_key(spec: FeatureSpec, config: Config, train: Sequence[Example], seed: int,
+                unlabeled: Sequence[Example] = ()) -> str:
     """What makes two compilations the same: feature, instructions, model, strategy, decoding
-    settings, the train examples and the seed."""
+    settings, the train examples and the seed (and, for a model of offramp's own, the taught examples)."""
     payload = {
         "feature": spec.name, "signature": spec.signature.model_dump(mode="json"), "config": config.model_dump(mode="json"),
         "train": [e.id for e in train], "seed": seed,
     }
+    if unlabeled and config.strategy.kind.own_model:
+        payload["taught"] = content_hash([[e.inputs, e.outputs] for e in unlabeled], length=24, compact=False)
     return content_hash(payload, length=24, compact=False)
 
 
 def compile_program(
     spec: FeatureSpec, metric: Metric, config: Config, train: Sequence[Example], gateway: Gateway, *,
-    seed: int, study_id: str | None = None, trial_id: int | None = None,
+    seed: int, study_id: str | None = None, trial_id: int | None = None, unlabeled: Sequence[Example] = (),
 ) -> Compiled:
     """Compile `config`'s strategy on the train split (its registered compile step); every
     optimizer call goes through the gateway and is returned (purpose=optimize). A spend cap
@@ -213,7 +216,7 @@ def compile_program(
                         f"(it needs {kind.min_train(strategy)})")
     started = time.perf_counter()
     if kind.own_model:
-        return tune_model(spec, train, gateway, seed=seed, study_id=study_id, trial_id=trial_id)
+        return tune_model(spec, train, gateway, seed=seed, study_id=study_id, trial_id=trial_id, unlabeled=unlabeled)
     student = program_for(spec, config.instructions)
     if not kind.compiles:
         state = program_state(student)
@@ -245,16 +248,36 @@ def compile_program(
         return Compiled("compiled", state, program_hash(state), list(current.calls), time.perf_counter() - started)
 
 
+def taught_labels(spec: FeatureSpec, unlabeled: Sequence[Example]) -> list[tuple[str, str]]:
+    """(input text, label) from the incumbent's recorded answers (`data.unlabeled`), parsed as the
+    shipped prompt's answers are; an answer that names no label teaches nothing."""
+    inc = spec.incumbent
+    shipped = Config(model=inc.model, instructions=inc.instructions, settings=inc.settings.model_copy(update={"output_mode": "text"}))
+    target, taught = spec.target.name, []
+    for example in unlabeled:
+        parsed = parse_answer(spec, shipped, example.outputs.get(target))
+        if parsed is not None and parsed.get(target) is not None:
+            taught.append((render_input(spec, example), str(parsed[target])))
+    return taught
+
+
 def tune_model(
     spec: FeatureSpec, train: Sequence[Example], gateway: Gateway, *, seed: int, study_id: str | None, trial_id: int | None,
+    unlabeled: Sequence[Example] = (),
 ) -> Compiled:
-    """Train offramp's own classifier for the feature's label output on the train split; its
-    machine time is charged through the gateway (ledger, spend cap) and recorded as a call with
-    purpose `tune`. The state is the program: hashed, stored, reused by compile key."""
+    """Train offramp's own classifier for the feature's label output on the train split's gold
+    labels and, when the feature has `data.unlabeled`, the labels the incumbent's recorded answers
+    teach (distillation); its machine time is charged through the gateway (ledger, spend cap) and
+    recorded as a call with purpose `tune`. The state is the program: hashed, stored, reused by
+    compile key; it says how many labels were gold and how many taught."""
     target = spec.target
     started = time.perf_counter()
-    state = tuned.fit([render_input(spec, e) for e in train], [str(e.outputs[target.name]) for e in train], seed=seed)
-    state["target"] = target.name
+    gold = [(render_input(spec, e), str(e.outputs[target.name])) for e in train]
+    taught = taught_labels(spec, unlabeled)
+    texts, labels = zip(*(gold + taught))
+    state = tuned.fit(list(texts), list(labels), seed=seed)
+    state.update(target=target.name, gold_labels=len(gold), taught_labels=len(taught), unlabeled_inputs=len(unlabeled),
+                 teacher="the incumbent's recorded answers (data.unlabeled)" if unlabeled else None)
     seconds = time.perf_counter() - started
     digest = program_hash(state)
     record = gateway.charge_machine_time(tuned.model_id(digest), seconds, study_id=study_id, trial_id=trial_id, purpose="tune")

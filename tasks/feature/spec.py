@@ -116,11 +116,20 @@ class DataFile(_Frozen):
     format: Literal["csv", "jsonl"] | None = None  # inferred from the suffix when omitted
 
 
+class UnlabeledSpec(_Frozen):
+    """Inputs without gold labels and what the incumbent answered them (its recorded outputs, e.g. a
+    production log): a tuned model learns from them ("taught" labels) beside train's gold labels."""
+
+    files: list[DataFile] = Field(min_length=1)
+    served_column: str = Field(min_length=1, description="the column holding the incumbent's recorded answer")
+
+
 class DataSpec(_Frozen):
     files: list[DataFile] = Field(min_length=1)
     columns: dict[str, str] = Field(description="signature field -> column in the data files")
     id_column: str | None = None
     slices: list[str] = Field(default_factory=list, description="columns whose values tag slices")
+    unlabeled: UnlabeledSpec | None = None
 
 
 class MetricSpec(_Frozen):
@@ -225,6 +234,8 @@ class FeatureSpec(_Frozen):
         dumped = self.model_dump(mode="json")
         if dumped["incumbent"].get("endpoint") is None:  # a plain id hashes as before endpoints existed
             dumped["incumbent"].pop("endpoint", None)
+        if dumped["data"].get("unlabeled") is None:  # likewise a feature without unlabeled inputs
+            dumped["data"].pop("unlabeled", None)
         return content_hash(dumped, compact=False)
 
 
@@ -244,6 +255,8 @@ class Feature(_Frozen):
     spec_path: Path
     examples: tuple[Example, ...]
     shipped_demos: tuple[Example, ...] = ()  # `incumbent.demos`: the shipped prompt's exact examples
+    # `data.unlabeled`: inputs with the incumbent's recorded answer as their output (raw text, not gold)
+    unlabeled: tuple[Example, ...] = ()
 
 
 class Splits(_Frozen):
@@ -362,7 +375,30 @@ def load_feature(folder: Path | str) -> Feature:
                             f"`incumbent.demos` gives {len(shipped)} exact examples; expected one of them")
         settings = inc.settings.model_copy(update={"demos": len(shipped)})
         spec = spec.model_copy(update={"incumbent": inc.model_copy(update={"settings": settings})})
-    return Feature(spec=spec, root=root, spec_path=spec_path, examples=tuple(examples), shipped_demos=shipped)
+    return Feature(spec=spec, root=root, spec_path=spec_path, examples=tuple(examples), shipped_demos=shipped,
+                   unlabeled=_unlabeled(spec, spec_path, root))
+
+
+def _unlabeled(spec: FeatureSpec, spec_path: Path, root: Path) -> tuple[Example, ...]:
+    """`data.unlabeled`: each row's inputs (by `data.columns`) and its served answer as the target's
+    output (the text the incumbent gave; the tuned strategy parses it)."""
+    if spec.data.unlabeled is None:
+        return ()
+    column = spec.data.unlabeled.served_column
+    needed = [spec.data.columns[f.name] for f in spec.signature.inputs] + [column]
+    found = []
+    for data_file in spec.data.unlabeled.files:
+        path = (root / data_file.path).resolve()
+        if not path.exists():
+            raise UserError(f"{spec_path}: field `data.unlabeled.files.path`: data file {path} does not exist")
+        for number, row in enumerate(read_rows(path, _file_format(spec_path, path, data_file.format, "data.unlabeled.files.format")), 1):
+            absent = [c for c in needed if c not in row]
+            if absent:
+                raise UserError(f"{spec_path}: field `data.unlabeled`: {path.name} row {number} has no column(s) {absent} "
+                                f"(its columns: {sorted(row)})")
+            found.append(Example(id=f"{path.stem}-{number}", inputs={f.name: row[spec.data.columns[f.name]] for f in spec.signature.inputs},
+                                 outputs={spec.target.name: "" if row[column] is None else str(row[column])}))
+    return tuple(found)
 
 
 def _stratified_order(examples: list[Example], slice_field: str | None, rng: random.Random) -> list[Example]:

@@ -134,7 +134,7 @@ def compile_strategy(job: CompileJob) -> Outcome[Compiled]:
     gateway = _gateway(job)
     compiled = compile_program(
         job.feature.spec, build_metric(job.feature), job.config, job.train, gateway, seed=job.seed,
-        study_id=job.study_id, trial_id=job.trial_id,
+        study_id=job.study_id, trial_id=job.trial_id, unlabeled=job.feature.unlabeled,
     )
     return Outcome(compiled, Spent.of(gateway))
 
@@ -220,7 +220,8 @@ def start(ctx: StudyContext, run: TrialRun) -> None:
     """Record the trial and prepare its prompt: the shipped demos, or a DSPy program compiled on
     train (once per compile key; reused from the warehouse afterwards)."""
     spec = ctx.feature.spec
-    key = compile_key(spec, run.config, ctx.train, ctx.seed) if not run.config.strategy.kind.shipped_prompt else None
+    key = (compile_key(spec, run.config, ctx.train, ctx.seed, ctx.feature.unlabeled)
+           if not run.config.strategy.kind.shipped_prompt else None)
     records.start_trial(
         ctx.wh, study_id=ctx.study_id, trial_id=run.trial_id, role=run.role, split=run.split,
         source_trial_id=run.source_trial_id, config_hash=run.config.config_hash(), model=run.config.model,
