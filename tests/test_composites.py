@@ -130,3 +130,10 @@ def test_learned_router_is_cross_fitted_and_sends_easy_requests_to_the_cheap_con
 def test_a_composite_round_trips_through_its_stored_definition():
     c = Composite("router", "slice", (1, 9), ("a x", "b y"), slice_field="kind", routes=(("short", 1), ("long", 9)))
     assert Composite.from_dict(c.to_dict()) == c and Composite.from_dict(c.to_dict()).key() == c.key()
+
+
+def test_a_router_that_sends_everything_to_one_member_is_not_a_composite():
+    cheap = member(1, {e: answer(e, i % 2 == 0, 1e-6, 0.1) for i, e in enumerate(IDS)})
+    flat = {e: 0.5 for e in IDS}  # a classifier that learned nothing: one probability for every request
+    built = propose(METRIC, [cheap, STRONG], GOLDS, learned=lambda c, s: ({"texts": [], "labels": [], "seed": 0}, flat))
+    assert [b for b in built if b.composite.kind == "router"] == []

@@ -40,6 +40,8 @@ def _rows(wh: Warehouse, name: str, study_id: str) -> list[dict[str, Any]]:
 
 
 def _label(t: dict[str, Any]) -> str:
+    if t["role"] == "composite":
+        return t["model"]  # its label: `cascade (unsure): A → B`
     s = json.loads(t["settings"]) if isinstance(t["settings"], str) else t["settings"]
     mode = "json" if s.get("output_mode") == "json_schema" else "text"
     return f"{t['model']} {t['strategy']} {mode} max={s.get('max_tokens')}"

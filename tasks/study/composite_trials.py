@@ -61,6 +61,10 @@ def _members(ctx: StudyContext, dev: Sequence[Example], labels: dict[int, str]) 
     """The search's configs measured on the whole dev split, with their answers."""
     rows = [r for r in records.study_trials(ctx.wh, ctx.study_id) if r["split"] == "dev" and r["status"] == "completed"
             and r["role"] in ("candidate", "naive_swap") and (r["feasible"] is None or r["feasible"]) and r["trial_id"] in labels]
+    first: dict[str, dict] = {}
+    for r in rows:  # a config measured twice is one member (its first trial)
+        first.setdefault(r["config_hash"], r)
+    rows = list(first.values())
     answers = store.member_answers(ctx.wh, ctx.study_id, [r["trial_id"] for r in rows])
     ids = {e.id for e in dev}
     members = []

@@ -86,6 +86,8 @@ class Composite:
     def label(self) -> str:
         """What a person reads in a table: `cascade: A → B`, `router by slice: A | B`."""
         short = [x.split(" ")[0] for x in self.labels]
+        if len(set(short)) < len(short):  # one model in two members: name them whole
+            short = list(self.labels)
         if self.kind == "cascade":
             head = " + ".join(short[:-1])
             return f"cascade ({self.rule}): {head} → {short[-1]}"
@@ -277,6 +279,8 @@ def propose(
 
     def add(composite: Composite, **kwargs: Any) -> None:
         routed = simulate(composite, by_id, ids, **kwargs)
+        if len({r.member for r in routed}) == 1 and all(r.calls == 1 for r in routed):
+            return  # every request answered by one member alone: that member, not a composite
         built.append(Built(composite, routed, measure(metric, gold_list, routed, seed=seed)))
 
     def cascade(rule: str, chain: Sequence[Member], threshold: float | None = None) -> Composite:
