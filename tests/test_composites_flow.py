@@ -16,6 +16,7 @@ from offramp.flows.migrate_feature import migrate_feature
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import load_space
 from offramp.tasks.evidence.report import load_report, markdown, write_html
+from offramp.tasks.watch.releases import load_release, promote
 from offramp.warehouse import Warehouse, warehouse_path
 from tests.helpers import make_feature, oracle
 
@@ -101,11 +102,20 @@ def test_a_cascade_is_built_confirmed_compared_selected_and_reported(harness, ho
     # the report says how often each branch answered, on dev and on test
     report = load_report(wh, sid)
     [line] = [x for x in report.composite_lines() if x.startswith(f"trial {dev_id} ")]
-    assert "dev: cheap: fake/cheap" in line and "test: cheap: fake/cheap" in line and f"escalated: fake/strong" in line
+    assert "dev: cheap: fake/cheap" in line and "test: cheap: fake/cheap" in line and "escalated: fake/strong" in line
     assert f"({escalated})" in line
     assert line in markdown(report)
     page = write_html(report, tmp_path / "r.html").read_text()
     assert "branches taken" in page and "cascade (unsure): fake/cheap → fake/strong" in page
+    # released, it answers through its members: the cheap one, the strong one when the cheap answer does not parse
+    path, entry, _ = promote(wh, sid, directory=tmp_path / "releases")
+    assert entry["strategy"] == "cascade:unsure" and len(entry["members"]) == 2
+    route = load_release(path)
+    strong_calls = fake.models["strong"].calls
+    assert route(text="message 2 about banana #5") == {"label": "beta"} and route.last_branch.startswith("cheap: fake/cheap")
+    assert fake.models["strong"].calls == strong_calls
+    assert route(text="message 3 about grape #5") == {"label": "gamma"} and route.last_branch.startswith("escalated: fake/strong")
+    assert fake.models["strong"].calls == strong_calls + 1
 
 
 def test_composites_false_searches_single_configs_only(harness, home, fake, tmp_path):

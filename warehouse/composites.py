@@ -48,3 +48,14 @@ def member_answers(wh: Warehouse, study_id: str, trial_ids: Sequence[int]) -> di
             row = dict(zip(names, r))
             out.setdefault(row["trial_id"], {})[row["example_id"]] = row
     return out
+
+
+def composite_members(wh: Warehouse, study_id: str, trial_id: int) -> list[int]:
+    """The member dev trials of a composite (its dev trial), in its order."""
+    found = [c for c in study_composites(wh, study_id) if c["trial_id"] == trial_id]
+    return list(found[0]["members"]) if found else []
+
+
+def composite_definition(wh: Warehouse, study_id: str, trial_id: int) -> dict[str, Any] | None:
+    """A composite's stored row (label, description, definition), or None."""
+    return next((c for c in study_composites(wh, study_id) if c["trial_id"] == trial_id), None)

@@ -57,7 +57,16 @@ def fit_definition(texts: Sequence[str], labels: Sequence[int], seed: int) -> di
     return {"texts": list(texts), "labels": [int(x) for x in labels], "seed": seed, "model": "tfidf-1-2gram+logreg"}
 
 
+def fit(definition: dict):  # noqa: ANN201 - a fitted scikit-learn Pipeline
+    """The router refitted on its definition (deterministic: same texts, labels and seed)."""
+    return _model(int(definition["seed"])).fit(definition["texts"], np.asarray(definition["labels"], dtype=int))
+
+
+def probabilities(model, texts: Sequence[str]) -> list[float]:  # noqa: ANN001 - a fitted Pipeline
+    """P(cheap is enough) for new requests."""
+    return [float(p) for p in model.predict_proba(list(texts))[:, 1]]
+
+
 def predict(definition: dict, texts: Sequence[str]) -> list[float]:
     """P(cheap is enough) for new requests, from the router refitted on its definition."""
-    model = _model(int(definition["seed"])).fit(definition["texts"], np.asarray(definition["labels"], dtype=int))
-    return [float(p) for p in model.predict_proba(list(texts))[:, 1]]
+    return probabilities(fit(definition), texts)
