@@ -94,10 +94,16 @@ def test_a_cascade_is_built_confirmed_compared_selected_and_reported(harness, ho
     _, calls = wh.fetch("select model, count(*) from calls where study_id = ? and trial_id = ? and purpose = 'composite' group by all",
                         [sid, test_id])
     assert dict(calls) == {"fake/cheap": 20, "fake/strong": escalated}
+    _, [(spend, paid)] = wh.fetch(  # what the trial paid is what its member calls paid (a cached answer: free)
+        "select any_value(t.spend_usd), sum(c.cost_usd) from trials t join calls c using (study_id, trial_id) "
+        "where t.study_id = ? and t.trial_id = ?", [sid, test_id])
+    assert spend == pytest.approx(paid)
     # compared with the incumbent like any config, and selected: as good as the strong model, cheaper
     _, compared = wh.fetch("select trial_id, test_trial_id from comparisons where study_id = ? and slice_field is null", [sid])
     assert (dev_id, test_id) in compared
     assert dev_id in summary.front
+    _, [(on_front, selected)] = wh.fetch("select on_front, selected from v_leaderboard where study_id = ? and trial_id = ?", [sid, dev_id])
+    assert on_front and selected
     assert summary.selection["trial_id"] == dev_id, summary.selection
     # the report says how often each branch answered, on dev and on test
     report = load_report(wh, sid)

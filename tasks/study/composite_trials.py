@@ -10,6 +10,7 @@ answer a member already gave free), and records per request the branch that answ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -36,7 +37,7 @@ from offramp.tasks.study.composites import (
 )
 from offramp.tasks.study.trials import EvalJob, Outcome, StudyContext, evaluate_examples
 from offramp.warehouse import composites as store, records
-from offramp.warehouse.records import Trial, TrialMeasurement
+from offramp.warehouse.records import CallRecord, Trial, TrialMeasurement
 
 
 def request_time_slices(spec: FeatureSpec, examples: Sequence[Example]) -> dict[str, dict[str, str]]:
@@ -161,14 +162,20 @@ def _confirm(ctx: StudyContext, dev: Trial, c: Composite, configs: dict[int, Con
     _start(ctx, trial_id, "test", dev.trial_id, c)
     missing = [m for m in c.members if m not in configs]
     routed: list[Routed] | None = None
+    made: list[CallRecord] = []  # the member calls this trial made
     error = f"members {missing} have no config in this study's Optuna storage" if missing else None
     if not missing:
-        routed = _cascade_on(ctx, trial_id, c, configs, test) if c.kind == "cascade" else _route_on(ctx, trial_id, c, configs, test)
+        run_on = _cascade_on if c.kind == "cascade" else _route_on
+        routed = run_on(ctx, trial_id, c, configs, test, made)
     status = "stopped_by_budget" if ctx.budget_exhausted else "provider_down" if ctx.endpoint_down else None
     if routed is None or status is not None:
         m = TrialMeasurement.failed(len(test), status or "failed", error or f"{status}: the composite's members were not all answered")
     else:
-        m = measure(ctx.metric, [e.outputs[ctx.metric.field] for e in test], routed, seed=ctx.seed)
+        m = dataclasses.replace(
+            measure(ctx.metric, [e.outputs[ctx.metric.field] for e in test], routed, seed=ctx.seed),
+            spend_usd=sum(x.cost_usd for x in made), prompt_tokens=sum(x.prompt_tokens or 0 for x in made),
+            completion_tokens=sum(x.completion_tokens or 0 for x in made),
+        )
         store.store_answers(ctx.wh, _answer_rows(ctx.study_id, trial_id, routed))
     records.finish_trial(ctx.wh, study_id=ctx.study_id, trial_id=trial_id, measurement=m, calls=[], stage=1.0)
     if m.status != "completed":
@@ -178,23 +185,23 @@ def _confirm(ctx: StudyContext, dev: Trial, c: Composite, configs: dict[int, Con
 
 
 def _cascade_on(ctx: StudyContext, trial_id: int, c: Composite, configs: dict[int, Config],
-                test: tuple[Example, ...]) -> list[Routed] | None:
+                test: tuple[Example, ...], made: list[CallRecord]) -> list[Routed] | None:
     """The cascade on test: its cheap members on every request, its fallback where it escalates."""
     cheap = []
     for m in c.members[:-1]:
-        answers = _answers(ctx, trial_id, configs[m], test)
+        answers = _answers(ctx, trial_id, configs[m], test, made)
         if answers is None:
             return None
         cheap.append(answers)
     escalated = tuple(e for e in test if cascade_escalates(c, [a[e.id] for a in cheap]))
-    fallback = _answers(ctx, trial_id, configs[c.members[-1]], escalated) if escalated else {}
+    fallback = _answers(ctx, trial_id, configs[c.members[-1]], escalated, made) if escalated else {}
     if fallback is None:
         return None
     return [cascade_request(c, e.id, [a[e.id] for a in cheap], fallback.get(e.id)) for e in test]
 
 
 def _route_on(ctx: StudyContext, trial_id: int, c: Composite, configs: dict[int, Config],
-              test: tuple[Example, ...]) -> list[Routed] | None:
+              test: tuple[Example, ...], made: list[CallRecord]) -> list[Routed] | None:
     """The router on test: each request to the member its rule picks from the inputs alone."""
     if c.rule == "slice":
         chosen = {e.id: routed_member(c, str(e.inputs.get(c.slice_field or "")), None) for e in test}
@@ -204,16 +211,17 @@ def _route_on(ctx: StudyContext, trial_id: int, c: Composite, configs: dict[int,
     answers: dict[str, Answer] = {}
     for m in c.members:
         subset = tuple(e for e in test if chosen[e.id] == m)
-        got = _answers(ctx, trial_id, configs[m], subset) if subset else {}
+        got = _answers(ctx, trial_id, configs[m], subset, made) if subset else {}
         if got is None:
             return None
         answers.update(got)
     return [router_request(c, e.id, chosen[e.id], answers[e.id]) for e in test]
 
 
-def _answers(ctx: StudyContext, trial_id: int, config: Config, examples: tuple[Example, ...]) -> dict[str, Answer] | None:
-    """A member's answers on behalf of a composite trial (its calls stored with purpose `composite`).
-    None when the member's compiled program is not in the warehouse."""
+def _answers(ctx: StudyContext, trial_id: int, config: Config, examples: tuple[Example, ...],
+             made: list[CallRecord]) -> dict[str, Answer] | None:
+    """A member's answers on behalf of a composite trial (its calls stored with purpose `composite`,
+    and added to `made`). None when the member's compiled program is not in the warehouse."""
     demos: tuple[Example, ...] = ()
     program = None
     if config.strategy.kind.shipped_prompt:
@@ -229,6 +237,7 @@ def _answers(ctx: StudyContext, trial_id: int, config: Config, examples: tuple[E
     ), trial_id=trial_id, purpose="composite")
     evaluation = outcome.value
     records.store_calls(ctx.wh, evaluation.calls, outcome.spent.paid)
+    made += evaluation.calls
     return {
         e.id: Answer(score=s, prediction=p, cost_usd=float(r.orig_cost_usd or 0.0), latency_s=float(r.orig_latency_s or 0.0),
                      error=r.error is not None, confidence=getattr(r, "confidence", None))
