@@ -9,6 +9,7 @@ import re
 
 import pytest
 import yaml
+from rich.console import Console
 from prefect.testing.utilities import prefect_test_harness
 
 from offramp.errors import SpaceError
@@ -16,6 +17,7 @@ from offramp.flows.migrate_feature import migrate_feature
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import load_space
 from offramp.tasks.evidence.report import load_report, markdown, write_html
+from offramp.tasks.evidence.terminal import render_report
 from offramp.tasks.watch.releases import load_release, promote
 from offramp.warehouse import Warehouse, warehouse_path
 from tests.helpers import make_feature, oracle
@@ -111,6 +113,9 @@ def test_a_cascade_is_built_confirmed_compared_selected_and_reported(harness, ho
     assert "dev: cheap: fake/cheap" in line and "test: cheap: fake/cheap" in line and "escalated: fake/strong" in line
     assert f"({escalated})" in line
     assert line in markdown(report)
+    console = Console(record=True, width=400)
+    render_report(console, report)
+    assert f"composite {line}" in console.export_text()
     page = write_html(report, tmp_path / "r.html").read_text()
     assert "branches taken" in page and "cascade (unsure): fake/cheap → fake/strong" in page
     # released, it answers through its members: the cheap one, the strong one when the cheap answer does not parse
