@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from offramp import stopping
 from offramp.search_spaces.schema import Config
 from offramp.tasks.feature.programs import compile_key
 from offramp.tasks.feature.prompts import render_input, shipped_prompt_demos
@@ -222,6 +223,7 @@ def _answers(ctx: StudyContext, trial_id: int, config: Config, examples: tuple[E
              made: list[CallRecord]) -> dict[str, Answer] | None:
     """A member's answers on behalf of a composite trial (its calls stored with purpose `composite`,
     and added to `made`). None when the member's compiled program is not in the warehouse."""
+    stopping.check()  # a stop request: no new call
     demos: tuple[Example, ...] = ()
     program = None
     if config.strategy.kind.shipped_prompt:
@@ -237,6 +239,7 @@ def _answers(ctx: StudyContext, trial_id: int, config: Config, examples: tuple[E
     ), trial_id=trial_id, purpose="composite")
     evaluation = outcome.value
     records.store_calls(ctx.wh, evaluation.calls, outcome.spent.paid)
+    stopping.check()  # answers cut short by a stop are stored, not used
     made += evaluation.calls
     return {
         e.id: Answer(score=s, prediction=p, cost_usd=float(r.orig_cost_usd or 0.0), latency_s=float(r.orig_latency_s or 0.0),
