@@ -39,6 +39,7 @@ from offramp.tasks.gateway import journal, local_models
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
+from offramp.tasks.study.composite_trials import build_composites, confirm_composites
 from offramp.tasks.study.money import Needs, cap_spent_notice, check_cap, estimate_needs, resolve_cap
 from offramp.tasks.study.prepare import (
     Prepared,
@@ -109,6 +110,8 @@ def study_key(params: MigrateParams, prepared: Prepared) -> str:
     space = prepared.space.model_dump(mode="json")
     if not space.get("endpoints"):
         space.pop("endpoints", None)  # a space without declared models keys its studies as before endpoints existed
+    if space.get("composites", True):
+        space.pop("composites", None)  # the default keys its studies as before composites existed
     payload.update(spec=prepared.feature.spec.spec_hash(), space=space, seed=prepared.seed)
     return content_hash(payload, length=10, compact=False)
 
@@ -225,10 +228,14 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             for row in records.study_trials(wh, study_id)
             if row["split"] == "dev" and row["trial_id"] in configs
         ]
+        composites = build_composites(ctx, splits.dev, {i: c.label() for i, c in configs.items()}, settings.limits) if space.composites else []
+        summary.trials += composites
         incumbent_test = baseline("incumbent", "test", incumbent, splits.test, incumbent_dev.trial_id)
         summary.trials.append(incumbent_test)
         by_id = {t.trial_id: t for t in summary.trials}
         test_by_source = {dev_id: baseline(by_id[dev_id].role, "test", configs[dev_id], splits.test, dev_id) for dev_id in summary.front}
+        test_by_source |= confirm_composites(ctx, composites, configs, splits.test)  # cascades, routers: confirmed like any config
+        summary.front += [dev_id for dev_id in test_by_source if dev_id not in summary.front]
         summary.trials += list(test_by_source.values())
         if incumbent_test.status != "completed":
             raise RuntimeError(f"the incumbent could not be evaluated on the test split: {incumbent_test.measurement.error}")

@@ -199,6 +199,8 @@ class SearchSpace(_Frozen):
     strategies: dict[StrategyName, StrategyOptions] = Field(default_factory=lambda: {"incumbent": StrategyOptions()})
     settings: SettingsGrid = SettingsGrid()
     prices: dict[str, Price] = Field(default_factory=dict)
+    composites: bool = Field(default=True, description="build cascades and routers from the configs measured on dev "
+                             "(tasks/study/composites.py); false: single configs only")
 
     @model_validator(mode="before")
     @classmethod

@@ -28,6 +28,7 @@ QUERIES = {
     "ledger": "SELECT * FROM v_ledger_spend WHERE study_id = '{id}'",
     "models": "SELECT * FROM v_model_health WHERE study_id = '{id}'",
     "endpoints": "SELECT * FROM study_models WHERE study_id = '{id}'",
+    "composites": "SELECT * FROM composites WHERE study_id = '{id}'",
 }
 
 
@@ -39,6 +40,8 @@ def _rows(wh: Warehouse, name: str, study_id: str) -> list[dict[str, Any]]:
 
 
 def _label(t: dict[str, Any]) -> str:
+    if t["role"] == "composite":
+        return t["model"]  # its label: `cascade (unsure): A → B`
     s = json.loads(t["settings"]) if isinstance(t["settings"], str) else t["settings"]
     mode = "json" if s.get("output_mode") == "json_schema" else "text"
     return f"{t['model']} {t['strategy']} {mode} max={s.get('max_tokens')}"
@@ -59,6 +62,7 @@ class StudyReport:
     money: dict[str, Any] = dataclasses.field(default_factory=dict)  # cap, ledger spend, overshoot (report_money)
     cap_changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every raise: from, to, when
     tuned: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # offramp's own models: labels learned from, cost
+    composites: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # branch counts per composite trial
 
     @property
     def study_id(self) -> str:
@@ -112,6 +116,22 @@ class StudyReport:
         source = stored["file"] or "the flow's parameters (no policy file)"
         values = ", ".join(f"{k}={v}" for k, v in stored["values"].items())
         return f"{rule}. From {source}, hash {stored['hash']}: {values}"
+
+    def composite_lines(self) -> list[str]:
+        """One line per composite (cascade, router): its rule, and how often each branch answered on
+        dev and on test, with the calls a request made on average."""
+        lines = []
+        for dev_id in sorted({x["composite_trial_id"] for x in self.composites}):
+            rows = [x for x in self.composites if x["composite_trial_id"] == dev_id]
+            parts = []
+            for split in ("dev", "test"):
+                here = [x for x in rows if x["split"] == split]
+                if here:
+                    shares = ", ".join(f"{x['branch']} {x['share']:.0%} ({x['n']})" for x in here)
+                    calls = sum(x["calls_per_request"] * x["n"] for x in here) / sum(x["n"] for x in here)
+                    parts.append(f"{split}: {shares}; {calls:.2f} calls per request")
+            lines.append(f"trial {dev_id} {rows[0]['label']}: {rows[0]['description']}. " + " | ".join(parts))
+        return lines
 
     def model_lines(self) -> list[str]:
         """One line per model of the study: where it is served, who priced it, its preflight call."""
@@ -194,6 +214,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         failed=_rows(wh, "report_failed_trials", study_id),
         money=(_rows(wh, "report_money", study_id) or [{}])[0], cap_changes=_rows(wh, "report_cap_changes", study_id),
         tuned=_rows(wh, "report_tuned", study_id),
+        composites=_rows(wh, "report_composites", study_id),
     )
 
 
@@ -287,6 +308,8 @@ def markdown(r: StudyReport) -> str:
         for x in worst:
             lines.append(f"| {x['trial_id']} | {x['slice_field']}={x['slice_value']} | {x['n']} | {fmt(x['incumbent_quality'])} | "
                          f"{fmt(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {fmt(x['p_value'])} |")
+    if r.composites:
+        lines += ["", "Composite candidates (which branch answered how often):", ""] + [f"- {x}" for x in r.composite_lines()]
     warnings = r.unparsed_warnings()
     if warnings:
         lines += ["", "Answers that could not be parsed (they score 0):", ""] + [f"- {w}" for w in warnings]
@@ -363,7 +386,9 @@ def write_html(r: StudyReport, path: Path) -> Path:
             f"<p><b>{html.escape(r.left_out)}</b></p>" if r.left_out else "",
             "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.model_lines()) + "</ul>" if r.models or r.tuned else "",
             f"<p><b>Failed trials:</b> {html.escape(r.failed_summary() or '')}</p>" if r.failed else "",
-            f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts, "<h2>Flips (held-out split)</h2>"]
+            f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts,
+            "<h2>Composite candidates: branches taken</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.composite_lines())
+            + "</ul>" if r.composites else "", "<h2>Flips (held-out split)</h2>"]
     if r.flips:
         page.append("<table><tr><th>trial</th><th>example</th><th>direction</th><th>input</th><th>incumbent</th><th>candidate</th></tr>")
         for f in r.flips:

@@ -91,6 +91,7 @@ class EvalJob(TrialJob):
     examples: tuple[Example, ...] = ()
     demos: tuple[Example, ...] = ()
     program: dict | None = None
+    purpose: str = "eval"  # `composite`: a composite's member answering on its behalf (not the trial's own answer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +118,7 @@ def evaluate_examples(job: EvalJob) -> Outcome[Evaluation]:
     evaluation = evaluate_config(
         job.feature.spec, build_metric(job.feature), job.config, job.examples, gateway, demos=list(job.demos),
         program=job.program, study_id=job.study_id, trial_id=job.trial_id, seed=job.seed, on_result=on_result,
+        purpose=job.purpose,
     )
     return Outcome(evaluation, Spent.of(gateway))
 

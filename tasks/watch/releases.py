@@ -28,6 +28,7 @@ from offramp.search_spaces.schema import Config, ModelEntry, Settings, Strategy
 from offramp.tasks.feature.prompts import parse_answer, render_input, render_messages, response_format, shipped_prompt_demos
 from offramp.tasks.feature.spec import Example, FeatureSpec, load_feature, split_examples
 from offramp.warehouse import Warehouse
+from offramp.warehouse.composites import composite_members
 from offramp.warehouse.db import query
 from offramp.warehouse.home import OfframpSettings
 
@@ -90,6 +91,26 @@ def _shipped_prompt(spec: FeatureSpec, config: Config, demos: list[Example]) -> 
     return {"messages": render_messages(spec, config, demos, probe)[:-1]}
 
 
+def _config_entry(row: dict[str, Any], spec: FeatureSpec, spec_path: str, params: dict, seed: int) -> dict[str, Any]:
+    """What answers as one config: model, prompt strategy, settings, the prompt or DSPy program, endpoint."""
+    settings = Settings.model_validate(json.loads(row["settings"]))
+    strategy = Strategy.model_validate(json.loads(row["strategy_params"])) if row["strategy_params"] else Strategy()
+    config = Config(model=row["model"], instructions=spec.incumbent.instructions, strategy=strategy, settings=settings)
+    entry: dict[str, Any] = {
+        "model": config.model, "strategy": strategy.model_dump(mode="json"), "settings": settings.model_dump(mode="json"),
+        "instructions": config.instructions, "spec": spec.model_dump(mode="json"), "program_hash": row["program_hash"],
+        # a declared model's endpoint (api_base, the key's variable name, limits; never the key): the release calls it there
+        "endpoint": (json.loads(row["space"] or "{}").get("endpoints") or {}).get(config.model),
+    }
+    if strategy.kind.shipped_prompt:
+        feature = load_feature(spec_path)
+        splits = split_examples(feature, max_examples=params.get("max_examples"), seed=seed)
+        entry["prompt"] = _shipped_prompt(spec, config, shipped_prompt_demos(feature, splits.train, settings.demos, seed))
+    else:
+        entry["program"] = json.loads(row["program"])
+    return entry
+
+
 def promote(
     wh: Warehouse, study_id: str, *, trial_id: int | None = None, force: bool = False, directory: Path | None = None,
 ) -> tuple[Path, dict[str, Any], list[str]]:
@@ -114,28 +135,22 @@ def promote(
     with wh.reader() as con:
         spec_json, spec_path = con.execute(query("feature_spec"), {"name": feature_name}).fetchone()
     spec = FeatureSpec.model_validate(json.loads(spec_json))
-    settings = Settings.model_validate(json.loads(row["settings"]))
-    strategy = Strategy.model_validate(json.loads(row["strategy_params"])) if row["strategy_params"] else Strategy()
-    config = Config(model=row["model"], instructions=spec.incumbent.instructions, strategy=strategy, settings=settings)
-    entry: dict[str, Any] = {
+    if row["role"] == "composite":  # a cascade or router answers through its members' configs
+        from offramp.tasks.watch.composite_release import composite_entry
+
+        members = {m: _config_entry(_candidate(wh, study_id, m), spec, spec_path, params, seed) for m in composite_members(wh, study_id, trial_id)}
+        entry = composite_entry(wh, study_id, trial_id, members)
+    else:
+        entry = _config_entry(row, spec, spec_path, params, seed)
+    entry.update({
         "feature": feature_name, "action": "promote", "study_id": study_id, "trial_id": trial_id,
-        "model": config.model, "strategy": strategy.model_dump(mode="json"), "settings": settings.model_dump(mode="json"),
-        "instructions": config.instructions, "spec": spec.model_dump(mode="json"), "program_hash": row["program_hash"],
-        # a declared model's endpoint (api_base, the key's variable name, limits; never the key): the release calls it there
-        "endpoint": (json.loads(row["space"] or "{}").get("endpoints") or {}).get(config.model),
         "forced": not row["on_front"],  # past the check above only with --force
         "metrics": {"dev_quality": row["quality"], "test_quality": row["test_quality"], "cost_per_1k_usd": row["cost_per_1k_usd"],
                     "latency_p95_s": row["latency_p95_s"], "test_diff_vs_incumbent": row["diff"],
                     "test_diff_ci": [row["diff_ci_low"], row["diff_ci_high"]]},
         "evidence": json.loads(row["selection"]).get("reason") if row["selection"] else None,
         "created_at": dt.datetime.now().isoformat(timespec="seconds"),
-    }
-    if strategy.kind.shipped_prompt:
-        feature = load_feature(spec_path)
-        splits = split_examples(feature, max_examples=params.get("max_examples"), seed=seed)
-        entry["prompt"] = _shipped_prompt(spec, config, shipped_prompt_demos(feature, splits.train, settings.demos, seed))
-    else:
-        entry["program"] = json.loads(row["program"])
+    })
     path = releases_dir(directory) / f"{feature_name}.json"
     data = _read(path) if path.exists() else {"feature": feature_name, "current": None, "releases": []}
     entry["version"] = max((r["version"] for r in data["releases"]), default=0) + 1
@@ -238,4 +253,8 @@ def load_release(path: Path | str, *, version: int | None = None, call_model: Ca
     entry = next((r for r in data["releases"] if r["version"] == wanted), None)
     if entry is None:
         raise UserError(f"{path}: no release version {wanted}")
+    if "composite" in entry:
+        from offramp.tasks.watch.composite_release import ReleasedComposite
+
+        return ReleasedComposite(entry, lambda member: ReleasedProgram(member, call_model))
     return ReleasedProgram(entry, call_model)

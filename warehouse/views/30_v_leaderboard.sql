@@ -1,5 +1,6 @@
 -- Per study: every dev trial ranked by quality (then cost), with whether it is on the front, its
--- held-out test quality when it was re-evaluated there, and whether the study selected it.
+-- held-out test quality when it was re-evaluated there, and whether the study selected it. A composite
+-- (cascade, router: role 'composite') counts as on the front when it was confirmed on test.
 CREATE OR REPLACE VIEW v_leaderboard AS
 SELECT
     d.study_id,
@@ -18,7 +19,7 @@ SELECT
     d.latency_p95_s,
     d.error_rate,
     d.parse_failure_rate,
-    f.trial_id IS NOT NULL AS on_front,
+    f.trial_id IS NOT NULL OR (d.role = 'composite' AND t.trial_id IS NOT NULL) AS on_front,  -- a composite: confirmed on test
     s.selected_trial_id IS NOT DISTINCT FROM d.trial_id AS selected
 FROM v_trials d
 JOIN studies s ON s.id = d.study_id
