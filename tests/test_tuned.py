@@ -6,6 +6,7 @@ answers through `load_release`."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from prefect.testing.utilities import prefect_test_harness
@@ -41,6 +42,9 @@ def test_gateway_answers_a_tuned_model_with_a_machine_time_price(home):
     [result] = gateway.complete_many([LLMRequest(model, [{"role": "user", "content": "lost my card"}], {"max_tokens": 8})])
     assert result.error is None and result.text == "cards"
     assert result.cost_usd > 0 and result.prompt_tokens == 3 and result.completion_tokens == 1
+    assert -math.log(3) < result.confidence <= 0  # the label's log-probability, what a confidence cascade reads
+    again = gateway.complete_many([LLMRequest(model, [{"role": "user", "content": "lost my card"}], {"max_tokens": 8})])[0]
+    assert not again.cache_hit and again.confidence == result.confidence  # answered again in process, never cached
     assert gateway.prices.source(model).startswith("bundled self-hosted")
 
 
@@ -64,6 +68,9 @@ def test_a_tuned_candidate_is_trained_on_train_served_billed_and_released(harnes
     served = {m for (m,) in wh.fetch("select distinct model from calls where trial_id = ? and study_id = ? and purpose = 'eval'",
                                       [trial_id, summary.study_id])[1]}
     [program_hash] = [m.removeprefix("tuned/") for m in served]
+    [(n, with_confidence)] = wh.fetch("select count(*), count(confidence) from calls where trial_id = ? and study_id = ? "
+                                      "and purpose = 'eval'", [trial_id, summary.study_id])[1]
+    assert n == with_confidence == 30
     assert wh.fetch("select count(*) from programs where program_hash = ? and strategy = 'tuned'", [program_hash])[1] == [(1,)]
     # training: one machine-time call, on the bill and in the ledger, purpose tune
     [(tune_cost,)] = wh.fetch("select sum(cost_usd) from calls where study_id = ? and purpose = 'tune'", [summary.study_id])[1]
@@ -77,6 +84,7 @@ def test_a_tuned_candidate_is_trained_on_train_served_billed_and_released(harnes
     assert entry["model"] == "tuned/tfidf-char-logreg"
     program = load_release(path)
     assert program(text="a message about banana and nothing else") == {"label": "beta"}
+    assert program.last_confidence is not None and program.last_confidence > math.log(1 / 3)
 
 
 def test_tuned_needs_a_label_output(home, tmp_path):

@@ -49,6 +49,7 @@ class CallRecord:
     attempts: int
     purpose: str
     created_at: dt.datetime
+    confidence: float | None = None  # log-probability of the answer, where the model gives one
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

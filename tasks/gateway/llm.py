@@ -20,6 +20,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -97,6 +98,7 @@ class LLMResult:
     cache_hit: bool
     attempts: int
     refused: bool = False
+    confidence: float | None = None  # log-probability of the answer, where the model gives one (tuned/<hash>)
 
 
 def call_record(
@@ -110,7 +112,7 @@ def call_record(
         score=score, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
         cost_usd=result.cost_usd, latency_s=result.latency_s, orig_cost_usd=result.orig_cost_usd,
         orig_latency_s=result.orig_latency_s, error=result.error, cache_hit=result.cache_hit, attempts=result.attempts,
-        purpose=purpose, created_at=dt.datetime.now(),
+        purpose=purpose, created_at=dt.datetime.now(), confidence=result.confidence,
     )
 
 
@@ -390,13 +392,14 @@ class Gateway:
         """A model offramp tuned (`tuned/<hash>`), answered in this process at machine-time cost."""
         started = time.perf_counter()
         try:
-            label, _, words, _ = tuned.answer(request.model, request.messages)
+            label, probability, words, _ = tuned.answer(request.model, request.messages)
         except LookupError as exc:
             return self._failed(f"{type(exc).__name__}: {exc}", started, 1)
         cost = self.prices.cost(request.model, words, 1)
         waited = time.perf_counter() - started
         return LLMResult(text=label, prompt_tokens=words, completion_tokens=1, cost_usd=cost, latency_s=waited,
-                         orig_cost_usd=cost, orig_latency_s=waited, error=None, cache_hit=False, attempts=1)
+                         orig_cost_usd=cost, orig_latency_s=waited, error=None, cache_hit=False, attempts=1,
+                         confidence=math.log(max(probability, 1e-12)))
 
     @staticmethod
     def _failed(message: str, started: float, attempts: int) -> LLMResult:
@@ -436,7 +439,9 @@ class Gateway:
         Requests are keyed where they are served: callers that record them `stamp` them first."""
         requests = [self.stamp(r) for r in requests]
         keys = [r.cache_key for r in requests]
-        cached = cache_lookup(self.warehouse, sorted(set(keys))) if self.use_cache else {}
+        # offramp's own models answer in process for next to nothing, with their confidence: never from the cache
+        lookup = sorted({r.cache_key for r in requests if not tuned.is_tuned(r.model)})
+        cached = cache_lookup(self.warehouse, lookup) if self.use_cache else {}
         results: list[LLMResult | None] = [None] * len(requests)
         first_index: dict[str, int] = {}
         for i, key in enumerate(keys):

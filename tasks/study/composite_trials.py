@@ -229,7 +229,7 @@ def _answers(ctx: StudyContext, trial_id: int, config: Config, examples: tuple[E
     if config.strategy.kind.shipped_prompt:
         demos = tuple(shipped_prompt_demos(ctx.feature, ctx.train, config.settings.demos, ctx.seed))
     else:
-        found = records.find_program(ctx.wh, compile_key(ctx.feature.spec, config, ctx.train, ctx.seed))
+        found = records.find_program(ctx.wh, compile_key(ctx.feature.spec, config, ctx.train, ctx.seed, ctx.feature.unlabeled))
         if found is None:
             return None
         program = found[1]

@@ -47,7 +47,9 @@ class ReleasedComposite:
     def _answer(self, member: int, inputs: dict[str, Any]) -> Answer:
         """A cheap member's answer; a failed call is an unsure answer (the cascade escalates)."""
         try:
-            return Answer(score=0.0, prediction=self.members[member](**inputs), cost_usd=0.0, latency_s=0.0)
+            prediction = self.members[member](**inputs)
+            return Answer(score=0.0, prediction=prediction, cost_usd=0.0, latency_s=0.0,
+                          confidence=getattr(self.members[member], "last_confidence", None))
         except Exception as exc:  # noqa: BLE001 - any provider error: the cascade's rule is to escalate on it
             log.warning("composite member %s failed (%s: %s); escalating", member, type(exc).__name__, exc)
             return Answer(score=0.0, prediction=None, cost_usd=0.0, latency_s=0.0, error=True)

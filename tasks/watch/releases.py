@@ -197,6 +197,7 @@ class ReleasedProgram:
                              strategy=Strategy.model_validate(entry["strategy"]), settings=Settings.model_validate(entry["settings"]))
         self._call_model = call_model or self._litellm
         self._runner = None
+        self.last_confidence: float | None = None  # the last answer's log-probability, where the model gives one
         if self.config.strategy.kind.own_model:  # offramp's own model: answered in this process
             from offramp.tasks.feature.programs import TunedRunner
 
@@ -208,9 +209,13 @@ class ReleasedProgram:
             self._runner = ProgramRunner(self.spec, self.config, entry["program"])
 
     def _tuned(self, messages: list[dict], **_: Any) -> str:
+        import math
+
         from offramp.tasks.gateway import tuned
 
-        return tuned.answer(self._runner.model, messages)[0]
+        label, probability, _, _ = tuned.answer(self._runner.model, messages)
+        self.last_confidence = math.log(max(probability, 1e-12))  # what a confidence cascade escalates on
+        return label
 
     def _litellm(self, messages: list[dict], **settings: Any) -> str:
         import litellm

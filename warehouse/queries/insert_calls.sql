@@ -21,4 +21,5 @@ SELECT
     UNNEST($cache_hit) AS cache_hit,
     UNNEST($attempts) AS attempts,
     UNNEST($purpose) AS purpose,
-    UNNEST($created_at) AS created_at;
+    UNNEST($created_at) AS created_at,
+    UNNEST($confidence) AS confidence;
