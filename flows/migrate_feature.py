@@ -212,7 +212,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             max_trials=params.max_trials, max_wall_s=params.max_wall_s, racing=params.racing, parallel=params.parallel,
             sampler=params.sampler, limits=Limits(max_error_rate=params.max_error_rate, max_latency_p95_s=params.max_latency_p95_s),
         )
-        summary.stopped_by = search_study(ctx, settings, space, incumbent, candidate_models, splits.dev, study)
+        summary.stopped_by = search_study(ctx, settings, space, incumbent, candidate_models, splits.dev, study,
+                                           incumbent_dev=incumbent_dev.measurement)
         ctx.share = 1.0
         if ctx.budget is not None:
             ctx.budget.release_hold()  # the test phase spends what the cap held back for it

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from offramp.errors import NoSuchStudy
+from offramp.tasks.evidence.latency import latency_note
 from offramp.tasks.evidence.policy import SelectionPolicy
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
@@ -290,6 +291,9 @@ def markdown(r: StudyReport) -> str:
         for x in r.health:
             lines.append(f"| {x['model']} | {x['n_calls']} | {x['n_errors']} | {fmt(x['error_rate'])} | {x['n_retried']} | "
                          f"{x['retries']} | {fmt(x['wall_p95_s'])} |")
+    note = latency_note(r.trials, r.front)
+    if note:
+        lines += ["", *note]
     spent = sum(x["spend_usd"] or 0 for x in r.spend)
     by_purpose = ", ".join(f"{x['purpose']}: {x['n_calls']}" for x in r.spend)
     lines += ["", f"Spend: ${spent:.4f} over {sum(x['n_calls'] for x in r.spend)} calls ({by_purpose})."]

@@ -2,7 +2,7 @@
 -- trial that confirms it.
 SELECT t.trial_id, t.role, t.split, t.model, t.strategy, t.settings, t.source_trial_id, t.optuna_number, t.stage,
        t.program_hash, t.status, t.n_examples, t.quality, t.quality_ci_low, t.quality_ci_high, t.cost_per_1k_usd,
-       t.latency_p50_s, t.latency_p95_s, t.error_rate, t.parse_failure_rate, t.prompt_tokens, t.completion_tokens,
+       t.latency_p50_s, t.latency_p95_s, t.latency_p95_ci_low, t.latency_p95_ci_high, t.load_avg_min, t.load_avg_max, t.error_rate, t.parse_failure_rate, t.prompt_tokens, t.completion_tokens,
        t.spend_usd, t.error, f.trial_id IS NOT NULL AS on_front
 FROM v_trials t
 LEFT JOIN v_pareto_front f ON f.study_id = t.study_id AND f.trial_id = t.trial_id
