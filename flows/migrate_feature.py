@@ -2,9 +2,10 @@
 
 prepare (feature, space, prices, storage; the local models it needs) -> fixed-seed splits ->
 the incumbent on dev (its outputs are the behavioural snapshot) -> multi-objective search with
-Optuna (naive swaps first, then sampled configs; trials raced on growing slices of dev; budgets:
-trials, wall time, USD) -> front (quality, cost, p95 latency; feasible trials only) -> incumbent
-and front configs on the held-out test split -> paired comparisons and the selection -> report.
+Optuna (naive swaps first, cheapest first, then sampled configs; trials raced on growing slices of
+dev; budgets: trials, wall time, USD) -> front (quality, cost, p95 latency within noise tied; feasible
+trials only) -> incumbent and the front configs that can still win on the held-out test split
+(tasks.evidence.confirm) -> paired comparisons and the selection -> report.
 
 This module composes; the work is in `offramp.tasks`. Trials are tasks inside this one flow
 (`evaluate_examples`, `compile_strategy`: values in, values out, so the flow's task runner may be
@@ -31,7 +32,7 @@ from offramp import stopping
 from offramp.errors import BudgetExceeded, EndpointDown, UserError
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
-from offramp.tasks.evidence.judge import judge_front
+from offramp.tasks.evidence.judge import confirm_front
 from offramp.tasks.evidence.report import failed_trials, publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
@@ -229,14 +230,16 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         incumbent_test = baseline("incumbent", "test", incumbent, splits.test, incumbent_dev.trial_id)
         summary.trials.append(incumbent_test)
         by_id = {t.trial_id: t for t in summary.trials}
-        test_by_source = {dev_id: baseline(by_id[dev_id].role, "test", configs[dev_id], splits.test, dev_id) for dev_id in summary.front}
-        summary.trials += list(test_by_source.values())
         if incumbent_test.status != "completed":
             raise RuntimeError(f"the incumbent could not be evaluated on the test split: {incumbent_test.measurement.error}")
-        selection, _ = judge_front(wh, study_id, feature, splits.test, incumbent_test, test_by_source, by_id, prepared.policy, seed,
-                                   policy_source=prepared.policy_source)
+        selection, test_by_source, not_confirmed = confirm_front(  # only what can still win is confirmed on test
+            wh, study_id, feature, splits.test, incumbent_dev, incumbent_test, summary.front, by_id,
+            lambda dev_id: baseline(by_id[dev_id].role, "test", configs[dev_id], splits.test, dev_id), prepared.policy, seed,
+            policy_source=prepared.policy_source)
+        summary.trials += list(test_by_source.values())
         summary.status, summary.error, selection = _judged_with_failures(wh, study_id, selection)
-        summary.selection = selection.to_dict() | ({"left_out": left_out} if left_out else {})
+        summary.selection = (selection.to_dict() | ({"left_out": left_out} if left_out else {})
+                             | ({"not_confirmed": {str(k): v for k, v in not_confirmed.items()}} if not_confirmed else {}))
         journal.ingest(wh, state_dir(), study_id, remove_own=True)
         records.finish_study(wh, study_id, status=summary.status, selected_trial_id=selection.trial_id,
                              selection=summary.selection, stopped_by=summary.stopped_by, error=summary.error)

@@ -10,7 +10,9 @@ import optuna
 import pytest
 
 from offramp.search_spaces.schema import HERE, Config, Settings, load_space
+from offramp.tasks.evidence.confirm import confirmation_order, settled
 from offramp.tasks.evidence.latency import latency_note, load_slowdown
+from offramp.tasks.evidence.policy import SelectionPolicy
 from offramp.tasks.feature.evaluate import aggregate
 from offramp.tasks.feature.metrics import Metric
 from offramp.tasks.feature.spec import Example
@@ -123,3 +125,22 @@ def test_the_report_says_how_much_load_could_have_swung_latency():
     assert "±0.200 to ±0.200 s" in note and "1.5 to 8.0 on 2 cores" in note and "up to 4.0x slower" in note
     assert "not enough" in " ".join(latency_note(trials[:1], trials[:1], cores=4))  # load below the cores: no slowdown
     assert load_slowdown(8.0, 2) == 4.0 and load_slowdown(1.0, 2) == 1.0
+
+
+def _m(quality, high, cost):
+    return TrialMeasurement(quality=quality, quality_ci_high=high, cost_per_1k_usd=cost)
+
+
+def test_only_what_can_still_win_is_confirmed():
+    """The old flow confirmed every front config on test."""
+    front = {1: _m(0.9, 0.95, 3.0), 2: _m(0.6, 0.70, 0.5), 3: _m(0.85, 0.9, 1.0), 4: _m(0.88, 0.93, 2.0)}
+    order, skipped = confirmation_order(front, _m(0.86, 0.9, 5.0), SelectionPolicy())
+    assert order == [3, 4, 1] and list(skipped) == [2]  # cheapest first; 0.70 < 0.86 - 0.05: cannot be non-inferior
+    assert "cannot be shown non-inferior" in skipped[2]
+    lenient = SelectionPolicy(quality_rule="not_worse")
+    assert confirmation_order(front, _m(0.86, 0.9, 5.0), lenient) == ([2, 3, 4, 1], {})  # no evidence needed: all of it
+    accepted = _m(0.85, 0.9, 1.02)  # trial 3 on test
+    assert settled(accepted, [front[4], front[1]], SelectionPolicy())  # both cost more than 1.02 x 1.05 on dev
+    assert not settled(accepted, [_m(0.9, 0.95, 1.05)], SelectionPolicy())  # within the cost slack: it could be cheaper on test
+    assert not settled(accepted, [front[4]], SelectionPolicy(prefer="quality"))  # another preference needs every candidate
+    assert not settled(None, [front[4]], SelectionPolicy())  # nothing accepted yet

@@ -274,6 +274,8 @@ def markdown(r: StudyReport) -> str:
         lines += [f"**Not finished:** {r.unfinished}", ""]
     for v in sel.get("verdicts", []):
         lines.append(f"- trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+    for trial_id, why in sel.get("not_confirmed", {}).items():  # tasks/evidence/confirm.py: it could not have won
+        lines.append(f"- trial {trial_id} ({r.trial(int(trial_id)).label}): {why}")
     worst = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:8]
     if worst:
         lines += ["", "Largest slice drops (test):", "", "| trial | slice | n | incumbent | candidate | diff (95% CI) | p |", "|---|---|---|---|---|---|---|"]
