@@ -144,3 +144,21 @@ def test_only_what_can_still_win_is_confirmed():
     assert not settled(accepted, [_m(0.9, 0.95, 1.05)], SelectionPolicy())  # within the cost slack: it could be cheaper on test
     assert not settled(accepted, [front[4]], SelectionPolicy(prefer="quality"))  # another preference needs every candidate
     assert not settled(None, [front[4]], SelectionPolicy())  # nothing accepted yet
+
+
+def test_a_front_that_cannot_be_non_inferior_is_not_confirmed_and_the_best_on_dev_is_named(tmp_path):
+    from offramp.tasks.evidence.judge import confirm_front
+
+    wh = Warehouse(tmp_path / "w.duckdb")
+
+    def trial(trial_id, quality, high, role="candidate", split="dev"):
+        return Trial(trial_id=trial_id, role=role, split=split, label=f"config {trial_id}", model="m/x",
+                     measurement=TrialMeasurement(quality=quality, quality_ci_high=high, cost_per_1k_usd=1.0 + trial_id))
+
+    dev = {1: trial(1, 0.5, 0.6), 2: trial(2, 0.6, 0.7)}
+    confirmed = []
+    selection, tests, skipped = confirm_front(
+        wh, "s", None, (), trial(0, 0.9, 0.95, "incumbent"), trial(9, 0.9, 0.95, "incumbent", "test"), [1, 2], dev,
+        lambda dev_id: confirmed.append(dev_id), SelectionPolicy(), 0)
+    assert confirmed == [] and tests == {} and set(skipped) == {1, 2}  # no test call for what cannot win
+    assert selection.trial_id is None and selection.recommended_trial_id == 2 and "non-inferior" in selection.reason

@@ -3,6 +3,7 @@ split, example by example and slice by slice, store it, and select under the pol
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 
@@ -117,6 +118,12 @@ def confirm_front(
             break
     if selection is None and incumbent_test.status == "completed":
         selection, _ = _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source)
+    if not tests and skipped:  # nothing could be non-inferior: name the best on dev, as the least bad
+        best = max(skipped, key=lambda i: (dev_by_id[i].measurement.quality or 0.0, -i))
+        selection = dataclasses.replace(selection, recommended_trial_id=best, reason=(
+            f"no front config meets the policy: none can be shown non-inferior, even at the top of its dev quality interval "
+            f"(none was confirmed on test). Least bad on dev: trial {best} ({dev_by_id[best].label}). Widen the search, collect "
+            "more examples, or relax the policy knowingly."))
     return selection, tests, skipped
 
 
