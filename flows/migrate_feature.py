@@ -2,9 +2,10 @@
 
 prepare (feature, space, prices, storage; the local models it needs) -> fixed-seed splits ->
 the incumbent on dev (its outputs are the behavioural snapshot) -> multi-objective search with
-Optuna (naive swaps first, then sampled configs; trials raced on growing slices of dev; budgets:
-trials, wall time, USD) -> front (quality, cost, p95 latency; feasible trials only) -> incumbent
-and front configs on the held-out test split -> paired comparisons and the selection -> report.
+Optuna (naive swaps first, cheapest first, then sampled configs; trials raced on growing slices of
+dev; budgets: trials, wall time, USD) -> front (quality, cost, p95 latency within noise tied; feasible
+trials only) -> incumbent and the front configs that can still win on the held-out test split
+(tasks.evidence.confirm) -> paired comparisons and the selection -> report.
 
 This module composes; the work is in `offramp.tasks`. Trials are tasks inside this one flow
 (`evaluate_examples`, `compile_strategy`: values in, values out, so the flow's task runner may be
@@ -31,7 +32,7 @@ from offramp import stopping
 from offramp.errors import BudgetExceeded, EndpointDown, UserError
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
-from offramp.tasks.evidence.judge import judge_front
+from offramp.tasks.evidence.judge import confirm_front
 from offramp.tasks.evidence.report import failed_trials, publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
@@ -39,7 +40,7 @@ from offramp.tasks.gateway import journal, local_models
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
-from offramp.tasks.study.composite_trials import build_composites, confirm_composites
+from offramp.tasks.study.composite_trials import build_composites, confirm_composite, confirmable
 from offramp.tasks.study.money import Needs, cap_spent_notice, check_cap, estimate_needs, resolve_cap
 from offramp.tasks.study.prepare import (
     Prepared,
@@ -215,7 +216,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             max_trials=params.max_trials, max_wall_s=params.max_wall_s, racing=params.racing, parallel=params.parallel,
             sampler=params.sampler, limits=Limits(max_error_rate=params.max_error_rate, max_latency_p95_s=params.max_latency_p95_s),
         )
-        summary.stopped_by = search_study(ctx, settings, space, incumbent, candidate_models, splits.dev, study)
+        summary.stopped_by = search_study(ctx, settings, space, incumbent, candidate_models, splits.dev, study,
+                                           incumbent_dev=incumbent_dev.measurement)
         ctx.share = 1.0
         if ctx.budget is not None:
             ctx.budget.release_hold()  # the test phase spends what the cap held back for it
@@ -233,16 +235,23 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         incumbent_test = baseline("incumbent", "test", incumbent, splits.test, incumbent_dev.trial_id)
         summary.trials.append(incumbent_test)
         by_id = {t.trial_id: t for t in summary.trials}
-        test_by_source = {dev_id: baseline(by_id[dev_id].role, "test", configs[dev_id], splits.test, dev_id) for dev_id in summary.front}
-        test_by_source |= confirm_composites(ctx, composites, configs, splits.test)  # cascades, routers: confirmed like any config
-        summary.front += [dev_id for dev_id in test_by_source if dev_id not in summary.front]
-        summary.trials += list(test_by_source.values())
         if incumbent_test.status != "completed":
             raise RuntimeError(f"the incumbent could not be evaluated on the test split: {incumbent_test.measurement.error}")
-        selection, _ = judge_front(wh, study_id, feature, splits.test, incumbent_test, test_by_source, by_id, prepared.policy, seed,
-                                   policy_source=prepared.policy_source)
+        mixed = confirmable(ctx, composites)  # cascades, routers: confirmed and judged like any front config
+
+        def confirm(dev_id: int) -> Trial:
+            if dev_id in mixed:
+                return confirm_composite(ctx, by_id[dev_id], configs, splits.test)
+            return baseline(by_id[dev_id].role, "test", configs[dev_id], splits.test, dev_id)
+
+        selection, test_by_source, not_confirmed = confirm_front(  # only what can still win is confirmed on test
+            wh, study_id, feature, splits.test, incumbent_dev, incumbent_test, summary.front + mixed, by_id, confirm,
+            prepared.policy, seed, policy_source=prepared.policy_source)
+        summary.front += [dev_id for dev_id in test_by_source if dev_id not in summary.front]
+        summary.trials += list(test_by_source.values())
         summary.status, summary.error, selection = _judged_with_failures(wh, study_id, selection)
-        summary.selection = selection.to_dict() | ({"left_out": left_out} if left_out else {})
+        summary.selection = (selection.to_dict() | ({"left_out": left_out} if left_out else {})
+                             | ({"not_confirmed": {str(k): v for k, v in not_confirmed.items()}} if not_confirmed else {}))
         journal.ingest(wh, state_dir(), study_id, remove_own=True)
         records.finish_study(wh, study_id, status=summary.status, selected_trial_id=selection.trial_id,
                              selection=summary.selection, stopped_by=summary.stopped_by, error=summary.error)

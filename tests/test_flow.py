@@ -86,7 +86,8 @@ def test_flow_stores_study_trials_calls_and_selects(harness, home, fake, tmp_pat
     _, regressions = wh.fetch(
         "select trial_id, slice_field, slice_value, n, diff, diff_ci_low, better from v_regressions where study_id = ?",
         [summary.study_id])
-    assert {r[0] for r in regressions} == set(summary.front)
+    skipped = {int(k) for k in selection.get("not_confirmed", {})}  # front configs that could not have won (confirm.py)
+    assert {r[0] for r in regressions} == set(summary.front) - skipped and selected not in skipped
     overall = [r for r in regressions if r[1] == "(all)" and r[0] == selected]
     assert overall and overall[0][3] == 20 and overall[0][6]  # selected: clearly better than the incumbent
     assert {r[2] for r in regressions if r[1] == "group"} == {"g1", "g2"}
@@ -94,23 +95,34 @@ def test_flow_stores_study_trials_calls_and_selects(harness, home, fake, tmp_pat
     assert n_flips > 0
 
 
-def test_view_front_equals_python_front_and_optuna_best_trials(harness, home, fake, tmp_path):
+def test_view_front_equals_python_front_and_the_front_of_optunas_trials(harness, home, fake, tmp_path):
     import optuna
 
     setup_models(fake)
     summary = run(tmp_path, max_trials=8)
     _, rows = Warehouse(warehouse_path()).fetch(
-        "select trial_id, quality, cost_per_1k_usd, latency_p95_s, role from v_trials where study_id = ? and split = 'dev'",
+        "select trial_id, quality, cost_per_1k_usd, latency_p95_s, role, (latency_p95_ci_high - latency_p95_ci_low) / 2 "
+        "from v_trials where study_id = ? and split = 'dev'",
         [summary.study_id],
     )
     _, statuses = Warehouse(warehouse_path()).fetch(
         "select trial_id, status, feasible from trials where study_id = ? and split = 'dev'", [summary.study_id])
     complete = {r[0] for r in statuses if r[1] == "completed" and r[2]}
-    points = [Point(r[0], r[1], r[2], r[3]) for r in rows if r[4] != "incumbent" and r[0] in complete]
+    points = [Point(r[0], r[1], r[2], r[3], r[5]) for r in rows if r[4] != "incumbent" and r[0] in complete]
+    assert all(r[5] is not None and r[5] >= 0 for r in rows if r[0] in complete)  # every measured p95 has its noise
+    _, loads = Warehouse(warehouse_path()).fetch(
+        "select count(*) from trials where study_id = ? and status = 'completed' and load_avg_max is null", [summary.study_id])
+    assert loads == [(0,)]  # every measured trial records the machine's load while it ran
+    from offramp.tasks.evidence.report import load_report, markdown
+
+    assert "Machine load while the trials ran" in markdown(load_report(Warehouse(warehouse_path()), summary.study_id))
     _, front_rows = Warehouse(warehouse_path()).fetch("select trial_id from v_pareto_front where study_id = ?", [summary.study_id])
     assert sorted(r[0] for r in front_rows) == sorted(p.key for p in pareto_front(points)) == sorted(summary.front)
     study = optuna.load_study(study_name=summary.study_id, storage=f"sqlite:///{home / 'optuna.db'}")
-    assert sorted(t.user_attrs["offramp_trial_id"] for t in study.best_trials) == sorted(summary.front)
+    # Optuna's trials carry the same objectives and noise; its own best_trials compare raw p95s
+    told = [Point(t.user_attrs["offramp_trial_id"], *t.values, t.user_attrs["latency_noise"]) for t in study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible")]
+    assert sorted(p.key for p in pareto_front(told)) == sorted(summary.front)
 
 
 def test_second_run_is_served_from_the_cache(harness, home, fake, tmp_path):

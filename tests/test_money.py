@@ -74,7 +74,9 @@ def test_capped_study_confirms_on_test_selects_and_reports(harness, home, fake, 
     """Old code: the search hit the cap and the study ended stopped_by_budget with no test phase,
     no selection and no report."""
     setup_models(fake)
-    cap = needed_usd(tmp_path) * 1.15
+    # 3% above what the cap holds back: at 15% the search could try the whole space first (space_exhausted), more
+    # so since p95s within noise tie on the front and racing prunes against those ties
+    cap = needed_usd(tmp_path) * 1.03
     summary = migrate_feature(params(tmp_path, max_spend_usd=cap))
     assert summary.stopped_by == "budget" and summary.status == "completed"
     assert summary.selection is not None and summary.report_path and Path(summary.report_path).exists()

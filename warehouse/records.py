@@ -82,6 +82,10 @@ class TrialMeasurement:
     cost_per_1k_usd: float | None = None
     latency_p50_s: float | None = None
     latency_p95_s: float | None = None
+    latency_p95_ci_low: float | None = None
+    latency_p95_ci_high: float | None = None  # 95% bootstrap interval of p95: its measurement noise
+    load_avg_min: float | None = None
+    load_avg_max: float | None = None  # the machine's 1-minute load average while the trial ran (os.getloadavg)
     error_rate: float | None = None
     parse_failure_rate: float | None = None
     prompt_tokens: int = 0

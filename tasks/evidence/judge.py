@@ -3,14 +3,17 @@ split, example by example and slice by slice, store it, and select under the pol
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable, Sequence
 
 from offramp.tasks.evidence.compare import Comparison, PairedExample, compare_paired
+from offramp.tasks.evidence.confirm import chosen, confirmation_order, settled
 from offramp.tasks.evidence.policy import Candidate, Selection, SelectionPolicy, select_release
 from offramp.tasks.feature.prompts import render_input
 from offramp.tasks.feature.spec import Example, Feature
 from offramp.warehouse import Warehouse, records
-from offramp.warehouse.records import Trial
+from offramp.warehouse.records import Trial, TrialMeasurement
 
 
 def paired(
@@ -52,6 +55,16 @@ def _rows(study_id: str, dev_id: int, test_id: int, comparison: Comparison) -> t
     return comparisons, flips
 
 
+def candidate(dev_id: int, label: str, test: TrialMeasurement, comparison: Comparison) -> Candidate:
+    """A front config as the policy judges it: its test measurement and its paired comparison
+    (pure: bench/search_efficiency.py judges a synthetic study with it too)."""
+    o = comparison.overall
+    return Candidate(
+        trial_id=dev_id, label=label, test=test, diff=o.diff, diff_ci_low=o.diff_ci_low, diff_ci_high=o.diff_ci_high,
+        slice_diffs={f"{s.field}={s.value}": (s.diff, s.n) for s in comparison.slices},
+    )
+
+
 def judge_front(
     wh: Warehouse, study_id: str, feature: Feature, test_examples: tuple[Example, ...], incumbent_test: Trial,
     test_by_source: dict[int, Trial], dev_by_id: dict[int, Trial], policy: SelectionPolicy, seed: int,
@@ -73,11 +86,49 @@ def judge_front(
         more_rows, more_flips = _rows(study_id, dev_id, test.trial_id, comparison)
         rows += more_rows
         flips += more_flips
-        o = comparison.overall
-        candidates.append(Candidate(
-            trial_id=dev_id, label=dev_by_id[dev_id].label, test=test.measurement, diff=o.diff, diff_ci_low=o.diff_ci_low, diff_ci_high=o.diff_ci_high,
-            slice_diffs={f"{s.field}={s.value}": (s.diff, s.n) for s in comparison.slices},
-        ))
+        candidates.append(candidate(dev_id, dev_by_id[dev_id].label, test.measurement, comparison))
     selection = select_release(incumbent_test.measurement.quality, candidates, policy)
     records.store_evidence(wh, study_id, rows, flips, policy.identity(policy_source))
     return selection, comparisons
+
+
+def confirm_front(
+    wh: Warehouse, study_id: str, feature: Feature, test_examples: tuple[Example, ...], incumbent_dev: Trial, incumbent_test: Trial,
+    front: Sequence[int], dev_by_id: dict[int, Trial], confirm: Callable[[int], Trial], policy: SelectionPolicy, seed: int,
+    policy_source: str | None = None,
+) -> tuple[Selection, dict[int, Trial], dict[int, str]]:
+    """Confirm on test only the front configs that can still win (tasks.evidence.confirm), cheapest
+    first, judging as it goes; `confirm(dev_id)` runs one on the test split. Returns the selection,
+    the test trials by dev trial, and the front configs not confirmed with why."""
+    order, skipped = confirmation_order({i: dev_by_id[i].measurement for i in front}, incumbent_dev.measurement, policy)
+    tests: dict[int, Trial] = {}
+    selection = None
+    for n, dev_id in enumerate(order):
+        tests[dev_id] = confirm(dev_id)
+        selection = None
+        if incumbent_test.status != "completed" or policy.prefer != "cheapest":
+            continue
+        selection, candidates = _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source)
+        chosen_test = chosen(selection, candidates)
+        if n + 1 < len(order) and settled(chosen_test, [dev_by_id[j].measurement for j in order[n + 1:]], policy):
+            for j in order[n + 1:]:
+                skipped[j] = (f"not confirmed on test: trial {selection.trial_id} was accepted at ${chosen_test.cost_per_1k_usd:.5f} "
+                              f"per 1k on test and this config costs ${dev_by_id[j].measurement.cost_per_1k_usd:.5f} on dev: it "
+                              f"could not be preferred (prefer: cheapest)")
+            break
+    if selection is None and incumbent_test.status == "completed":
+        selection, _ = _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source)
+    if not tests and skipped:  # nothing could be non-inferior: name the best on dev, as the least bad
+        best = max(skipped, key=lambda i: (dev_by_id[i].measurement.quality or 0.0, -i))
+        selection = dataclasses.replace(selection, recommended_trial_id=best, reason=(
+            f"no front config meets the policy: none can be shown non-inferior, even at the top of its dev quality interval "
+            f"(none was confirmed on test). Least bad on dev: trial {best} ({dev_by_id[best].label}). Widen the search, collect "
+            "more examples, or relax the policy knowingly."))
+    return selection, tests, skipped
+
+
+def _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source):
+    """judge_front, with the candidates it judged (rebuilt from its comparisons)."""
+    selection, comparisons = judge_front(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed,
+                                         policy_source=policy_source)
+    return selection, [candidate(i, dev_by_id[i].label, tests[i].measurement, c) for i, c in comparisons.items()]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from offramp.errors import NoSuchStudy
+from offramp.tasks.evidence.latency import latency_note
 from offramp.tasks.evidence.policy import SelectionPolicy
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
@@ -302,6 +303,8 @@ def markdown(r: StudyReport) -> str:
         lines += [f"**Not finished:** {r.unfinished}", ""]
     for v in sel.get("verdicts", []):
         lines.append(f"- trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+    for trial_id, why in sel.get("not_confirmed", {}).items():  # tasks/evidence/confirm.py: it could not have won
+        lines.append(f"- trial {trial_id} ({r.trial(int(trial_id)).label}): {why}")
     worst = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:8]
     if worst:
         lines += ["", "Largest slice drops (test):", "", "| trial | slice | n | incumbent | candidate | diff (95% CI) | p |", "|---|---|---|---|---|---|---|"]
@@ -321,6 +324,9 @@ def markdown(r: StudyReport) -> str:
         for x in r.health:
             lines.append(f"| {x['model']} | {x['n_calls']} | {x['n_errors']} | {fmt(x['error_rate'])} | {x['n_retried']} | "
                          f"{x['retries']} | {fmt(x['wall_p95_s'])} |")
+    note = latency_note(r.trials, r.front)
+    if note:
+        lines += ["", *note]
     spent = sum(x["spend_usd"] or 0 for x in r.spend)
     by_purpose = ", ".join(f"{x['purpose']}: {x['n_calls']}" for x in r.spend)
     lines += ["", f"Spend: ${spent:.4f} over {sum(x['n_calls'] for x in r.spend)} calls ({by_purpose})."]

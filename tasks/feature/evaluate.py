@@ -3,6 +3,8 @@
 Quality is the feature's metric with a 95% percentile-bootstrap interval (resampling examples).
 Cost per 1,000 requests and latency p50/p95 come from the model calls that produced the answers:
 a cached answer counts at its original cost and latency, so objectives do not depend on the cache.
+The p95 carries a 95% bootstrap interval too (resampling the answered calls): its measurement
+noise, within which the front treats two latencies as a tie (tasks/search/pareto.py).
 Failed calls (after retries) count in `error_rate`, unparseable answers in `parse_failure_rate`;
 both score 0. Cost and latency are averaged over the calls that returned an answer.
 """
@@ -107,11 +109,13 @@ def aggregate(
     statistic = macro_f1_statistic(golds, preds, metric.labels or ()) if metric.corpus_level else None
     low, high = bootstrap_interval(scores, seed=seed, statistic=statistic)
     latencies = np.array([r.orig_latency_s for r in ok], dtype=float)
+    p95_low, p95_high = percentile_bootstrap(len(latencies), lambda idx: np.percentile(latencies[idx], 95, axis=1),
+                                             seed=seed, resamples=BOOTSTRAP_RESAMPLES)
     return TrialMeasurement(
         status="completed", n_examples=n, quality=quality, quality_ci_low=low, quality_ci_high=high,
         cost_per_1k_usd=1000.0 * float(np.mean([r.orig_cost_usd for r in ok])),
         latency_p50_s=float(np.percentile(latencies, 50)), latency_p95_s=float(np.percentile(latencies, 95)),
-        error_rate=errors / n, parse_failure_rate=parse_failures / n,
+        latency_p95_ci_low=p95_low, latency_p95_ci_high=p95_high, error_rate=errors / n, parse_failure_rate=parse_failures / n,
         prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, spend_usd=spend,
     )
 

@@ -1,15 +1,19 @@
 """Multi-objective search over a space with Optuna: ask -> evaluate in growing stages -> tell.
 
 Objectives: maximise quality, minimise cost per 1k requests, minimise p95 latency. The naive
-swaps are enqueued first. Hard limits (error rate, p95 latency) are Optuna constraints, so an
+swaps are enqueued first, cheapest first (`naive_order`: by the priced cost of one naive-swap
+request, then by model id), never in the order a file lists the models: with a trial budget
+smaller than the model list, which swaps run must not depend on how the YAML was written. The
+models are Optuna's `model` choices in that same order, so the whole search is independent of
+the listing. Hard limits (error rate, p95 latency) are Optuna constraints, so an
 infeasible config never reaches `study.best_trials`.
 
 Racing (early stopping of hopeless trials): a trial is evaluated on growing fractions of dev
 (e.g. 20% -> 50% -> 100%; cached answers are reused between stages, so a completed trial costs
-the same as an unstaged one). After each partial stage, if even the upper end of its quality
-interval, at its observed cost and latency, would be dominated by a trial already on the front,
-it stops: told to Optuna as PRUNED, recorded with the calls it spent. Optuna has no pruner for
-multi-objective studies (optuna#3450); this is ours.
+the same as an unstaged one). After each partial stage, if even its optimistic point (the upper end of
+its quality interval, the lower end of its p95's interval, its observed cost: fixed prices make
+cost nearly exact) would be dominated by a trial already on the front, it stops: told to Optuna
+as PRUNED, recorded with the calls it spent. Optuna has no pruner for multi-objective studies (optuna#3450); this is ours.
 
 Determinism: the sampler is re-seeded before every ask from (seed, number of finished trials),
 so a study resumed after a crash asks for the same configs an uninterrupted run would have.
@@ -22,7 +26,7 @@ import dataclasses
 import random
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
@@ -87,14 +91,33 @@ def feasible_front(outcomes: Sequence[TrialOutcome]) -> list[TrialOutcome]:
     return [o for o in done if o.number in keep]
 
 
-def _point(key: int, m: TrialMeasurement, quality: float | None = None) -> Point:
-    return Point(key, m.quality if quality is None else quality, m.cost_per_1k_usd, m.latency_p95_s)
+def latency_noise(m: TrialMeasurement) -> float:
+    """Half-width of the p95's 95% interval (0 when it has none: compared as measured)."""
+    if m.latency_p95_ci_low is None or m.latency_p95_ci_high is None:
+        return 0.0
+    return max(0.0, (m.latency_p95_ci_high - m.latency_p95_ci_low) / 2)
+
+
+def _point(key: int, m: TrialMeasurement) -> Point:
+    return Point(key, m.quality, m.cost_per_1k_usd, m.latency_p95_s, latency_noise(m))
 
 
 def hopeless(measurement: TrialMeasurement, front: Sequence[TrialOutcome]) -> bool:
-    """Even at the top of its interval, at its observed cost and latency, a front member dominates it."""
-    optimistic = _point(-1, measurement, measurement.quality_ci_high)
+    """Even at its optimistic point (top of its quality interval, bottom of its p95 interval, at
+    its observed cost), a front member dominates it."""
+    m = measurement
+    fastest = m.latency_p95_s if m.latency_p95_ci_low is None else min(m.latency_p95_s, m.latency_p95_ci_low)
+    optimistic = Point(-1, m.quality if m.quality_ci_high is None else m.quality_ci_high, m.cost_per_1k_usd, fastest)
     return any(dominates(_point(o.number, o.measurement), optimistic) for o in front if o.measurement is not None)
+
+
+def naive_order(models: Sequence[str], naive_cost: Mapping[str, float | None] | None = None) -> list[str]:
+    """The candidate models, cheapest naive swap first (unpriced last), ties by model id: an order
+    a file cannot change. Cheapest first because the default policy prefers the cheapest accepted
+    config: a cheap swap that holds quality is the decision, and a dear one is only the fallback
+    the search measures next."""
+    cost = naive_cost or {}
+    return sorted(dict.fromkeys(models), key=lambda m: (cost.get(m) is None, cost.get(m) or 0.0, m))
 
 
 @dataclasses.dataclass
@@ -120,13 +143,16 @@ def run_search(
     on_outcome: Callable[[TrialOutcome], None] | None = None,
     recover: Callable[[int, Config], TrialOutcome | None] | None = None,
     trial_attrs: Callable[[int], dict] | None = None,
+    naive_cost: Mapping[str, float | None] | None = None,
 ) -> SearchResult:
     """Ask/tell until a budget ends. Already finished trials of `study` (a resumed study) count
     toward `max_trials` and the front. `on_outcome` (the record) runs before Optuna is told, so
     after a crash between the two, `recover(number, config)` returns the recorded outcome of a
     trial Optuna still thinks is RUNNING; trials with no record are failed and asked again.
-    `trial_attrs(number)` gives the Optuna user attributes of a measured trial (links to the record)."""
+    `trial_attrs(number)` gives the Optuna user attributes of a measured trial (links to the record).
+    `naive_cost` (model -> USD of one naive-swap request) orders the models: `naive_order`."""
     started = time.monotonic()
+    candidate_models = _recorded_order(study, naive_order(candidate_models, naive_cost))
     stages = sorted(set(stages) | {1.0})
     outcomes: list[TrialOutcome] = []
     _recover(study, space, incumbent, candidate_models, limits, recover)
@@ -151,6 +177,7 @@ def run_search(
         feasible = all(v <= 0 for v in limits.violations(measurement).values())
         return TrialOutcome(trial.number, config, "complete", measurement, feasible, stage)
 
+    points = _Points(space, incumbent, candidate_models)
     stopped_by = None
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         while True:
@@ -164,7 +191,8 @@ def run_search(
             batch = []
             for offset in range(min(parallel, max_trials - finished)):
                 asked = _ask_new(study, space, incumbent, candidate_models, sampler, seed * 1_000_003 + finished + offset,
-                                 {o.config.config_hash() for o in outcomes if o.config is not None} | {c.config_hash() for _, c in batch})
+                                 {o.config.config_hash() for o in outcomes if o.config is not None} | {c.config_hash() for _, c in batch},
+                                 points)
                 if asked is None:
                     break
                 batch.append(asked)
@@ -194,12 +222,38 @@ def run_search(
     return SearchResult(outcomes=outcomes, stopped_by=stopped_by)
 
 
+def _recorded_order(study: optuna.Study, models: list[str]) -> list[str]:
+    """The models in the order a resumed study's trials recorded them as Optuna's choices (Optuna
+    refuses a categorical whose choices changed order), else `models`: a study begun before the
+    models were ordered by `naive_order` resumes as it began."""
+    for t in study.get_trials(deepcopy=False):
+        dist = t.distributions.get("model")
+        if dist is not None and set(dist.choices) == set(models):
+            return list(dist.choices)
+    return models
+
+
 DUPLICATE_ASKS = 3
+
+
+class _Points:
+    """Every point of the space as (Optuna params, config hash), enumerated once per search on
+    first need (enumerating it for every fallback cost 40% of a 700-point search's time)."""
+
+    def __init__(self, space: SearchSpace, incumbent: Config, models: Sequence[str]) -> None:
+        self.args, self._points = (space, incumbent, models), None
+
+    def untried(self, seen: set[str]) -> list[dict]:
+        if self._points is None:
+            space, incumbent, models = self.args
+            self._points = [(p, config_from_params(p, space, incumbent, models).config_hash())
+                            for p in all_params(space, incumbent, models)]
+        return [p for p, h in self._points if h not in seen]
 
 
 def _ask_new(
     study: optuna.Study, space: SearchSpace, incumbent: Config, models: Sequence[str], sampler: SamplerName,
-    seed: int, seen: set[str],
+    seed: int, seen: set[str], points: _Points,
 ) -> tuple[optuna.Trial, Config] | None:
     """Ask for a config not measured yet. A repeat is told FAIL (marked `duplicate`: not counted,
     not on the front; its answers would all come from the cache anyway); after DUPLICATE_ASKS
@@ -207,8 +261,7 @@ def _ask_new(
     for attempt in range(DUPLICATE_ASKS + 1):
         study.sampler = make_sampler(sampler, seed + 7919 * attempt)
         if attempt == DUPLICATE_ASKS:
-            untried = [p for p in all_params(space, incumbent, models)
-                       if config_from_params(p, space, incumbent, models).config_hash() not in seen]
+            untried = points.untried(seen)
             if not untried:
                 return None
             study.enqueue_trial(untried[random.Random(seed).randrange(len(untried))])
@@ -230,6 +283,7 @@ def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, limit
         return
     trial.set_user_attr("stage", outcome.stage)
     trial.set_user_attr("feasible", outcome.feasible)
+    trial.set_user_attr("latency_noise", latency_noise(o))
     for key, value in outcome.attrs.items():
         trial.set_user_attr(key, value)
     for key, value in limits.violations(o).items():
@@ -280,7 +334,9 @@ def _outcome_from_frozen(t: optuna.trial.FrozenTrial, space, incumbent, models) 
     config = _config_of(t, space, incumbent, models)
     if t.state == optuna.trial.TrialState.COMPLETE and t.values:
         q, c, l = t.values
-        measurement = TrialMeasurement(quality=q, quality_ci_low=q, quality_ci_high=q, cost_per_1k_usd=c, latency_p95_s=l, error_rate=0.0)
+        noise = float(t.user_attrs.get("latency_noise", 0.0))
+        measurement = TrialMeasurement(quality=q, quality_ci_low=q, quality_ci_high=q, cost_per_1k_usd=c, latency_p95_s=l,
+                                       latency_p95_ci_low=l - noise, latency_p95_ci_high=l + noise, error_rate=0.0)
         return TrialOutcome(t.number, config, "complete", measurement, bool(t.user_attrs.get("feasible", True)), t.user_attrs.get("stage", 1.0))
     state = "pruned" if t.state == optuna.trial.TrialState.PRUNED else "failed"
     return TrialOutcome(t.number, config, state, None, False, t.user_attrs.get("stage", 0.0))

@@ -1,7 +1,17 @@
-"""The Pareto front over (quality max, cost min, latency min). Pure; mirrors `v_pareto_front`."""
+"""The Pareto front over (quality max, cost min, latency min). Pure; mirrors `v_pareto_front`.
+
+Latency is measured, not priced: a p95 of a few dozen calls moves by more than the difference
+between two fast endpoints, so a latency difference within its measurement noise is a tie, never
+a reason to keep a config on the front. A point's `latency_noise` is the half-width of its p95's
+95% bootstrap interval (0: exact, the old behaviour); two p95s differ when their difference exceeds
+the combined noise, sqrt(noise_a^2 + noise_b^2) (independent measurements). Cost at fixed prices
+is not noisy in that sense (it moves with the tokens of the examples, which both configs answer):
+it is compared as measured.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,12 +22,20 @@ class Point:
     quality: float
     cost: float
     latency: float
+    latency_noise: float = 0.0  # half-width of the p95's 95% interval (s)
+
+
+def latency_margin(a: Point, b: Point) -> float:
+    """The smallest p95 difference between a and b that is not measurement noise."""
+    return math.hypot(a.latency_noise or 0.0, b.latency_noise or 0.0)
 
 
 def dominates(a: Point, b: Point) -> bool:
-    """a is at least as good as b on every objective and strictly better on one."""
-    at_least = a.quality >= b.quality and a.cost <= b.cost and a.latency <= b.latency
-    strictly = a.quality > b.quality or a.cost < b.cost or a.latency < b.latency
+    """a is at least as good as b on every objective and strictly better on one; on latency,
+    'at least as good' includes a tie within noise and 'strictly better' needs more than noise."""
+    margin = latency_margin(a, b)
+    at_least = a.quality >= b.quality and a.cost <= b.cost and a.latency <= b.latency + margin
+    strictly = a.quality > b.quality or a.cost < b.cost or a.latency < b.latency - margin
     return at_least and strictly
 
 

@@ -137,25 +137,21 @@ def _answer_rows(study_id: str, trial_id: int, routed: Sequence[Routed]) -> list
 
 
 # ------------------------------------------------------------------------------------- on test
-def confirm_composites(ctx: StudyContext, dev_trials: Sequence[Trial], configs: dict[int, Config],
-                       test: tuple[Example, ...]) -> dict[int, Trial]:
-    """Each feasible composite on the held-out split (dev trial id -> its test trial); a test trial an
-    earlier run completed is kept."""
-    definitions = {c["trial_id"]: Composite.from_dict(c["definition"]) for c in store.study_composites(ctx.wh, ctx.study_id)}
-    done = {r["source_trial_id"]: r for r in records.study_trials(ctx.wh, ctx.study_id)
-            if r["role"] == "composite" and r["split"] == "test" and r["status"] == "completed"}
+def confirmable(ctx: StudyContext, dev_trials: Sequence[Trial]) -> list[int]:
+    """The composites (dev trial ids) that can be confirmed on the held-out split: completed, feasible, defined."""
+    defined = {c["trial_id"] for c in store.study_composites(ctx.wh, ctx.study_id)}
     feasible = {r["trial_id"] for r in records.study_trials(ctx.wh, ctx.study_id) if r["feasible"] is None or r["feasible"]}
-    out = {}
-    for t in dev_trials:
-        if t.status != "completed" or t.trial_id not in feasible or t.trial_id not in definitions:
-            continue
-        if t.trial_id in done:
-            out[t.trial_id] = Trial.from_row(done[t.trial_id], t.label)
-            continue
-        out[t.trial_id] = _confirm(ctx, t, definitions[t.trial_id], configs, test)
-        if ctx.budget_exhausted or ctx.endpoint_down:
-            break
-    return out
+    return [t.trial_id for t in dev_trials if t.status == "completed" and t.trial_id in feasible and t.trial_id in defined]
+
+
+def confirm_composite(ctx: StudyContext, dev: Trial, configs: dict[int, Config], test: tuple[Example, ...]) -> Trial:
+    """A composite on the held-out split (its test trial); a test trial an earlier run completed is kept."""
+    for r in records.study_trials(ctx.wh, ctx.study_id):
+        if r["role"] == "composite" and r["split"] == "test" and r["status"] == "completed" and r["source_trial_id"] == dev.trial_id:
+            return Trial.from_row(r, dev.label)
+    definition = next(Composite.from_dict(c["definition"]) for c in store.study_composites(ctx.wh, ctx.study_id)
+                      if c["trial_id"] == dev.trial_id)
+    return _confirm(ctx, dev, definition, configs, test)
 
 
 def _confirm(ctx: StudyContext, dev: Trial, c: Composite, configs: dict[int, Config], test: tuple[Example, ...]) -> Trial:

@@ -15,7 +15,9 @@ from prefect import get_run_logger
 from offramp.errors import BudgetExceeded, EndpointDown
 from offramp.search_spaces.optuna_space import config_from_params
 from offramp.search_spaces.schema import Config, SearchSpace
+from offramp.tasks.gateway.prices import PriceBook
 from offramp.tasks.search.ask_tell import DEFAULT_STAGES, Limits, SamplerName, TrialOutcome, run_search
+from offramp.tasks.search.pareto import Point, pareto_front
 from offramp.tasks.study.trials import StudyContext, TrialRun, finish, run_stage
 from offramp.warehouse import Warehouse, records
 from offramp.warehouse.records import TrialMeasurement
@@ -35,9 +37,11 @@ class SearchSettings:
 
 def search_study(
     ctx: StudyContext, settings: SearchSettings, space: SearchSpace, incumbent: Config, candidate_models: list[str],
-    dev: tuple, study: optuna.Study,
+    dev: tuple, study: optuna.Study, incumbent_dev: TrialMeasurement | None = None,
 ) -> str | None:
-    """Run the Optuna search; every trial lands in the warehouse. Returns what stopped it."""
+    """Run the Optuna search; every trial lands in the warehouse. Returns what stopped it.
+    `incumbent_dev` (what the incumbent measured on dev) gives the request shape that prices the
+    naive swaps, cheapest first (`naive_swap_costs`)."""
     runs: dict[int, TrialRun] = {}
     naive = {incumbent.model_copy(update={"model": m}).config_hash() for m in candidate_models}
 
@@ -90,17 +94,39 @@ def search_study(
         study, space, incumbent, candidate_models, evaluate, seed=ctx.seed, max_trials=settings.max_trials,
         max_wall_s=settings.max_wall_s, stages=DEFAULT_STAGES if settings.racing else (1.0,), limits=settings.limits,
         parallel=settings.parallel, sampler=settings.sampler, on_outcome=on_outcome, recover=recover, trial_attrs=attrs,
+        naive_cost=naive_swap_costs(ctx, candidate_models, incumbent_dev),
     )
     return result.stopped_by
 
 
+def naive_swap_costs(ctx: StudyContext, models: list[str], incumbent_dev: TrialMeasurement | None) -> dict[str, float | None]:
+    """USD of one naive-swap request on each model, priced as the study prices calls, for a request
+    of the incumbent's mean measured size on dev (None: no price known; such models go last)."""
+    n = incumbent_dev.n_examples if incumbent_dev is not None else 0
+    prompt = round(incumbent_dev.prompt_tokens / n) if n else 1000
+    completion = round(incumbent_dev.completion_tokens / n) if n else 100
+    book = PriceBook(ctx.gateway.prices, ctx.gateway.endpoints)
+    costs: dict[str, float | None] = {}
+    for model in models:
+        try:
+            costs[model] = book.cost(model, prompt, completion)
+        except Exception:  # noqa: BLE001 - litellm raises its own types for a model it cannot price; order it last
+            costs[model] = None
+    return costs
+
+
 def study_front(wh: Warehouse, study_id: str, study: optuna.Study) -> list[int]:
-    """The front as the warehouse's view defines it; it must be Optuna's best trials too."""
+    """The front as the warehouse's view defines it; it must be the front of Optuna's trials too
+    (its feasible complete trials, latencies within noise tied as in `pareto_front`: Optuna's own
+    `best_trials` compares raw latencies, so it keeps configs that are faster only by noise)."""
     _, rows = wh.fetch("SELECT trial_id FROM v_pareto_front WHERE study_id = ? ORDER BY trial_id", [study_id])
     front = [r[0] for r in rows]
-    optuna_front = sorted(t.user_attrs.get("offramp_trial_id") for t in study.best_trials)
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if t.values and t.user_attrs.get("feasible", True) and t.user_attrs.get("offramp_trial_id") is not None]
+    points = [Point(t.user_attrs["offramp_trial_id"], *t.values, float(t.user_attrs.get("latency_noise", 0.0))) for t in done]
+    optuna_front = sorted(p.key for p in pareto_front(points))
     if front != optuna_front:
-        get_run_logger().warning("front mismatch: warehouse %s vs Optuna best_trials %s", front, optuna_front)
+        get_run_logger().warning("front mismatch: warehouse %s vs Optuna's trials %s", front, optuna_front)
     return front
 
 

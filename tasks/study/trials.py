@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -213,6 +214,7 @@ class TrialRun:
     evaluated: int = 0
     started: bool = False
     compile_failure: Compiled | None = None
+    loads: list[float] = dataclasses.field(default_factory=list)  # 1-minute load averages seen around its stages
 
     def stage_name(self, fraction: float) -> str:
         return f"trial {self.trial_id} {self.role} {self.split} to {fraction:.0%}: {self.config.model}"
@@ -277,6 +279,7 @@ def run_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluation |
     upto = min(len(run.examples), max(1, math.ceil(fraction * len(run.examples))))
     new = run.examples[run.evaluated:upto]
     if new:
+        run.loads.append(load_average())
         outcome: Outcome[Evaluation] = ctx.run(evaluate_examples, lambda gateway: EvalJob(
             name=run.stage_name(fraction), feature=ctx.feature_ref, config=run.config, examples=new, demos=tuple(run.demos),
             program=run.program, study_id=ctx.study_id, trial_id=run.trial_id, seed=ctx.seed, gateway=gateway,
@@ -285,8 +288,22 @@ def run_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluation |
         stopping.check()  # a stage cut short by a stop is not a measurement: its calls are stored, that is all
         run.parts.append(outcome.value)
         run.evaluated = upto
+        run.loads.append(load_average())
         run.measured = combine(ctx.metric, run.examples[:upto], run.parts, seed=ctx.seed)
+        if run.measured is not None and run.loads:
+            run.measured = dataclasses.replace(run.measured, measurement=dataclasses.replace(
+                run.measured.measurement, load_avg_min=min(run.loads), load_avg_max=max(run.loads)))
     return run.measured
+
+
+def load_average() -> float:
+    """The machine's 1-minute load average now (0.0 where the OS has none): recorded around
+    every stage, so the report can say how loaded the machine was while latencies were measured
+    (a self-hosted model shares the machine's cores; its latency scales with their other work)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
 
 
 def finish(
