@@ -28,8 +28,9 @@ PRICE = {"p/cheap": 0.001, "p/mid": 0.004, "p/dear": 0.02, "p/free": 0.0}  # USD
 
 def _evaluate(config: Config, number: int, fraction: float) -> TrialMeasurement:
     """A deterministic universe: quality by model and strategy, cost by model price."""
-    q = {"p/cheap": 0.5, "p/mid": 0.7, "p/dear": 0.85, "p/free": 0.3}[config.model] - 0.1 * (config.strategy.name == "zero_shot")
-    return TrialMeasurement(quality=q, quality_ci_high=q + 0.1 / fraction, cost_per_1k_usd=1000 * PRICE[config.model],
+    q = {"p/cheap": 0.5, "p/mid": 0.7, "p/dear": 0.85, "p/free": 0.3, "tuned/tfidf-char-logreg": 0.6}[config.model]
+    q -= 0.1 * (config.strategy.name == "zero_shot")
+    return TrialMeasurement(quality=q, quality_ci_high=q + 0.1 / fraction, cost_per_1k_usd=1000 * PRICE.get(config.model, 0.0),
                             latency_p95_s=1.0, error_rate=0.0, n_examples=int(100 * fraction))
 
 
