@@ -5,6 +5,7 @@ Compiles run DSPy for real on the fake provider (tests/fake_provider.py)."""
 
 from __future__ import annotations
 
+import subprocess
 from typing import Literal
 
 import dspy
@@ -273,3 +274,37 @@ def test_a_mostly_unparsed_dspy_trial_gets_an_example_and_a_hint():
     assert "plain adapter could not read these either" in plain
     [shipped] = _report([{**row, "strategy": "incumbent"}]).unparsed_warnings()
     assert "try" not in shipped
+
+
+def test_a_released_plain_program_renders_and_reads_plainly(setup):
+    """A release stores the config's settings (the adapter among them): the released program asks
+    and reads as the trial did."""
+    from offramp.tasks.watch.releases import ReleasedProgram
+
+    feature, splits, gateway = setup
+    cfg = Config(model="fake/plain", instructions="Route it.", strategy=Strategy(name="few_shot", k=2), settings=Settings(adapter="plain"))
+    compiled = compile_program(feature.spec, build_metric(feature), cfg, splits.train, gateway, seed=0)
+    entry = {"model": cfg.model, "instructions": cfg.instructions, "strategy": cfg.strategy.model_dump(mode="json"),
+             "settings": cfg.settings.model_dump(mode="json"), "spec": feature.spec.model_dump(mode="json"), "program": compiled.state}
+    seen = []
+    program = ReleasedProgram(entry, call_model=lambda messages, **settings: seen.append(messages) or "Label: [[ BETA ]]")
+    assert program(text="a message") == {"label": "beta"}
+    assert seen[0][-1] == {"role": "user", "content": "a message"} and "[[ ##" not in str(seen[0])
+
+
+def test_a_study_records_a_compile_its_budget_cut(tmp_path):
+    """End to end (CLI, Prefect, warehouse): a MIPRO compile with `budget: 10` makes at most 10
+    calls, and the program's record says it was cut and what was kept."""
+    from tests.test_cli_commands import OFFRAMP, _env, sql
+
+    home = tmp_path / "home"
+    feature = make_feature(tmp_path / "feature")
+    space = make_space(tmp_path / "space.yaml", ["fake/good"], strategies={"mipro": {"k": [2], "budget": 10}})
+    env = {**_env(home), "OFFRAMP_PLUGINS": "tests.fake_plugin:install"}
+    result = subprocess.run([str(OFFRAMP), "migrate", str(feature), "--space", str(space), "--max-trials", "2", "--no-racing"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [program] = sql(home, "select compile_calls, compile_cut from v_programs where strategy = 'mipro'", tmp_path)
+    [calls] = sql(home, "select count(*) as n from calls where purpose = 'optimize'", tmp_path)
+    assert 0 < program["compile_calls"] == calls["n"] <= 10
+    assert program["compile_cut"].startswith("cut by its budget of 10 calls after 10 (")
