@@ -15,6 +15,8 @@ adapter asks for the bare answer, the way a shipped prompt does, and reads it le
 
 An answer it cannot read raises DSPy's AdapterParseError, as the other adapters do, so a compile
 treats it like theirs and an evaluation counts it unparsed.
+
+Also here: `PromptedJSONAdapter`, DSPy's JSONAdapter for `adapter: json` on text output.
 """
 
 from __future__ import annotations
@@ -176,4 +178,14 @@ def _validated(value: Any, annotation: Any) -> Any:
     try:
         return parse_value(value, annotation)
     except Exception:  # noqa: BLE001 - a JSON answer that does not fit the field's type is unparsed
+        return None
+
+
+class PromptedJSONAdapter(dspy.JSONAdapter):
+    """DSPy's JSONAdapter for text output (`adapter: json`): the JSON is asked for in the prompt
+    only. DSPy's own would also ask the provider for JSON mode while compiling, which evaluation
+    and a release (text output: no response_format) never do: the compiled demos would come from
+    answers the program never gets."""
+
+    def _prepare_response_format(self, lm: Any, lm_kwargs: dict[str, Any], signature: type[dspy.Signature]) -> None:
         return None

@@ -148,11 +148,11 @@ class PromptStrategy:
         chat markers for text. None: the shipped prompt renders and parses."""
         import dspy
 
-        if name == "plain":
-            from offramp.search_spaces.plain_adapter import PlainAdapter
+        if name in ("plain", "json"):
+            from offramp.search_spaces.plain_adapter import PlainAdapter, PromptedJSONAdapter
 
-            return PlainAdapter()
-        if name == "json" or (name is None and output_mode == "json_schema"):
+            return PlainAdapter() if name == "plain" else PromptedJSONAdapter()
+        if output_mode == "json_schema":
             return dspy.JSONAdapter()
         return dspy.ChatAdapter(use_json_adapter_fallback=False)
 

@@ -16,7 +16,7 @@ from dspy.utils.exceptions import AdapterParseError
 from offramp.errors import SpaceError
 from offramp.search_spaces.answers import read_json, read_label, read_number
 from offramp.search_spaces.optuna_space import all_params, config_from_params
-from offramp.search_spaces.plain_adapter import PlainAdapter
+from offramp.search_spaces.plain_adapter import PlainAdapter, PromptedJSONAdapter
 from offramp.search_spaces.schema import Config, Settings, Strategy, load_space
 from offramp.search_spaces.strategies import strategy_class
 from offramp.tasks.evidence.report import StudyReport
@@ -195,13 +195,13 @@ def test_a_space_without_adapters_keeps_its_optuna_parameters(tmp_path):
 @pytest.mark.parametrize("name", ["chat", "json", "plain", None])
 def test_the_strategy_builds_the_named_adapter(name):
     adapter = strategy_class("few_shot").adapter("text", name)
-    expected = {"chat": dspy.ChatAdapter, "json": dspy.JSONAdapter, "plain": PlainAdapter, None: dspy.ChatAdapter}[name]
+    expected = {"chat": dspy.ChatAdapter, "json": PromptedJSONAdapter, "plain": PlainAdapter, None: dspy.ChatAdapter}[name]
     assert type(adapter) is expected
     assert strategy_class("incumbent").adapter("text", name) is None
 
 
 # -- through the gateway -------------------------------------------------------------------------------
-PRICES = PriceBook({f"fake/{m}": fp.FAKE_PRICE for m in ("good", "plain", "reflect")})
+PRICES = PriceBook({f"fake/{m}": fp.FAKE_PRICE for m in ("good", "plain", "reflect", "jsonish")})
 
 
 @pytest.fixture()
@@ -232,6 +232,19 @@ def test_a_model_that_answers_plainly_scores_with_plain_and_not_with_chat(setup,
         assert all("[[ ## label ## ]]" in str(c.output_text) or c.output_text.startswith("[[ ") for c in evaluation.calls)
     assert scores["chat"].quality == 0.0 and scores["chat"].parse_failure_rate == 1.0
     assert scores["plain"].quality == 1.0 and scores["plain"].parse_failure_rate == 0.0
+
+
+def test_the_json_adapter_on_text_output_compiles_as_it_is_evaluated(setup, fake):
+    """`adapter: json` with text output asks for JSON in the prompt; the compile must not ask the
+    provider for JSON mode, which evaluation never does."""
+    feature, splits, gateway = setup
+    fake.add("jsonish", answer=lambda m: f'{{"label": "{_label_for(m[-1]["content"])}"}}')
+    cfg = Config(model="fake/jsonish", instructions="Route it.", strategy=Strategy(name="few_shot", k=2), settings=Settings(adapter="json"))
+    compiled = compile_program(feature.spec, build_metric(feature), cfg, splits.train, gateway, seed=0)
+    assert compiled.status == "compiled" and compiled.calls
+    assert all("response_format" not in c.settings for c in compiled.calls)
+    evaluation = evaluate_config(feature.spec, build_metric(feature), cfg, splits.dev, gateway, program=compiled.state)
+    assert evaluation.measurement.quality == 1.0
 
 
 # -- an optimizer's budget is a bound --------------------------------------------------------------------
