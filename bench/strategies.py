@@ -98,7 +98,7 @@ def strategy_of(name: str, mipro_budget: int) -> Strategy:
 
 
 def run_one(feature: Feature, metric: Metric, splits: Splits, gateway: Gateway, model: str, name: str,
-            mipro_budget: int, seed: int) -> Row:
+            mipro_budget: int, seed: int, split_names: tuple[str, ...] = ("dev", "test")) -> Row:
     spec, inc = feature.spec, feature.spec.incumbent
     name, adapter = split_name(name)
     strategy = strategy_of(name, mipro_budget)
@@ -117,7 +117,8 @@ def run_one(feature: Feature, metric: Metric, splits: Splits, gateway: Gateway, 
             row.status, row.error = compiled.status, compiled.error
             return row
         program = compiled.state
-    for split, examples in (("dev", splits.dev), ("test", splits.test)):
+    for split in split_names:
+        examples = getattr(splits, split)
         evaluation = evaluate_config(spec, metric, config, examples, gateway, demos=demos, program=program, seed=seed)
         a: TrialMeasurement = evaluation.measurement
         setattr(row, split, dataclasses.asdict(a))
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapters", nargs="+", default=["chat"], choices=["chat", "json", "plain"],
                         help="output adapters of the DSPy strategies (each strategy runs once per adapter)")
     parser.add_argument("--mipro-budget", type=int, default=120, help="the most calls of a MIPROv2 compile")
+    parser.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"],
+                        help="the splits evaluated (dev only: a quicker comparison)")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object with all rows")
     args = parser.parse_args(argv)
 
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 try:  # DSPy prints progress bars and notes on stdout: keep stdout for the table and JSON
                     with contextlib.redirect_stdout(sys.stderr):
-                        row = run_one(feature, metric, splits, gateway, model, name, args.mipro_budget, seed)
+                        row = run_one(feature, metric, splits, gateway, model, name, args.mipro_budget, seed, tuple(args.splits))
                 except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr, not hidden
                     log.print(traceback.format_exc())
                     row = Row(model=model, strategy=name, status="crashed", error=f"{type(exc).__name__}: {exc}")

@@ -321,3 +321,12 @@ def test_a_study_records_a_compile_its_budget_cut(tmp_path):
     [calls] = sql(home, "select count(*) as n from calls where purpose = 'optimize'", tmp_path)
     assert 0 < program["compile_calls"] == calls["n"] <= 10
     assert program["compile_cut"].startswith("cut by its budget of 10 calls after 10 (")
+
+
+def test_an_adapter_on_the_incumbent_is_refused_naming_the_file_and_field(tmp_path):
+    from offramp.errors import UserError
+
+    root = make_feature(tmp_path / "f", extra={"incumbent": {"model": "fake/old", "instructions": "Route it.",
+                                                              "settings": {"adapter": "plain"}}})
+    with pytest.raises(UserError, match=r"feature.yaml.*incumbent.*`settings.adapter` is for DSPy strategies"):
+        load_feature(root)
