@@ -330,3 +330,22 @@ def test_an_adapter_on_the_incumbent_is_refused_naming_the_file_and_field(tmp_pa
                                                               "settings": {"adapter": "plain"}}})
     with pytest.raises(UserError, match=r"feature.yaml.*incumbent.*`settings.adapter` is for DSPy strategies"):
         load_feature(root)
+
+
+def test_a_study_searches_the_adapter_and_the_plain_answers_count(tmp_path):
+    """End to end: a space listing `adapter: [chat, plain]` makes the adapter an Optuna parameter of
+    the DSPy strategy; on a model that answers plainly the plain trial scores, the chat one does not."""
+    from tests.test_cli_commands import OFFRAMP, _env, sql
+
+    home = tmp_path / "home"
+    feature = make_feature(tmp_path / "feature")
+    space = make_space(tmp_path / "space.yaml", ["fake/plain"], strategies={"incumbent": {}, "zero_shot": {}}, adapter=["chat", "plain"],
+                       max_tokens=[8])  # the incumbent's: a grid of 3 (the naive swap, zero_shot x 2 adapters)
+    env = {**_env(home), "OFFRAMP_PLUGINS": "tests.fake_plugin:install_plain"}
+    result = subprocess.run([str(OFFRAMP), "migrate", str(feature), "--space", str(space), "--max-trials", "4", "--no-racing"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = sql(home, "select settings->>'adapter' as adapter, quality, parse_failure_rate from trials "
+                     "where strategy = 'zero_shot' and split = 'dev' order by adapter", tmp_path)
+    assert [(r["adapter"], r["quality"], r["parse_failure_rate"]) for r in rows] == [("chat", 0.0, 1.0), ("plain", 1.0, 0.0)]
+    assert "zero_shot plain t=0" in result.stdout
