@@ -3,9 +3,9 @@
 Every parameter is categorical (`model`, `strategy`, `temperature`, `max_tokens`,
 `output_mode`); a strategy adds its own conditional parameters (`few_shot.k` exists only when the
 strategy is few_shot: `search_spaces.strategies`), and `adapter` exists only for a DSPy strategy
-with text output in a space that lists adapters (a space without them keeps its old parameters). The choices are widened with the incumbent's
-settings and strategy, so the naive swap (the shipped prompt on a new model) is a point of every
-space. `suggest_config` works on a real `optuna.Trial` and on a `FixedTrial` (rebuilding a
+with text output in a space that lists adapters (a space without them keeps its old parameters).
+The choices are widened with the incumbent's settings and strategy, so the naive swap (the shipped
+prompt on a new model) is a point of every space. `suggest_config` works on a real `optuna.Trial` and on a `FixedTrial` (rebuilding a
 recorded trial's config from its params).
 """
 
@@ -34,8 +34,8 @@ def search_distributions(space: SearchSpace, incumbent: Config, candidate_models
     }
 
 
-def _suggest_adapter(trial: optuna.trial.BaseTrial, space: SearchSpace, shipped_prompt: bool, output_mode: str) -> str | None:
-    choices = space.settings.adapters(shipped_prompt, output_mode)
+def _suggest_adapter(trial: optuna.trial.BaseTrial, space: SearchSpace, takes_adapter: bool, output_mode: str) -> str | None:
+    choices = space.settings.adapters(takes_adapter, output_mode)
     return None if choices == [None] else trial.suggest_categorical("adapter", choices)
 
 
@@ -51,7 +51,7 @@ def suggest_config(trial: optuna.trial.BaseTrial, space: SearchSpace, incumbent:
     settings = Settings(
         temperature=temperature, max_tokens=max_tokens, output_mode=mode,
         demos=incumbent.settings.demos if kind.shipped_prompt else 0,
-        adapter=_suggest_adapter(trial, space, kind.shipped_prompt, mode),
+        adapter=_suggest_adapter(trial, space, kind.takes_adapter, mode),
     )
     return Config(model=model, instructions=incumbent.instructions, strategy=strategy, settings=settings)
 
@@ -79,7 +79,7 @@ def all_params(space: SearchSpace, incumbent: Config, models: Sequence[str]) -> 
         base = {"model": model, "temperature": temperature, "max_tokens": max_tokens, "output_mode": mode}
         kind = strategy_class(name)
         for variant in kind.variants(space.strategies.get(name) or StrategyOptions()):
-            for adapter in space.settings.adapters(kind.shipped_prompt, mode):
+            for adapter in space.settings.adapters(kind.takes_adapter, mode):
                 extra = {} if adapter is None else {"adapter": adapter}
                 points.append({**base, **kind.optuna_params(variant), **extra})
     return points

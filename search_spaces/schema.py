@@ -111,8 +111,8 @@ class Config(_Frozen):
     @model_validator(mode="after")
     def _adapter_fits(self) -> Config:
         adapter = self.settings.adapter
-        if adapter is not None and self.strategy.kind.shipped_prompt:
-            raise ValueError(f"settings.adapter: strategy {self.strategy.name} renders the shipped prompt; "
+        if adapter is not None and not self.strategy.kind.takes_adapter:
+            raise ValueError(f"settings.adapter: strategy {self.strategy.name} is not a DSPy program (it takes no adapter); "
                              "an adapter is for DSPy strategies (zero_shot, few_shot, mipro, gepa)")
         if adapter is not None and self.settings.output_mode != "text":
             raise ValueError(f"settings.adapter: {adapter} is for output_mode text; json_schema always reads JSON")
@@ -188,9 +188,10 @@ class SettingsGrid(_Frozen):
     output_mode: list[Literal["text", "json_schema"]] = Field(default=["text"], min_length=1)
     adapter: list[Adapter] = Field(default_factory=list, description=ADAPTER_HELP + "; empty: chat (json for json_schema)")
 
-    def adapters(self, shipped_prompt: bool, output_mode: str) -> list[Adapter | None]:
-        """The adapters a config of this strategy kind and output mode may use (None: the default)."""
-        if shipped_prompt or output_mode != "text" or not self.adapter:
+    def adapters(self, takes_adapter: bool, output_mode: str) -> list[Adapter | None]:
+        """The adapters a config of a strategy (that takes one or not) and output mode may use
+        (None: the default)."""
+        if not takes_adapter or output_mode != "text" or not self.adapter:
             return [None]
         return list(self.adapter)
 
@@ -256,7 +257,7 @@ class SearchSpace(_Frozen):
         """An adapter list no config would use is a mistake in the file, not a no-op."""
         if not self.settings.adapter:
             return self
-        if all(strategy_class(name).shipped_prompt for name in self.strategies):
+        if not any(strategy_class(name).takes_adapter for name in self.strategies):
             raise ValueError("settings.adapter: only DSPy strategies (zero_shot, few_shot, mipro, gepa) use an adapter; "
                              f"this space lists {', '.join(self.strategies)}")
         if "text" not in self.settings.output_mode:
@@ -289,7 +290,7 @@ class SearchSpace(_Frozen):
             if model in exclude_models:
                 continue
             demos = incumbent.settings.demos if strategy.kind.shipped_prompt else 0
-            for adapter in g.adapters(strategy.kind.shipped_prompt, mode):
+            for adapter in g.adapters(strategy.kind.takes_adapter, mode):
                 settings = Settings(temperature=temperature, max_tokens=max_tokens, output_mode=mode, demos=demos, adapter=adapter)
                 configs.append(Config(model=model, instructions=incumbent.instructions, strategy=strategy, settings=settings))
         return configs

@@ -68,6 +68,7 @@ class PromptStrategy:
     needs: ClassVar[frozenset[str]] = frozenset()  # options a space must give it
     compiles: ClassVar[bool] = False  # optimised on the train split (a compile step with calls)
     shipped_prompt: ClassVar[bool] = False  # renders the incumbent's shipped prompt, not a DSPy program
+    takes_adapter: ClassVar[bool] = True  # a DSPy program: `settings.adapter` chooses how it asks and reads
 
     # -- space options ----------------------------------------------------------------------------
     def check_options(self, options: StrategyOptions) -> None:
@@ -181,6 +182,7 @@ class Incumbent(PromptStrategy):
     name = "incumbent"
     summary = "the shipped instructions and demos, rendered exactly as shipped (on a new model: the naive swap)"
     shipped_prompt = True
+    takes_adapter = False
 
     def adapter(self, output_mode: str, name: str | None = None) -> None:
         return None

@@ -151,7 +151,7 @@ def test_the_default_adapter_keeps_configs_and_their_hashes():
 
 
 def test_the_shipped_prompt_and_json_output_take_no_adapter():
-    with pytest.raises(pydantic.ValidationError, match="settings.adapter: strategy incumbent renders the shipped prompt"):
+    with pytest.raises(pydantic.ValidationError, match="settings.adapter: strategy incumbent is not a DSPy program"):
         Config(model="m", instructions="x", settings=Settings(adapter="plain"))
     with pytest.raises(pydantic.ValidationError, match="settings.adapter: plain is for output_mode text"):
         Config(model="m", instructions="x", strategy=Strategy(name="zero_shot"), settings=Settings(adapter="plain", output_mode="json_schema"))

@@ -48,7 +48,7 @@ def _label(t: dict[str, Any]) -> str:
 def _unparsed_hint(row: dict[str, Any]) -> str | None:
     """What could make a mostly unparsed trial readable: the plain adapter for a DSPy program read
     with another adapter (it asks for the bare answer and reads labels and numbers leniently)."""
-    dspy_program = row["strategy"] in strategy_names() and not strategy_class(row["strategy"]).shipped_prompt
+    dspy_program = row["strategy"] in strategy_names() and strategy_class(row["strategy"]).takes_adapter
     if not dspy_program or row.get("output_mode") not in (None, "text"):
         return None
     if row.get("adapter") == "plain":
