@@ -27,9 +27,15 @@ def normalise(text: str) -> str:
     return _SEPARATORS.sub(" ", text.lower()).strip(_EDGES).strip()
 
 
+def _mention_form(text: str) -> str:
+    """Lower case, underscores as spaces: `card_arrival` is mentioned in "my card arrival". Dashes
+    stay part of a word, so `urgent` is not mentioned in "non-urgent"."""
+    return re.sub(r"[\s_]+", " ", text.lower()).strip()
+
+
 def _spans(needle: str, haystack: str) -> list[tuple[int, int]]:
-    """Where `needle` occurs in `haystack` as whole words (no letter or digit on either side)."""
-    pattern = rf"(?<![^\W_]){re.escape(needle)}(?![^\W_])"
+    """Where `needle` occurs in `haystack` as whole words (no letter, digit or dash on either side)."""
+    pattern = rf"(?<![\w-]){re.escape(needle)}(?![\w-])"
     return [m.span() for m in re.finditer(pattern, haystack)]
 
 
@@ -56,7 +62,8 @@ def read_label(text: str, labels: Sequence[str]) -> str | None:
         return same[0]
     if same:
         return None
-    found = {label: _spans(normalise(label), wanted) for label in labels if normalise(label)}
+    text_form = _mention_form(text)
+    found = {label: _spans(_mention_form(label), text_form) for label in labels if _mention_form(label)}
     found = {label: spans for label, spans in found.items() if spans}
     longer = {label: [o for other, spans in found.items() if other != label for o in spans] for label in found}
     kept = [label for label, spans in found.items() if not all(_inside(s, longer[label]) for s in spans)]

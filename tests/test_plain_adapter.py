@@ -53,9 +53,15 @@ def test_a_label_is_read_through_case_quotes_brackets_and_separators(answer, lab
     assert read_label(answer, QUEUES) == label
 
 
-@pytest.mark.parametrize("answer", ["cards or transfer", "transfer, not cards", "none of these", "", "cardsx"])
+@pytest.mark.parametrize("answer", ["cards or transfer", "transfer, not cards", "none of these", "", "cardsx", "pre-transfer"])
 def test_no_label_or_two_labels_is_unparsed(answer):
     assert read_label(answer, QUEUES) is None
+
+
+def test_a_label_inside_a_dashed_word_is_not_mentioned():
+    assert read_label("This one is non-urgent.", ["urgent", "not_urgent"]) is None
+    assert read_label("not urgent", ["urgent", "not_urgent"]) == "not_urgent"
+    assert read_label("It is urgent!", ["urgent", "not_urgent"]) == "urgent"
 
 
 def test_numbers_and_json_objects_are_read_from_prose():
