@@ -1,7 +1,7 @@
 """Benchmark: does compiling a prompt (DSPy) beat the naive model swap? (not a test; nothing asserts).
 
 Run: `LITELLM_LOCAL_MODEL_COST_MAP=True OFFRAMP_HOME=/tmp/somewhere .venv/bin/python -m bench.strategies
-[--models ...] [--strategies ...] [--max-examples 60] [--mipro-budget 4] [--json]`.
+[--models ...] [--strategies ...] [--adapters chat plain] [--max-examples 60] [--mipro-budget 120] [--json]`.
 
 On the bundled feature `bank-support-routing` (7 queues, label_accuracy), with the REAL local models
 (llama.cpp servers started here with tasks.local_models.up and stopped in a finally), for each model
@@ -10,9 +10,10 @@ and each prompt strategy:
               On local/smollm2-135m this IS the incumbent; on the other models it is the naive swap.
   zero_shot   the uncompiled DSPy Predict (ChatAdapter) with the incumbent's instructions.
   few_shot    DSPy BootstrapFewShot, k=4 and k=8 demos.
-  mipro       DSPy MIPROv2, k=4, `--mipro-budget` trials (proposals by the model itself).
+  mipro       DSPy MIPROv2, k=4, at most `--mipro-budget` calls (proposals by the model itself).
 DSPy strategies run at temperature 0, max_tokens 32 (ChatAdapter's `[[ ## queue ## ]]` answer format
-needs ~20 tokens), output_mode text. Each strategy is compiled on the TRAIN split only
+needs ~20 tokens), output_mode text, once per `--adapters` value (chat: DSPy's field markers, the
+default; plain: the bare answer, read leniently; json). Each strategy is compiled on the TRAIN split only
 (tasks.programs.compile_program: calls, tokens, seconds and cost are those of the compilation), then
 evaluated on DEV and on the held-out TEST split (tasks.evaluate.evaluate_config), both capped at
 `--max-examples`. Quality has a 95% bootstrap interval; `unparsed` is the share of answers the
@@ -80,6 +81,12 @@ class Row:
     error: str | None = None
 
 
+def split_name(name: str) -> tuple[str, str | None]:
+    """`few_shot_k8/plain` -> (`few_shot_k8`, `plain`); no adapter: the default."""
+    base, _, adapter = name.partition("/")
+    return base, adapter or None
+
+
 def strategy_of(name: str, mipro_budget: int) -> Strategy:
     if name == "incumbent":
         return Strategy()
@@ -91,11 +98,13 @@ def strategy_of(name: str, mipro_budget: int) -> Strategy:
 
 
 def run_one(feature: Feature, metric: Metric, splits: Splits, gateway: Gateway, model: str, name: str,
-            mipro_budget: int, seed: int) -> Row:
+            mipro_budget: int, seed: int, split_names: tuple[str, ...] = ("dev", "test")) -> Row:
     spec, inc = feature.spec, feature.spec.incumbent
+    name, adapter = split_name(name)
     strategy = strategy_of(name, mipro_budget)
-    row = Row(model=model, strategy=f"{name} (shipped)" if name == "incumbent" and model == inc.model else name)
-    settings = inc.settings if name == "incumbent" else DSPY_SETTINGS
+    label = name + (f"/{adapter}" if adapter else "")
+    row = Row(model=model, strategy=f"{name} (shipped)" if name == "incumbent" and model == inc.model else label)
+    settings = inc.settings if name == "incumbent" else DSPY_SETTINGS.model_copy(update={"adapter": adapter})
     config = Config(model=model, instructions=inc.instructions, strategy=strategy, settings=settings)
     demos, program = [], None
     if name == "incumbent":
@@ -108,7 +117,8 @@ def run_one(feature: Feature, metric: Metric, splits: Splits, gateway: Gateway, 
             row.status, row.error = compiled.status, compiled.error
             return row
         program = compiled.state
-    for split, examples in (("dev", splits.dev), ("test", splits.test)):
+    for split in split_names:
+        examples = getattr(splits, split)
         evaluation = evaluate_config(spec, metric, config, examples, gateway, demos=demos, program=program, seed=seed)
         a: TrialMeasurement = evaluation.measurement
         setattr(row, split, dataclasses.asdict(a))
@@ -154,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     parser.add_argument("--max-examples", type=int, default=60, help="cap on dev and on test examples")
-    parser.add_argument("--mipro-budget", type=int, default=4, help="MIPROv2 trials")
+    parser.add_argument("--adapters", nargs="+", default=["chat"], choices=["chat", "json", "plain"],
+                        help="output adapters of the DSPy strategies (each strategy runs once per adapter)")
+    parser.add_argument("--mipro-budget", type=int, default=120, help="the most calls of a MIPROv2 compile")
+    parser.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"],
+                        help="the splits evaluated (dev only: a quicker comparison)")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object with all rows")
     args = parser.parse_args(argv)
 
@@ -171,12 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log.print(f"starting local models {aliases} under {home}")
         local_models.up(aliases, home)
+        names = [n if n == "incumbent" else f"{n}/{a}" for n in args.strategies for a in args.adapters]
         for model in args.models:
-            for name in args.strategies:
+            for name in dict.fromkeys(names):
                 t0 = time.perf_counter()
                 try:  # DSPy prints progress bars and notes on stdout: keep stdout for the table and JSON
                     with contextlib.redirect_stdout(sys.stderr):
-                        row = run_one(feature, metric, splits, gateway, model, name, args.mipro_budget, seed)
+                        row = run_one(feature, metric, splits, gateway, model, name, args.mipro_budget, seed, tuple(args.splits))
                 except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr, not hidden
                     log.print(traceback.format_exc())
                     row = Row(model=model, strategy=name, status="crashed", error=f"{type(exc).__name__}: {exc}")

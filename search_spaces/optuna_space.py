@@ -2,9 +2,10 @@
 
 Every parameter is categorical (`model`, `strategy`, `temperature`, `max_tokens`,
 `output_mode`); a strategy adds its own conditional parameters (`few_shot.k` exists only when the
-strategy is few_shot: `search_spaces.strategies`). The choices are widened with the incumbent's
-settings and strategy, so the naive swap (the shipped prompt on a new model) is a point of every
-space. `suggest_config` works on a real `optuna.Trial` and on a `FixedTrial` (rebuilding a
+strategy is few_shot: `search_spaces.strategies`), and `adapter` exists only for a DSPy strategy
+with text output in a space that lists adapters (a space without them keeps its old parameters).
+The choices are widened with the incumbent's settings and strategy, so the naive swap (the shipped
+prompt on a new model) is a point of every space. `suggest_config` works on a real `optuna.Trial` and on a `FixedTrial` (rebuilding a
 recorded trial's config from its params).
 """
 
@@ -33,17 +34,24 @@ def search_distributions(space: SearchSpace, incumbent: Config, candidate_models
     }
 
 
+def _suggest_adapter(trial: optuna.trial.BaseTrial, space: SearchSpace, takes_adapter: bool, output_mode: str) -> str | None:
+    choices = space.settings.adapters(takes_adapter, output_mode)
+    return None if choices == [None] else trial.suggest_categorical("adapter", choices)
+
+
 def suggest_config(trial: optuna.trial.BaseTrial, space: SearchSpace, incumbent: Config, candidate_models: Sequence[str]) -> Config:
     """One config from an Optuna trial (a real Trial or a FixedTrial)."""
     choices = search_distributions(space, incumbent, candidate_models)
     model = trial.suggest_categorical("model", choices["model"])
     kind = strategy_class(trial.suggest_categorical("strategy", choices["strategy"]))
     strategy = kind.suggest(trial, space.strategies.get(kind.name))
+    temperature = trial.suggest_categorical("temperature", choices["temperature"])
+    max_tokens = trial.suggest_categorical("max_tokens", choices["max_tokens"])
+    mode = trial.suggest_categorical("output_mode", choices["output_mode"])
     settings = Settings(
-        temperature=trial.suggest_categorical("temperature", choices["temperature"]),
-        max_tokens=trial.suggest_categorical("max_tokens", choices["max_tokens"]),
-        output_mode=trial.suggest_categorical("output_mode", choices["output_mode"]),
+        temperature=temperature, max_tokens=max_tokens, output_mode=mode,
         demos=incumbent.settings.demos if kind.shipped_prompt else 0,
+        adapter=_suggest_adapter(trial, space, kind.takes_adapter, mode),
     )
     return Config(model=model, instructions=incumbent.instructions, strategy=strategy, settings=settings)
 
@@ -76,5 +84,7 @@ def all_params(space: SearchSpace, incumbent: Config, models: Sequence[str]) -> 
                 if tuple(sorted(params.items())) in own:
                     continue
                 own.add(tuple(sorted(params.items())))
-            points.append({**base, **params})
+            for adapter in space.settings.adapters(kind.takes_adapter, mode):
+                extra = {} if adapter is None else {"adapter": adapter}
+                points.append({**base, **params, **extra})
     return points

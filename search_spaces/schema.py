@@ -13,7 +13,16 @@ import itertools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from offramp.errors import SpaceError
 from offramp.search_spaces.strategies import strategy_class, strategy_names
@@ -21,6 +30,10 @@ from offramp.search_spaces.validation import load_model, problems
 from offramp.util import content_hash
 
 HERE = Path(__file__).parent
+
+Adapter = Literal["chat", "json", "plain"]
+ADAPTER_HELP = ("DSPy strategies, text output only: how the program asks for and reads the answer; chat: DSPy's "
+                "[[ ## field ## ]] markers, json: a JSON object, plain: the bare answer, read leniently")
 
 
 class _Frozen(BaseModel):
@@ -39,6 +52,16 @@ class Settings(_Frozen):
         default=0, ge=0, le=200,
         description="strategy `incumbent` only: labelled train examples shown as chat turns before the input (the shipped prompt's demos)",
     )
+    adapter: Adapter | None = Field(default=None, description=ADAPTER_HELP + "; default: chat (json for json_schema)")
+
+    @model_serializer(mode="wrap")
+    def _default_adapter_unsaid(self, handler):  # noqa: ANN001, ANN202 - pydantic's serializer protocol
+        """The default adapter is not written: configs, their hashes and compile keys stay those
+        of before the adapter was a setting (recorded trials and cached programs still match)."""
+        data = handler(self)
+        if self.adapter is None and isinstance(data, dict):
+            data.pop("adapter", None)
+        return data
 
 
 def _registered(name: str) -> str:
@@ -97,6 +120,16 @@ class Config(_Frozen):
         own = strategy_class(name).own_model if isinstance(name, str) and name in strategy_names() else None
         return {**data, "model": own, "settings": Settings()} if own else data
 
+    @model_validator(mode="after")
+    def _adapter_fits(self) -> Config:
+        adapter = self.settings.adapter
+        if adapter is not None and not self.strategy.kind.takes_adapter:
+            raise ValueError(f"settings.adapter: strategy {self.strategy.name} is not a DSPy program (it takes no adapter); "
+                             "an adapter is for DSPy strategies (zero_shot, few_shot, mipro, gepa)")
+        if adapter is not None and self.settings.output_mode != "text":
+            raise ValueError(f"settings.adapter: {adapter} is for output_mode text; json_schema always reads JSON")
+        return self
+
     def config_hash(self) -> str:
         return content_hash(self.model_dump(mode="json"), length=16, compact=False)
 
@@ -104,7 +137,7 @@ class Config(_Frozen):
         if self.strategy.kind.own_model:
             return f"{self.model} (tuned on train)"
         s = self.settings
-        mode = "json" if s.output_mode == "json_schema" else "text"
+        mode = s.adapter or ("json" if s.output_mode == "json_schema" else "text")
         prompt = f"{self.strategy.name} k={s.demos}" if self.strategy.kind.shipped_prompt else self.strategy.label()
         return f"{self.model} {prompt} {mode} t={s.temperature:g} max={s.max_tokens}"
 
@@ -167,6 +200,14 @@ class SettingsGrid(_Frozen):
     temperature: list[Annotated[float, Field(ge=0.0, le=2.0)]] = Field(default=[0.0], min_length=1)
     max_tokens: list[Annotated[int, Field(ge=1, le=32768)]] = Field(default=[64], min_length=1)
     output_mode: list[Literal["text", "json_schema"]] = Field(default=["text"], min_length=1)
+    adapter: list[Adapter] = Field(default_factory=list, description=ADAPTER_HELP + "; empty: chat (json for json_schema)")
+
+    def adapters(self, takes_adapter: bool, output_mode: str) -> list[Adapter | None]:
+        """The adapters a config of a strategy (that takes one or not) and output mode may use
+        (None: the default)."""
+        if not takes_adapter or output_mode != "text" or not self.adapter:
+            return [None]
+        return list(self.adapter)
 
     @field_validator("*")
     @classmethod
@@ -227,6 +268,18 @@ class SearchSpace(_Frozen):
             raise ValueError(f"endpoints {unknown} are not among `models`")
         return self
 
+    @model_validator(mode="after")
+    def _adapters_are_used(self) -> SearchSpace:
+        """An adapter list no config would use is a mistake in the file, not a no-op."""
+        if not self.settings.adapter:
+            return self
+        if not any(strategy_class(name).takes_adapter for name in self.strategies):
+            raise ValueError("settings.adapter: only DSPy strategies (zero_shot, few_shot, mipro, gepa) use an adapter; "
+                             f"this space lists {', '.join(self.strategies)}")
+        if "text" not in self.settings.output_mode:
+            raise ValueError("settings.adapter: adapters apply to output_mode text, which this space does not list")
+        return self
+
     @field_validator("strategies")
     @classmethod
     def _strategies_complete(cls, strategies: dict[str, StrategyOptions]) -> dict[str, StrategyOptions]:
@@ -253,8 +306,9 @@ class SearchSpace(_Frozen):
             if model in exclude_models:
                 continue
             demos = incumbent.settings.demos if strategy.kind.shipped_prompt else 0
-            settings = Settings(temperature=temperature, max_tokens=max_tokens, output_mode=mode, demos=demos)
-            configs.append(Config(model=model, instructions=incumbent.instructions, strategy=strategy, settings=settings))
+            for adapter in g.adapters(strategy.kind.takes_adapter, mode):
+                settings = Settings(temperature=temperature, max_tokens=max_tokens, output_mode=mode, demos=demos, adapter=adapter)
+                configs.append(Config(model=model, instructions=incumbent.instructions, strategy=strategy, settings=settings))
         return list({c.config_hash(): c for c in configs}.values())  # a model of offramp's own is one config
 
 

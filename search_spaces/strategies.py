@@ -52,6 +52,12 @@ class CompileJob:
     model: str  # the candidate model
     threads: int
     seed: int
+    call_bound: int | None = None  # the most calls the compile may make (its LMs refuse the rest)
+    calls_made: Callable[[], int] = lambda: 0  # calls made so far through every LM of the compile
+    on_cut: Callable[[str], None] = lambda why: None  # the optimizer stopped itself short of the bound: why
+
+    def calls_left(self) -> int | None:
+        return None if self.call_bound is None else self.call_bound - self.calls_made()
 
 
 class PromptStrategy:
@@ -66,6 +72,9 @@ class PromptStrategy:
     # a model of offramp's own, trained on train (`tuned/<hash>`): the config's model is this name,
     # whatever model Optuna paired it with, and decoding settings do not apply
     own_model: ClassVar[str | None] = None
+
+
+    takes_adapter: ClassVar[bool] = True  # a DSPy program: `settings.adapter` chooses how it asks and reads
 
     # -- space options ----------------------------------------------------------------------------
     def check_options(self, options: StrategyOptions) -> None:
@@ -139,14 +148,25 @@ class PromptStrategy:
         return " ".join(parts)
 
     # -- runner and compile step ------------------------------------------------------------------
-    def adapter(self, output_mode: str) -> dspy.Adapter | None:
+    def adapter(self, output_mode: str, name: str | None = None) -> dspy.Adapter | None:
         """The DSPy adapter that renders this strategy's program and parses its answers (no
-        second-call fallback); None: the shipped prompt renders and parses."""
+        second-call fallback): the config's `settings.adapter` (`plain`: the bare answer, read
+        leniently, `search_spaces.plain_adapter`), else JSON for json_schema output and DSPy's
+        chat markers for text. None: the shipped prompt renders and parses."""
         import dspy
 
+        if name in ("plain", "json"):
+            from offramp.search_spaces.plain_adapter import PlainAdapter, PromptedJSONAdapter
+
+            return PlainAdapter() if name == "plain" else PromptedJSONAdapter()
         if output_mode == "json_schema":
             return dspy.JSONAdapter()
         return dspy.ChatAdapter(use_json_adapter_fallback=False)
+
+    def call_bound(self, strategy: Strategy) -> int | None:
+        """The most model calls compiling `strategy` may make: its `budget` when it takes one.
+        The compile's LMs refuse calls past it, so the bound holds whatever the optimizer does."""
+        return strategy.budget if "budget" in self.takes else None
 
     def min_train(self, strategy: Strategy) -> int:
         """Train examples this strategy needs (the study refuses a smaller train split)."""
@@ -168,8 +188,9 @@ class Incumbent(PromptStrategy):
     name = "incumbent"
     summary = "the shipped instructions and demos, rendered exactly as shipped (on a new model: the naive swap)"
     shipped_prompt = True
+    takes_adapter = False
 
-    def adapter(self, output_mode: str) -> None:
+    def adapter(self, output_mode: str, name: str | None = None) -> None:
         return None
 
 
@@ -197,7 +218,8 @@ class FewShot(PromptStrategy):
 
 class Mipro(PromptStrategy):
     name = "mipro"
-    summary = "DSPy MIPROv2 (auto=light, or `budget` trials), proposals by `optimizer_models` or the candidate itself"
+    summary = ("DSPy MIPROv2 (auto=light, or at most `budget` calls: trials of one minibatch each), proposals by "
+               "`optimizer_models` or the candidate itself")
     takes = frozenset({"k", "optimizer_models", "budget"})
     needs = frozenset({"k"})
     compiles = True
@@ -211,13 +233,16 @@ class Mipro(PromptStrategy):
             metric=job.metric, prompt_model=proposer, max_bootstrapped_demos=strategy.k, max_labeled_demos=strategy.k,
             num_threads=job.threads, seed=job.seed, verbose=False, track_stats=False, max_errors=1_000_000, **options,
         )
-        extra = {"num_trials": strategy.budget} if strategy.budget else {}
-        return optimizer.compile(job.student, trainset=job.fit, valset=job.val, minibatch_size=min(35, len(job.val)), **extra)
+        minibatch = min(35, len(job.val))
+        # a trial evaluates one minibatch: no more trials than the budget's calls could pay for (the
+        # bootstraps and proposals come first; the compile's LMs refuse what is left over)
+        extra = {"num_trials": max(1, strategy.budget // minibatch)} if strategy.budget else {}
+        return optimizer.compile(job.student, trainset=job.fit, valset=job.val, minibatch_size=minibatch, **extra)
 
 
 class Gepa(PromptStrategy):
     name = "gepa"
-    summary = "DSPy GEPA, reflection by one of `optimizer_models` (required), `budget` metric calls"
+    summary = "DSPy GEPA, reflection by one of `optimizer_models` (required), at most `budget` calls (answers and reflections)"
     takes = frozenset({"optimizer_models", "budget"})
     needs = frozenset({"optimizer_models"})
     compiles = True
@@ -226,10 +251,12 @@ class Gepa(PromptStrategy):
         import dspy
 
         reflection = job.lm(strategy.optimizer_model, temperature=1.0, max_tokens=1024)
-        budget = {"max_metric_calls": strategy.budget} if strategy.budget else {"auto": "light"}
+        budget: dict[str, Any] = {"max_metric_calls": strategy.budget} if strategy.budget else {"auto": "light"}
+        if job.call_bound is not None:
+            budget["gepa_kwargs"] = {"stop_callbacks": _GepaCallBound(job, len(job.val))}
         optimizer = dspy.GEPA(
             metric=job.feedback_metric, reflection_lm=reflection, num_threads=job.threads, seed=job.seed,
-            track_stats=False, use_merge=False, **budget,
+            track_stats=False, use_merge=False, reflection_minibatch_size=_GepaCallBound.MINIBATCH, **budget,
         )
         return optimizer.compile(job.student, trainset=job.fit, valset=job.val)
 
@@ -240,12 +267,32 @@ class Tuned(PromptStrategy):
                "served as tuned/<hash>; a single label output only")
     compiles = True
     own_model = "tuned/tfidf-char-logreg"
+    takes_adapter = False  # it answers with the bare label itself
 
     def adapter(self, output_mode: str) -> None:
         return None
 
     def min_train(self, strategy: Strategy) -> int:
         return 10
+
+
+class _GepaCallBound:
+    """GEPA's stop condition for a call bound: stop before an iteration that could overrun it.
+    GEPA re-raises a failed call (it would lose its best program), so it must stop itself in
+    time: an iteration makes at most two minibatches of answers, one reflection, and a full
+    evaluation of the val set when the new candidate improves."""
+
+    MINIBATCH = 3  # GEPA's default reflection minibatch, fixed here so the iteration's cost is known
+
+    def __init__(self, job: CompileJob, val_size: int) -> None:
+        self.job, self.iteration_calls = job, 2 * self.MINIBATCH + 1 + val_size
+
+    def __call__(self, gepa_state: Any) -> bool:
+        left = self.job.calls_left()
+        if left is None or left >= self.iteration_calls:
+            return False
+        self.job.on_cut(f"GEPA stopped with {left} calls left, fewer than an iteration may need ({self.iteration_calls})")
+        return True
 
 
 _REGISTRY: dict[str, PromptStrategy] = {}

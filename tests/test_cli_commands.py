@@ -203,7 +203,7 @@ def test_the_libraries_logs_go_to_a_file_not_over_the_output(tmp_path):
 
 def test_the_report_says_when_a_strategy_gets_answers_it_cannot_parse(tmp_path):
     """A model that answers plainly scores 0 under a strategy that asks for DSPy's field markers:
-    the report names the trial, the share of unparsed answers and shows one answer."""
+    the report names the trial, the share of unparsed answers, shows one answer and says what to try."""
     home = tmp_path / "home"
     feature = make_feature(tmp_path / "feature")
     space = make_space(tmp_path / "space.yaml", ["fake/plain"], strategies={"incumbent": {}, "zero_shot": {}}, output_mode=["text"])
@@ -214,5 +214,6 @@ def test_the_report_says_when_a_strategy_gets_answers_it_cannot_parse(tmp_path):
     [row] = sql(home, "select trial_id, parse_failure_rate from trials where strategy = 'zero_shot' and split = 'dev'", tmp_path)
     assert row["parse_failure_rate"] == 1.0
     found = re.search(rf"unparsed answers: trial {row['trial_id']} \(fake/plain, zero_shot, dev\): 100% of its answers could not "
-                      r"be parsed, e\.g\. '(alpha|beta|gamma)'", flat(result.stdout))
+                      r"be parsed, e\.g\. '(alpha|beta|gamma)'; it was read with the chat adapter: try `settings: adapter: "
+                      r"\[plain\]` in the search space", flat(result.stdout))
     assert found, result.stdout[-3000:]

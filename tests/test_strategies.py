@@ -20,7 +20,7 @@ def options_for(name: str) -> StrategyOptions:
     return StrategyOptions(
         k=[2, 3] if "k" in kind.takes else [],
         optimizer_models=["fake/reflect"] if "optimizer_models" in kind.takes else [],
-        budget=(3 if name == "mipro" else 30) if "budget" in kind.takes else None,
+        budget=40 if "budget" in kind.takes else None,  # calls: enough for a MIPRO trial or a GEPA iteration
     )
 
 

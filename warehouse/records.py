@@ -314,6 +314,7 @@ class ProgramRecord:
     compile_tokens: int
     compile_cost_usd: float
     compile_seconds: float
+    compile_cut: str | None = None  # the call bound stopped the optimizer: why, and what was kept
 
 
 def store_program(wh: Warehouse, program: ProgramRecord, calls: Sequence[CallRecord], paid: Sequence[CacheEntry] = ()) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from offramp.errors import NoSuchStudy
+from offramp.search_spaces.strategies import strategy_class, strategy_names
 from offramp.tasks.evidence.latency import latency_note
 from offramp.tasks.evidence.policy import SelectionPolicy
 from offramp.warehouse import Warehouse
@@ -44,8 +45,19 @@ def _label(t: dict[str, Any]) -> str:
     if t["role"] == "composite":
         return t["model"]  # its label: `cascade (unsure): A → B`
     s = json.loads(t["settings"]) if isinstance(t["settings"], str) else t["settings"]
-    mode = "json" if s.get("output_mode") == "json_schema" else "text"
+    mode = s.get("adapter") or ("json" if s.get("output_mode") == "json_schema" else "text")
     return f"{t['model']} {t['strategy']} {mode} max={s.get('max_tokens')}"
+
+
+def _unparsed_hint(row: dict[str, Any]) -> str | None:
+    """What could make a mostly unparsed trial readable: the plain adapter for a DSPy program read
+    with another adapter (it asks for the bare answer and reads labels and numbers leniently)."""
+    dspy_program = row["strategy"] in strategy_names() and strategy_class(row["strategy"]).takes_adapter
+    if not dspy_program or row.get("output_mode") not in (None, "text"):
+        return None
+    if row.get("adapter") == "plain":
+        return "the plain adapter could not read these either: the answers name no single allowed value"
+    return f"it was read with the {row.get('adapter') or 'chat'} adapter: try `settings: adapter: [plain]` in the search space"
 
 
 @dataclasses.dataclass
@@ -95,13 +107,15 @@ class StudyReport:
 
     def unparsed_warnings(self) -> list[str]:
         """One line per trial whose answers mostly could not be parsed: which strategy on which
-        model, how often, and one answer as the model gave it (a plain answer to a prompt that
-        asks for DSPy's field markers scores 0, and this says why)."""
+        model, how often, one answer as the model gave it, and what to try (a plain answer to a
+        prompt that asks for DSPy's field markers scores 0, and this says why)."""
         lines = []
         for x in self.unparsed:
             example = (x["example_answer"] or "").strip().replace("\n", " ")
+            hint = _unparsed_hint(x)
             lines.append(f"trial {x['trial_id']} ({x['model']}, {x['strategy']}, {x['split']}): "
-                         f"{x['parse_failure_rate']:.0%} of its answers could not be parsed, e.g. {example[:120]!r}")
+                         f"{x['parse_failure_rate']:.0%} of its answers could not be parsed, e.g. {example[:120]!r}"
+                         + (f"; {hint}" if hint else ""))
         return lines
 
     @property

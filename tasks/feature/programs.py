@@ -11,8 +11,9 @@ the program, train split in two (optimizers validate on a third of train: dev an
 reach an optimizer), the metric in DSPy's shapes, and LMs routed through the gateway.
 
 Evaluation renders and parses with the same DSPy adapter a released program uses at run time
-(ChatAdapter for text, JSONAdapter for JSON output; no fallback to a second call), so one example
-is one call and its cost and latency are the program's own.
+(the config's `settings.adapter`: ChatAdapter for text by default, JSONAdapter for JSON output, or
+the plain adapter; no fallback to a second call), so one example is one call and its cost and
+latency are the program's own.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def signature_for(spec: FeatureSpec, instructions: str) -> type[dspy.Signature]:
 
 def adapter_for(config: Config) -> dspy.Adapter:
     """The adapter a program of this config runs with: its strategy's runner."""
-    adapter = config.strategy.kind.adapter(config.settings.output_mode)
+    adapter = config.strategy.kind.adapter(config.settings.output_mode, config.settings.adapter)
     if adapter is None:
         raise ValueError(f"strategy {config.strategy.name} renders the shipped prompt, not a DSPy program")
     return adapter
@@ -178,6 +179,7 @@ class Compiled:
     calls: list[CallRecord]
     seconds: float
     error: str | None = None
+    cut: str | None = None  # why the optimizer stopped before it finished (its call bound), and what was kept
 
     @property
     def cost_usd(self) -> float:
@@ -221,31 +223,48 @@ def compile_program(
     if not kind.compiles:
         state = program_state(student)
         return Compiled("compiled", state, program_hash(state), [], time.perf_counter() - started)
-    with dspy_bridge.session(gateway, study_id=study_id, trial_id=trial_id, purpose="optimize") as current:
+    bound, cuts = kind.call_bound(strategy), []
+    with dspy_bridge.session(gateway, study_id=study_id, trial_id=trial_id, purpose="optimize", max_calls=bound) as current:
         fit, val = split_train(train, seed)
         job = CompileJob(
             student=student, fit=to_dspy_examples(spec, fit), val=to_dspy_examples(spec, val),
             metric=dspy_metric(spec, metric), feedback_metric=gepa_metric(spec, metric),
             lm=lambda model, **settings: dspy_bridge.lm(current, model, **settings), model=config.model,
-            threads=gateway.concurrency, seed=seed,
+            threads=gateway.concurrency, seed=seed, call_bound=bound, calls_made=lambda: current.started,
+            on_cut=cuts.append,
         )
         task_lm = dspy_bridge.lm(current, config.model, temperature=config.settings.temperature, max_tokens=config.settings.max_tokens)
+        elapsed = lambda: time.perf_counter() - started  # noqa: E731
         try:
             with dspy.context(lm=task_lm, adapter=adapter_for(config)):
                 compiled = kind.compile(job, strategy)
         except BudgetExceeded as exc:
-            return Compiled("stopped_by_budget", None, None, list(current.calls), time.perf_counter() - started, str(exc))
+            return Compiled("stopped_by_budget", None, None, list(current.calls), elapsed(), str(exc))
         except Exception as exc:  # noqa: BLE001 - a budget hit inside DSPy's threads may surface wrapped
             budget = gateway.budget
-            status = "stopped_by_budget" if budget is not None and budget.exhausted else "failed"
-            return Compiled(status, None, None, list(current.calls), time.perf_counter() - started, f"{type(exc).__name__}: {exc}"[:2000])
+            if budget is not None and budget.exhausted:
+                return Compiled("stopped_by_budget", None, None, list(current.calls), elapsed(), f"{type(exc).__name__}: {exc}"[:2000])
+            if not current.refused:
+                return Compiled("failed", None, None, list(current.calls), elapsed(), f"{type(exc).__name__}: {exc}"[:2000])
+            compiled = student  # the optimizer died of its call bound: nothing of it is left but the student
         budget = gateway.budget
         if budget is not None and budget.exhausted:
             # DSPy swallows per-example errors: a compile that ran out of budget is not a result
-            return Compiled("stopped_by_budget", None, None, list(current.calls), time.perf_counter() - started,
+            return Compiled("stopped_by_budget", None, None, list(current.calls), elapsed(),
                             "spend cap reached during compilation")
         state = program_state(compiled)
-        return Compiled("compiled", state, program_hash(state), list(current.calls), time.perf_counter() - started)
+        return Compiled("compiled", state, program_hash(state), list(current.calls), elapsed(), cut=_cut_note(current, cuts, compiled is student))
+
+
+def _cut_note(current: dspy_bridge.Session, cuts: list[str], kept_student: bool) -> str | None:
+    """Say so when the call bound stopped the optimizer (it refused calls, or the optimizer
+    stopped itself short of it), and which program was kept."""
+    if not current.refused and not cuts:
+        return None
+    kept = "the uncompiled program (the optimizer gave no result)" if kept_student else "the optimizer's best program so far"
+    why = f"; {cuts[0]}" if cuts else ""
+    return (f"cut by its budget of {current.max_calls} calls after {current.started} "
+            f"({current.refused} refused{why}); kept {kept}")
 
 
 def taught_labels(spec: FeatureSpec, unlabeled: Sequence[Example]) -> list[tuple[str, str]]:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections import defaultdict
 from typing import Any
 
+from offramp.search_spaces.answers import read_json, read_label, read_number
 from offramp.search_spaces.schema import Config
 from offramp.tasks.feature.spec import Example, Feature, FeatureSpec, OutputField
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 
 
 def _describe(field: OutputField) -> str:
@@ -137,43 +135,21 @@ def response_format(spec: FeatureSpec, config: Config) -> dict[str, Any] | None:
     return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
 
 
-def _extract_json(text: str) -> Any:
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    try:
-        return json.loads(text[start : end + 1])
-    except json.JSONDecodeError:
-        return None
-
-
 def _coerce(field: OutputField, value: Any) -> tuple[bool, Any]:
+    """A field's value read leniently (`search_spaces.answers`): a label in any case, quoting or
+    bracketing, or the one label a sentence names; the first number; the first JSON object."""
     if value is None:
         return False, None
     if field.type == "label":
-        wanted = " ".join(str(value).strip().strip("\"'`.").lower().split())
-        for label in field.labels or []:
-            if label.lower() == wanted:
-                return True, label
-        return False, None
+        label = read_label(str(value), field.labels or [])
+        return label is not None, label
     if field.type == "number":
-        if isinstance(value, (int, float)):
-            return True, float(value)
-        match = _NUMBER.search(str(value))
-        return (True, float(match.group().replace(",", ""))) if match else (False, None)
+        number = read_number(value)
+        return number is not None, number
     if field.type == "json":
-        if isinstance(value, dict):
-            return True, value
-        parsed = _extract_json(str(value))
-        return (isinstance(parsed, dict), parsed if isinstance(parsed, dict) else None)
+        parsed = value if isinstance(value, dict) else read_json(str(value))
+        return isinstance(parsed, dict), parsed
     return True, str(value).strip()
-
-
-def _label_in_text(field: OutputField, text: str) -> str | None:
-    """A free-text answer names exactly one label (as a whole word): that label."""
-    lowered = text.lower()
-    found = [label for label in field.labels or [] if re.search(rf"(?<![\w-]){re.escape(label.lower())}(?![\w-])", lowered)]
-    return found[0] if len(found) == 1 else None
 
 
 def parse_answer(spec: FeatureSpec, config: Config, text: str | None) -> dict[str, Any] | None:
@@ -183,11 +159,8 @@ def parse_answer(spec: FeatureSpec, config: Config, text: str | None) -> dict[st
     single = _single_text_output(spec, config)
     if single is not None:
         ok, value = _coerce(single, text)
-        if not ok and single.type == "label":
-            value = _label_in_text(single, text)
-            ok = value is not None
         return {single.name: value} if ok else None
-    payload = _extract_json(text)
+    payload = read_json(text)
     if not isinstance(payload, dict):
         return None
     prediction = {}

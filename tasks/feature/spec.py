@@ -100,6 +100,9 @@ class IncumbentConfig(_Frozen):
                              "examples: give one of them")
         if isinstance(self.demos, list) and (not self.demos or len(set(self.demos)) != len(self.demos)):
             raise ValueError("`demos` as a list needs at least one example id, without repeats")
+        if self.settings.adapter is not None:
+            raise ValueError("`settings.adapter` is for DSPy strategies in a search space; the incumbent is the shipped "
+                             "prompt, read by its own parser: remove it")
         return self
 
     @model_validator(mode="before")

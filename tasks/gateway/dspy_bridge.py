@@ -5,7 +5,9 @@ DSPy LMs named `offramp/<session>/<model>`: every call DSPy makes (a prediction,
 trace, a MIPRO proposal, a GEPA reflection) lands in the gateway of that session, so it goes
 through the same cache, retries and spend cap, and is recorded as a call with the session's
 purpose. DSPy's own cache is off on these LMs (it would hide, and double count, cost).
-A session is a plain registry entry, so it works from DSPy's worker threads too.
+A session is a plain registry entry, so it works from DSPy's worker threads too. A session may
+carry a call bound (an optimizer's `budget`): calls past it are refused before they reach the
+gateway (`CallBoundReached`), so an optimizer that does not plan its calls cannot overrun it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ PROVIDER = "offramp"
 _PASSED_SETTINGS = ("temperature", "max_tokens", "response_format", "stop", "top_p")
 
 
+class CallBoundReached(RuntimeError):
+    """A session's call bound is spent: the call was not made (nothing paid, nothing recorded)."""
+
+
 @dataclasses.dataclass
 class Session:
     """Where a DSPy LM's calls go and what they are recorded as."""
@@ -43,6 +49,17 @@ class Session:
     purpose: str
     calls: list[CallRecord] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    max_calls: int | None = None  # the bound: calls started past it are refused
+    started: int = 0  # calls started (cache hits included: a warm rerun stops where a cold one did)
+    refused: int = 0  # calls refused by the bound
+
+    def take_call(self) -> None:
+        """Count one call against the bound, or raise CallBoundReached when it is spent."""
+        with self.lock:
+            if self.max_calls is not None and self.started >= self.max_calls:
+                self.refused += 1
+                raise CallBoundReached(f"the compile's bound of {self.max_calls} calls is reached")
+            self.started += 1
 
     @property
     def spend_usd(self) -> float:
@@ -58,6 +75,7 @@ class _GatewayProvider(CustomLLM):
         session = _SESSIONS.get(session_id)
         if session is None:
             raise RuntimeError(f"no offramp gateway session {session_id!r} (the LM outlived its session)")
+        session.take_call()
         params = kwargs.get("optional_params") or {}
         settings = {k: params[k] for k in _PASSED_SETTINGS if params.get(k) is not None}
         salt = params.get("rollout_id")
@@ -108,10 +126,14 @@ def install() -> None:
 
 
 @contextlib.contextmanager
-def session(gateway: Gateway, *, study_id: str | None, trial_id: int | None, purpose: str) -> Iterator[Session]:
-    """A gateway session for DSPy LMs; its calls are collected in `Session.calls`."""
+def session(
+    gateway: Gateway, *, study_id: str | None, trial_id: int | None, purpose: str, max_calls: int | None = None,
+) -> Iterator[Session]:
+    """A gateway session for DSPy LMs; its calls are collected in `Session.calls`; at most
+    `max_calls` are made (None: no bound)."""
     install()
-    current = Session(id=secrets.token_hex(6), gateway=gateway, study_id=study_id, trial_id=trial_id, purpose=purpose)
+    current = Session(id=secrets.token_hex(6), gateway=gateway, study_id=study_id, trial_id=trial_id, purpose=purpose,
+                      max_calls=max_calls)
     _SESSIONS[current.id] = current
     try:
         yield current

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from offramp import stopping
@@ -139,6 +139,8 @@ def compile_strategy(job: CompileJob) -> Outcome[Compiled]:
         job.feature.spec, build_metric(job.feature), job.config, job.train, gateway, seed=job.seed,
         study_id=job.study_id, trial_id=job.trial_id, unlabeled=job.feature.unlabeled,
     )
+    if compiled.cut:
+        get_run_logger().warning("%s: %s", job.name, compiled.cut)
     return Outcome(compiled, Spent.of(gateway))
 
 
@@ -261,6 +263,7 @@ def start(ctx: StudyContext, run: TrialRun) -> None:
             train_size=len(ctx.train), seed=ctx.seed, program=json.dumps(compiled.state, sort_keys=True),
             study_id=ctx.study_id, trial_id=run.trial_id, compile_calls=len(compiled.calls),
             compile_tokens=compiled.tokens, compile_cost_usd=compiled.cost_usd, compile_seconds=compiled.seconds,
+            compile_cut=compiled.cut,
         ),
         compiled.calls, outcome.spent.paid,
     )

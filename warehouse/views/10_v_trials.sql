@@ -15,6 +15,7 @@ SELECT
     p.compile_cost_usd,
     p.compile_calls,
     p.compile_seconds,
+    p.compile_cut,
     t.status,
     t.optuna_number,
     t.feasible,

@@ -13,6 +13,7 @@ SELECT
     p.compile_tokens,
     p.compile_cost_usd,
     p.compile_seconds,
+    p.compile_cut,
     p.created_at,
     (SELECT count(*) FROM trials t WHERE t.compile_key = p.compile_key) AS n_trials,
     (SELECT count(*) FROM trials t WHERE t.compile_key = p.compile_key AND t.reused_program) AS n_reuses
