@@ -66,10 +66,15 @@ def naive_swap_params(incumbent: Config, model: str) -> dict[str, Any]:
 def all_params(space: SearchSpace, incumbent: Config, models: Sequence[str]) -> list[dict[str, Any]]:
     """Every point of the space as Optuna params (conditional parameters included)."""
     choices = search_distributions(space, incumbent, models)
-    points = []
+    points, own = [], set()
     for model, name, temperature, max_tokens, mode in itertools.product(*choices.values()):
         base = {"model": model, "temperature": temperature, "max_tokens": max_tokens, "output_mode": mode}
         kind = strategy_class(name)
         for variant in kind.variants(space.strategies.get(name) or StrategyOptions()):
-            points.append({**base, **kind.optuna_params(variant)})
+            params = kind.optuna_params(variant)
+            if kind.own_model:  # one point, whatever model and settings it is paired with (Config._own_model)
+                if tuple(sorted(params.items())) in own:
+                    continue
+                own.add(tuple(sorted(params.items())))
+            points.append({**base, **params})
     return points

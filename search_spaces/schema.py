@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from offramp.errors import SpaceError
-from offramp.search_spaces.strategies import strategy_class
+from offramp.search_spaces.strategies import strategy_class, strategy_names
 from offramp.search_spaces.validation import load_model, problems
 from offramp.util import content_hash
 
@@ -85,10 +85,24 @@ class Config(_Frozen):
     strategy: Strategy = Strategy()
     settings: Settings = Settings()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _own_model(cls, data: Any) -> Any:
+        """A strategy that trains a model of offramp's own (`tuned`) names the model and takes no
+        decoding settings: every pairing Optuna or a grid makes with it is one config."""
+        if not isinstance(data, dict):
+            return data
+        strategy = data.get("strategy")
+        name = strategy.name if isinstance(strategy, Strategy) else strategy.get("name") if isinstance(strategy, dict) else None
+        own = strategy_class(name).own_model if isinstance(name, str) and name in strategy_names() else None
+        return {**data, "model": own, "settings": Settings()} if own else data
+
     def config_hash(self) -> str:
         return content_hash(self.model_dump(mode="json"), length=16, compact=False)
 
     def label(self) -> str:
+        if self.strategy.kind.own_model:
+            return f"{self.model} (tuned on train)"
         s = self.settings
         mode = "json" if s.output_mode == "json_schema" else "text"
         prompt = f"{self.strategy.name} k={s.demos}" if self.strategy.kind.shipped_prompt else self.strategy.label()
@@ -239,7 +253,7 @@ class SearchSpace(_Frozen):
             demos = incumbent.settings.demos if strategy.kind.shipped_prompt else 0
             settings = Settings(temperature=temperature, max_tokens=max_tokens, output_mode=mode, demos=demos)
             configs.append(Config(model=model, instructions=incumbent.instructions, strategy=strategy, settings=settings))
-        return configs
+        return list({c.config_hash(): c for c in configs}.values())  # a model of offramp's own is one config
 
 
 def load_space(path: Path | str) -> SearchSpace:

@@ -8,7 +8,8 @@ A strategy is everything offramp knows about one way of making a prompt:
 - its **compile step**: how a DSPy program of the feature's signature is optimised on train
   (nothing for `incumbent` and `zero_shot`);
 - its **runner**: the DSPy adapter that renders the program's prompt and parses its answer, or
-  None for the shipped prompt (`incumbent`, rendered by `offramp.tasks.feature.prompts`).
+  None for the shipped prompt (`incumbent`, rendered by `offramp.tasks.feature.prompts`) and for
+  a model of offramp's own (`tuned`: `own_model`, trained and served by `offramp.tasks.gateway.tuned`).
 
 The search, the evaluation, the compiler and the report ask the registry (`strategy_class(name)`)
 instead of testing names. A new strategy is one subclass here plus `register()`; the contract
@@ -62,6 +63,9 @@ class PromptStrategy:
     needs: ClassVar[frozenset[str]] = frozenset()  # options a space must give it
     compiles: ClassVar[bool] = False  # optimised on the train split (a compile step with calls)
     shipped_prompt: ClassVar[bool] = False  # renders the incumbent's shipped prompt, not a DSPy program
+    # a model of offramp's own, trained on train (`tuned/<hash>`): the config's model is this name,
+    # whatever model Optuna paired it with, and decoding settings do not apply
+    own_model: ClassVar[str | None] = None
 
     # -- space options ----------------------------------------------------------------------------
     def check_options(self, options: StrategyOptions) -> None:
@@ -230,6 +234,20 @@ class Gepa(PromptStrategy):
         return optimizer.compile(job.student, trainset=job.fit, valset=job.val)
 
 
+class Tuned(PromptStrategy):
+    name = "tuned"
+    summary = ("tune our own: a classifier (TF-IDF character n-grams + logistic regression) trained on train, "
+               "served as tuned/<hash>; a single label output only")
+    compiles = True
+    own_model = "tuned/tfidf-char-logreg"
+
+    def adapter(self, output_mode: str) -> None:
+        return None
+
+    def min_train(self, strategy: Strategy) -> int:
+        return 10
+
+
 _REGISTRY: dict[str, PromptStrategy] = {}
 
 
@@ -241,7 +259,7 @@ def register(strategy: type[PromptStrategy]) -> type[PromptStrategy]:
     return strategy
 
 
-for _cls in (Incumbent, ZeroShot, FewShot, Mipro, Gepa):
+for _cls in (Incumbent, ZeroShot, FewShot, Mipro, Gepa, Tuned):
     register(_cls)
 
 

@@ -115,7 +115,7 @@ def test_incumbent_strategy_is_the_shipped_prompt_unchanged(setup):
     from offramp.tasks.feature.prompts import render_messages
 
     cfg = config(Strategy(name="incumbent"))
-    render, _ = prompt_runner(feature.spec, cfg, [], None)
+    render, _, _ = prompt_runner(feature.spec, cfg, [], None)
     assert render(splits.dev[0]) == render_messages(feature.spec, cfg, [], splits.dev[0])
     assert "[[ ##" not in json.dumps(render(splits.dev[0]))
 

@@ -54,27 +54,32 @@ def bootstrap_interval(
 
 def prompt_runner(
     spec: FeatureSpec, config: Config, demos: list[Example], program: dict | None
-) -> tuple[Callable[[Example], list[dict]], Callable[[str | None], dict | None]]:
-    """(render, parse) for a config: the shipped prompt for strategy `incumbent`, else the DSPy
+) -> tuple[Callable[[Example], list[dict]], Callable[[str | None], dict | None], str]:
+    """(render, parse, the model called) for a config: the shipped prompt for strategy `incumbent`,
+    a model of offramp's own (`tuned/<hash>`, registered in this process) for `tuned`, else the DSPy
     program's adapter on its compiled state."""
     if config.strategy.kind.shipped_prompt:
-        return (lambda e: render_messages(spec, config, demos, e)), (lambda text: parse_answer(spec, config, text))
+        return (lambda e: render_messages(spec, config, demos, e)), (lambda text: parse_answer(spec, config, text)), config.model
     if program is None:
         raise ValueError(f"strategy {config.strategy.name} needs a compiled program state")
-    from offramp.tasks.feature.programs import ProgramRunner
+    from offramp.tasks.feature.programs import ProgramRunner, TunedRunner
 
+    if config.strategy.kind.own_model:
+        tuned = TunedRunner(spec, program)
+        return tuned.messages, tuned.parse, tuned.model
     runner = ProgramRunner(spec, config, program)
-    return runner.messages, runner.parse
+    return runner.messages, runner.parse, config.model
 
 
 def build_requests(
-    spec: FeatureSpec, config: Config, render: Callable[[Example], list[dict]], examples: Sequence[Example]
+    spec: FeatureSpec, config: Config, render: Callable[[Example], list[dict]], examples: Sequence[Example],
+    model: str | None = None,
 ) -> list[LLMRequest]:
     settings = {"temperature": config.settings.temperature, "max_tokens": config.settings.max_tokens}
     fmt = response_format(spec, config)
     if fmt is not None:
         settings["response_format"] = fmt
-    return [LLMRequest(model=config.model, messages=render(e), settings=settings) for e in examples]
+    return [LLMRequest(model=model or config.model, messages=render(e), settings=settings) for e in examples]
 
 
 def aggregate(
@@ -128,8 +133,8 @@ def evaluate_config(
 ) -> Evaluation:
     """Run `config` on `examples` through the gateway and score every answer. `demos` feed the
     `incumbent` strategy's shipped prompt; `program` is a DSPy strategy's compiled state."""
-    render, parse = prompt_runner(spec, config, demos or [], program)
-    requests = [gateway.stamp(r) for r in build_requests(spec, config, render, examples)]
+    render, parse, model = prompt_runner(spec, config, demos or [], program)
+    requests = [gateway.stamp(r) for r in build_requests(spec, config, render, examples, model)]
     results = gateway.complete_many(requests, on_result=on_result)
     settings_json = json.dumps(config.settings.model_dump(mode="json"), sort_keys=True)
     predictions, scores, calls = [], [], []

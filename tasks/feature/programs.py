@@ -30,8 +30,9 @@ from offramp.errors import BudgetExceeded, UserError
 from offramp.search_spaces.schema import Config
 from offramp.search_spaces.strategies import CompileJob, split_train
 from offramp.tasks.feature.metrics import Metric
+from offramp.tasks.feature.prompts import render_input
 from offramp.tasks.feature.spec import Example, FeatureSpec, OutputField
-from offramp.tasks.gateway import dspy_bridge
+from offramp.tasks.gateway import dspy_bridge, tuned
 from offramp.tasks.gateway.llm import Gateway
 from offramp.util import content_hash
 from offramp.warehouse.records import CallRecord
@@ -211,6 +212,8 @@ def compile_program(
         raise UserError(f"splits.train: {len(train)} train examples are too few for {strategy.label()} "
                         f"(it needs {kind.min_train(strategy)})")
     started = time.perf_counter()
+    if kind.own_model:
+        return tune_model(spec, train, gateway, seed=seed, study_id=study_id, trial_id=trial_id)
     student = program_for(spec, config.instructions)
     if not kind.compiles:
         state = program_state(student)
@@ -240,3 +243,33 @@ def compile_program(
                             "spend cap reached during compilation")
         state = program_state(compiled)
         return Compiled("compiled", state, program_hash(state), list(current.calls), time.perf_counter() - started)
+
+
+def tune_model(
+    spec: FeatureSpec, train: Sequence[Example], gateway: Gateway, *, seed: int, study_id: str | None, trial_id: int | None,
+) -> Compiled:
+    """Train offramp's own classifier for the feature's label output on the train split; its
+    machine time is charged through the gateway (ledger, spend cap) and recorded as a call with
+    purpose `tune`. The state is the program: hashed, stored, reused by compile key."""
+    target = spec.target
+    started = time.perf_counter()
+    state = tuned.fit([render_input(spec, e) for e in train], [str(e.outputs[target.name]) for e in train], seed=seed)
+    state["target"] = target.name
+    seconds = time.perf_counter() - started
+    digest = program_hash(state)
+    record = gateway.charge_machine_time(tuned.model_id(digest), seconds, study_id=study_id, trial_id=trial_id, purpose="tune")
+    return Compiled("compiled", state, digest, [record], seconds)
+
+
+class TunedRunner:
+    """A tuned model's runner: the input alone is the request (to `tuned/<hash>`), the answer is a label."""
+
+    def __init__(self, spec: FeatureSpec, state: dict[str, Any]) -> None:
+        self.spec, self.target = spec, spec.target
+        self.model = tuned.register(program_hash(state), state)
+
+    def messages(self, example: Example) -> list[dict]:
+        return [{"role": "user", "content": render_input(self.spec, example)}]
+
+    def parse(self, text: str | None) -> dict | None:
+        return {self.target.name: text} if text in (self.target.labels or ()) else None

@@ -68,9 +68,10 @@ class Journal:
         """Before a request is sent; returns the line number its outcome refers to."""
         return self._append({"kind": "intent", **self._about(model, cache_key), "worst_usd": worst_usd})
 
-    def answer(self, intent: int, *, model: str, cache_key: str, request: dict[str, Any], text: str,
+    def answer(self, intent: int, *, model: str, cache_key: str, request: dict[str, Any] | None, text: str,
                prompt_tokens: int | None, completion_tokens: int | None, cost_usd: float, latency_s: float) -> None:
-        """A paid answer, before the caller gets it."""
+        """A paid answer, before the caller gets it (`request` None: machine time offramp spent itself,
+        e.g. training a tuned model: on the bill, not in the response cache)."""
         self._append({
             "kind": "answer", "intent": intent, **self._about(model, cache_key), "request": request, "output_text": text,
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost_usd": cost_usd,
@@ -124,7 +125,7 @@ def ingest_file(wh: Warehouse, path: Path, *, remove: bool = False) -> int:
             intents[line["seq"]] = line
         about = _about(line, intents, study_id=path.parent.name)
         rows.append(_ledger_row(path.name, line, about))
-        if line["kind"] == "answer" and about["cache_key"] is not None:
+        if line["kind"] == "answer" and about["cache_key"] is not None and line.get("request") is not None:
             cache.append(_cache_entry(line, about))
     records.ingest_ledger(wh, rows, cache)
     if remove and not wh.holding():  # a write kept in memory (a reader holds the file): the journal stays until it lands

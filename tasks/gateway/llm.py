@@ -34,13 +34,13 @@ from tenacity import Retrying, retry_if_exception, stop_any
 from offramp import stopping
 from offramp.errors import BudgetExceeded, EndpointDown
 from offramp.search_spaces.schema import ModelEntry, Price
-from offramp.tasks.gateway import faults, local_models
+from offramp.tasks.gateway import faults, local_models, tuned
 from offramp.tasks.gateway.budget import Budget
 from offramp.tasks.gateway.faults import is_retryable
 from offramp.tasks.gateway.journal import Journal
 from offramp.tasks.gateway.limits import EndpointLimits
 from offramp.tasks.gateway.models import LOCAL_PREFIX, route, served_identity
-from offramp.tasks.gateway.prices import PriceBook, prompt_chars
+from offramp.tasks.gateway.prices import PriceBook, machine_usd_per_hour, prompt_chars
 from offramp.util import content_hash
 from offramp.warehouse import Warehouse
 from offramp.warehouse.records import CacheEntry, CallRecord, cache_lookup, cache_store
@@ -306,12 +306,15 @@ class Gateway:
             self.journal.failed(intent)
             return
         self.journal.answer(
-            intent, model=request.model, cache_key=request.cache_key, request={"model": request.model, "messages": request.messages, "settings": request.settings},
+            intent, model=request.model, cache_key=request.cache_key,
+            request={"model": request.model, "messages": request.messages, "settings": request.settings},
             text=result.text or "", prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
             cost_usd=result.cost_usd, latency_s=result.orig_latency_s or result.latency_s,
         )
 
     def _call_unbudgeted(self, request: LLMRequest) -> LLMResult:
+        if tuned.is_tuned(request.model):
+            return self._call_tuned(request)
         import litellm
 
         args = self.route(request.model)
@@ -364,6 +367,36 @@ class Gateway:
                 self.breaker.failed(endpoint, message, faults.is_endpoint_failure(exc))
             return self._failed(message, started, attempts)
         raise AssertionError("unreachable: tenacity either returned an attempt's result or re-raised its error")
+
+    def charge_machine_time(
+        self, model: str, seconds: float, *, study_id: str | None, trial_id: int | None, purpose: str,
+    ) -> CallRecord:
+        """Machine time offramp spent on its own work (training `model`), at the declared machine
+        price: on the budget, journaled like a paid answer (no request: no cache entry), and
+        returned as the call row that records it."""
+        usd = seconds * machine_usd_per_hour() / 3600.0
+        if self.budget is not None:
+            self.budget.settle(0.0, usd)  # already spent: counted even past the cap (an overshoot is reported)
+        request = LLMRequest(model=model, messages=[{"role": "system", "content": f"{purpose}: {model}"}], settings={})
+        if self.journal is not None:
+            intent = self.journal.intent(model=model, cache_key=request.cache_key, worst_usd=usd)
+            self.journal.answer(intent, model=model, cache_key=request.cache_key, request=None, text="", prompt_tokens=None,
+                                completion_tokens=None, cost_usd=usd, latency_s=seconds)
+        result = LLMResult(text=None, prompt_tokens=None, completion_tokens=None, cost_usd=usd, latency_s=seconds,
+                           orig_cost_usd=usd, orig_latency_s=seconds, error=None, cache_hit=False, attempts=1)
+        return call_record(request, result, study_id=study_id, trial_id=trial_id, example_id=None, settings="{}", purpose=purpose)
+
+    def _call_tuned(self, request: LLMRequest) -> LLMResult:
+        """A model offramp tuned (`tuned/<hash>`), answered in this process at machine-time cost."""
+        started = time.perf_counter()
+        try:
+            label, _, words, _ = tuned.answer(request.model, request.messages)
+        except LookupError as exc:
+            return self._failed(f"{type(exc).__name__}: {exc}", started, 1)
+        cost = self.prices.cost(request.model, words, 1)
+        waited = time.perf_counter() - started
+        return LLMResult(text=label, prompt_tokens=words, completion_tokens=1, cost_usd=cost, latency_s=waited,
+                         orig_cost_usd=cost, orig_latency_s=waited, error=None, cache_hit=False, attempts=1)
 
     @staticmethod
     def _failed(message: str, started: float, attempts: int) -> LLMResult:

@@ -19,6 +19,7 @@ from offramp.search_spaces.schema import ModelEntry
 from offramp.tasks.gateway import local_models
 
 LOCAL_PREFIX = "local/"
+TUNED_PREFIX = "tuned/"  # offramp's own tuned models, answered in process (tasks/gateway/tuned.py)
 LOCAL_API_KEY = "sk-no-key-local"  # the local server ignores it; litellm's openai client wants one
 NO_KEY = "sk-no-key"  # what a declared api_base without `api_key_env` gets: litellm's openai client wants one
 
@@ -119,7 +120,7 @@ def served_identity(model: str, endpoints: Mapping[str, ModelEntry]) -> str | No
     """Where a call to `model` (a name) is served, for the cache key: the declared endpoint's
     normalised api_base + the model's identity, or the ambient api_base of an undeclared model;
     None when neither is set (the cache key stays what it was before endpoints existed)."""
-    if model.startswith(LOCAL_PREFIX):
+    if model.startswith((LOCAL_PREFIX, TUNED_PREFIX)):  # served on this machine: the id says where
         return None
     entry = endpoints.get(model)
     if entry is None:

@@ -18,22 +18,28 @@ from pydantic import ValidationError
 from offramp.errors import UserError
 from offramp.search_spaces.schema import ModelEntry, Price
 from offramp.search_spaces.validation import problems, read_yaml
-from offramp.tasks.gateway.models import model_identity
+from offramp.tasks.gateway.models import TUNED_PREFIX, model_identity
 
 BUNDLED = Path(__file__).with_name("prices.yaml")
+TUNED = f"{TUNED_PREFIX}*"  # the price entry of offramp's own tuned models
 
 
 def bundled_prices(path: Path = BUNDLED) -> dict[str, Price]:
     raw = yaml.safe_load(path.read_text())
     per_second = float(raw["machine_usd_per_hour"]) / 3600.0
     prices = {}
-    for model, entry in raw["models"].items():
+    for model, entry in {**raw["models"], TUNED: raw["tuned"]}.items():
         prices[model] = Price(
             input_cost_per_token=per_second / float(entry["prompt_tokens_per_s"]),
             output_cost_per_token=per_second / float(entry["completion_tokens_per_s"]),
             basis=f"self-hosted: ${raw['machine_usd_per_hour']}/h machine / measured tokens/s ({path.name})",
         )
     return prices
+
+
+def machine_usd_per_hour(path: Path = BUNDLED) -> float:
+    """The declared price of this machine (`prices.yaml`): what offramp's own work on it costs."""
+    return float(yaml.safe_load(path.read_text())["machine_usd_per_hour"])
 
 
 def load_price_file(path: Path | str) -> dict[str, Price]:
@@ -90,6 +96,8 @@ class PriceBook:
         """The declared entry pricing `model` (a name): its own, else one of the same identity."""
         if model in self.prices:
             return model
+        if model.startswith(TUNED_PREFIX):  # every model offramp tuned: the bundled machine-time price
+            return TUNED if TUNED in self.prices else None
         identity = model_identity(self.litellm_id(model))
         return self._by_identity.get(identity) or self._unresolved.get(identity.split("/", 1)[-1])
 

@@ -57,7 +57,7 @@ def estimate_needs(
 ) -> Needs:
     """The worst cases the cap must cover (see the module docstring)."""
     spec = feature.spec
-    render, _ = prompt_runner(spec, incumbent, shipped_prompt_demos(feature, train, incumbent.settings.demos, seed), None)
+    render, _, _ = prompt_runner(spec, incumbent, shipped_prompt_demos(feature, train, incumbent.settings.demos, seed), None)
 
     def incumbent_usd(examples: tuple[Example, ...]) -> tuple[float, int]:
         requests = build_requests(spec, incumbent, render, examples)

@@ -187,6 +187,9 @@ def check_train_size(feature: Feature, space: SearchSpace, incumbent: Config, n_
         raise UserError(f"{feature.spec_path}: field `splits.train`: {n_train} train examples, but the incumbent "
                         f"shows {incumbent.settings.demos} demos")
     for strategy in space.strategy_variants():
+        if strategy.kind.own_model and feature.spec.target.type != "label":
+            raise UserError(f"search space {space.name!r}: field `strategies.{strategy.name}`: it trains a classifier, which "
+                            f"needs a label output; {feature.spec_path}'s `{feature.spec.target.name}` is {feature.spec.target.type}")
         needed = strategy.kind.min_train(strategy)
         if needed > n_train:
             raise UserError(f"{feature.spec_path}: field `splits.train`: {n_train} train examples, but {strategy.label()} "

@@ -114,7 +114,7 @@ def probe(
     for model in to_call:
         settings = incumbent.settings.model_copy(update={"max_tokens": min(incumbent.settings.max_tokens, PROBE_MAX_TOKENS)})
         config = incumbent.model_copy(update={"model": model, "settings": settings})
-        render, parse = prompt_runner(spec, config, demos, None)
+        render, parse, _ = prompt_runner(spec, config, demos, None)
         requests += [gateway.stamp(r) for r in build_requests(spec, config, render, [example])]
         configs.append(config)
         parsers.append(parse)

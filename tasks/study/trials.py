@@ -239,7 +239,7 @@ def start(ctx: StudyContext, run: TrialRun) -> None:
     outcome: Outcome[Compiled] = ctx.run(compile_strategy, lambda gateway: CompileJob(
         name=f"compile trial {run.trial_id}: {run.config.strategy.label()} on {run.config.model}", feature=ctx.feature_ref,
         config=run.config, train=ctx.train, seed=ctx.seed, study_id=ctx.study_id, trial_id=run.trial_id, gateway=gateway,
-    ), trial_id=run.trial_id, purpose="optimize")
+    ), trial_id=run.trial_id, purpose="tune" if run.config.strategy.kind.own_model else "optimize")
     compiled = outcome.value
     if compiled.status != "compiled" or stopping.requested():
         records.store_calls(ctx.wh, compiled.calls, outcome.spent.paid)

@@ -182,10 +182,20 @@ class ReleasedProgram:
                              strategy=Strategy.model_validate(entry["strategy"]), settings=Settings.model_validate(entry["settings"]))
         self._call_model = call_model or self._litellm
         self._runner = None
-        if not self.config.strategy.kind.shipped_prompt:  # a DSPy program: its adapter renders and parses
+        if self.config.strategy.kind.own_model:  # offramp's own model: answered in this process
+            from offramp.tasks.feature.programs import TunedRunner
+
+            self._runner = TunedRunner(self.spec, entry["program"])
+            self._call_model = call_model or self._tuned
+        elif not self.config.strategy.kind.shipped_prompt:  # a DSPy program: its adapter renders and parses
             from offramp.tasks.feature.programs import ProgramRunner
 
             self._runner = ProgramRunner(self.spec, self.config, entry["program"])
+
+    def _tuned(self, messages: list[dict], **_: Any) -> str:
+        from offramp.tasks.gateway import tuned
+
+        return tuned.answer(self._runner.model, messages)[0]
 
     def _litellm(self, messages: list[dict], **settings: Any) -> str:
         import litellm
