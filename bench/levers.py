@@ -7,17 +7,19 @@ For each feature (default: both bundled ones), ONE offramp study through the flo
 (`migrate_feature`, in-process under Prefect's test harness, real local models on llama.cpp, a real
 DuckDB warehouse in OFFRAMP_HOME) whose space holds every lever this build has: the bundled models x
 {the shipped prompt (on a new model: the naive swap), DSPy zero-shot, DSPy few-shot k=4} plus the
-strategies `tuned`, `cascade` and `router` when the registry (search_spaces/strategies.py) has them.
+strategy `tuned` when the registry (search_spaces/strategies.py) has it; cascades and routers are
+built by the study itself from its dev answers when this build has them (a `composites` table).
 The study searches dev (naive swaps first, racing on) and confirms its front on held-out test.
 Then, per lever, the lever's best completed dev trial (quality, then cost); if the study did not
 confirm it on test (it was not on the front), this bench does, with the flow's own trial code
 (`evaluate_full`: the same gateway, cache, ledger and warehouse rows, role and source trial as the
-flow's confirmations), so every lever has a held-out figure. Levers:
+flow's confirmations), so every single-config lever has a held-out figure (a composite is confirmed
+only by the study's own code). Levers:
   incumbent         the shipped config (the retiring model): the baseline, for reference
   naive swap        role naive_swap: the shipped prompt on the best other model
   best prompt       the best DSPy prompt strategy (zero_shot, few_shot, mipro, gepa) on any model
   tuned own model   strategy `tuned` (a classifier trained on train); "not in this build" without it
-  cascade, router   composite configs; "not in this build" without them
+  cascade, router   composites (role composite); "not in this build" without them
 Every figure is read back from the warehouse with SQL (`v_trials`, `trials`, `calls`): what a user
 would query. Columns: held-out test quality with its 95% bootstrap interval, $ per 1k requests and p95
 latency on test (local models: declared machine price x measured time, tasks/gateway/prices.yaml, so
@@ -54,15 +56,18 @@ ROOT = Path(__file__).resolve().parent.parent
 FEATURES = (ROOT / "features" / "bank-support-routing", ROOT / "features" / "post-entity-type")
 MODELS = ("local/qwen2.5-0.5b", "local/smollm2-135m", "local/gemma3-270m")
 PROMPT_STRATEGIES = ("zero_shot", "few_shot", "mipro", "gepa")
-# lever -> (how its trials are recognised, the strategy it needs in the registry or None)
+# lever -> (how its trials are recognised, what this build needs for it: a strategy of the registry,
+# or "composites" (a warehouse with the composites table: cascades and routers are trials of role
+# 'composite' built from the search's dev answers, their kind in `strategy`), or None)
 LEVERS: dict[str, tuple[Any, str | None]] = {
     "incumbent": (lambda row: row["role"] == "incumbent", None),
     "naive swap": (lambda row: row["role"] == "naive_swap", None),
     "best prompt strategy": (lambda row: row["strategy"] in PROMPT_STRATEGIES, None),
     "tuned own model": (lambda row: row["strategy"] == "tuned", "tuned"),
-    "cascade": (lambda row: row["strategy"] == "cascade", "cascade"),
-    "router": (lambda row: row["strategy"] == "router", "router"),
+    "cascade": (lambda row: row["strategy"] == "cascade", "composites"),
+    "router": (lambda row: row["strategy"] == "router", "composites"),
 }
+HAS_COMPOSITES = "SELECT count(*) FROM information_schema.tables WHERE table_name = 'composites'"
 log = Console(stderr=True, width=200)
 
 DEV_TRIALS = """
@@ -97,7 +102,7 @@ def lever_space(folder: Path) -> Path:
     """The study's space: every lever this build's registry has, on the bundled models."""
     known = set(strategy_names())
     strategies: dict[str, Any] = {"incumbent": {}, "zero_shot": {}, "few_shot": {"k": [4]}}
-    strategies |= {needed: {} for _, needed in LEVERS.values() if needed in known}
+    strategies |= {needed: {} for _, needed in LEVERS.values() if needed in known}  # composites: on by default
     space = {
         "name": "levers", "description": "bench/levers.py: every lever of this build on the bundled models",
         "models": list(MODELS), "strategies": strategies,
@@ -161,6 +166,9 @@ def confirm_on_test(params, study_id: str, dev_trials: list[dict]) -> None:
             next_trial_id=max(r["trial_id"] for r in records.study_trials(wh, study_id)) + 1,
         )
         for dev in dev_trials:
+            if dev["trial_id"] not in configs:  # a composite: its own code confirms it (when it can still win)
+                log.print(f"not confirmed by this bench: trial {dev['trial_id']} ({dev['strategy']}) is not a single config")
+                continue
             log.print(f"confirming on test: trial {dev['trial_id']} ({dev['strategy']} on {dev['model']})")
             evaluate_full(ctx, TrialRun(ctx.allocate_trial_id(), dev["role"], "test", configs[dev["trial_id"]], splits.test,
                                         source_trial_id=dev["trial_id"]))
@@ -169,9 +177,14 @@ def confirm_on_test(params, study_id: str, dev_trials: list[dict]) -> None:
     confirm()
 
 
+def in_build(wh: Warehouse) -> set[str]:
+    """What this build has, of what the levers need."""
+    return set(strategy_names()) | ({"composites"} if wh.fetch(HAS_COMPOSITES)[1][0][0] else set())
+
+
 def lever_figures(wh: Warehouse, study_id: str, best: dict[str, dict | None]) -> list[dict]:
     """One row per lever, read from the warehouse."""
-    known = set(strategy_names())
+    known = in_build(wh)
     rows = []
     for lever, (_, needed) in LEVERS.items():
         if needed and needed not in known:

@@ -43,8 +43,8 @@ def test_best_trial_of_each_lever_and_its_test_figures(monkeypatch, tmp_path):
     rows = {r["lever"]: r for r in levers.lever_figures(wh, "s", best)}
     assert (rows["naive swap"]["status"], rows["naive swap"]["quality"], rows["naive swap"]["cost_per_1k_usd"]) == ("ok", 0.55, 0.8)
     assert rows["best prompt strategy"]["status"] == "not confirmed on test"
-    names = set(levers.strategy_names())
-    for lever, needed in (("tuned own model", "tuned"), ("cascade", "cascade"), ("router", "router")):
+    names = levers.in_build(wh)
+    for lever, needed in (("tuned own model", "tuned"), ("cascade", "composites"), ("router", "composites")):
         assert rows[lever]["status"] == ("no completed dev trial" if needed in names else "not in this build")
 
 
@@ -54,7 +54,7 @@ def test_the_space_holds_every_lever_the_registry_has(monkeypatch, tmp_path):
     levers = _levers(monkeypatch, tmp_path)
     space = yaml.safe_load(levers.lever_space(tmp_path).read_text())
     names = set(levers.strategy_names())
-    expected = {"incumbent", "zero_shot", "few_shot"} | ({"tuned", "cascade", "router"} & names)
+    expected = {"incumbent", "zero_shot", "few_shot"} | ({"tuned"} & names)
     assert set(space["strategies"]) == expected
     from offramp.search_spaces.schema import load_space
 
