@@ -1,7 +1,8 @@
 """Benchmark: which lever moves a feature off its retiring model? (not a test; nothing asserts)
 
 Run: `LITELLM_LOCAL_MODEL_COST_MAP=True OFFRAMP_HOME=/tmp/levers .venv/bin/python -m bench.levers
-[--feature features/post-entity-type ...] [--max-examples 40] [--seed 7] [--max-trials 12] [--json]`.
+[--feature features/post-entity-type ...] [--max-examples 40] [--seed 7] [--max-trials 12] [--max-wall-s S]
+[--prompt-strategies zero_shot,few_shot] [--json]`.
 
 For each feature (default: both bundled ones), ONE offramp study through the flow the CLI runs
 (`migrate_feature`, in-process under Prefect's test harness, real local models on llama.cpp, a real
@@ -98,10 +99,11 @@ SELECT purpose, count(*) AS calls, sum(cost_usd) AS usd FROM calls WHERE study_i
 STUDY_WALL = "SELECT date_diff('millisecond', started_at, finished_at) / 1000.0, status, selected_trial_id FROM studies WHERE id = ?"
 
 
-def lever_space(folder: Path) -> Path:
-    """The study's space: every lever this build's registry has, on the bundled models."""
+def lever_space(folder: Path, prompts: tuple[str, ...] = ("zero_shot", "few_shot")) -> Path:
+    """The study's space: every lever this build's registry has, on the bundled models; `prompts`:
+    the DSPy strategies searched for the prompt lever (few_shot with k=4)."""
     known = set(strategy_names())
-    strategies: dict[str, Any] = {"incumbent": {}, "zero_shot": {}, "few_shot": {"k": [4]}}
+    strategies: dict[str, Any] = {"incumbent": {}} | {name: {"k": [4]} if name == "few_shot" else {} for name in prompts}
     strategies |= {needed: {} for _, needed in LEVERS.values() if needed in known}  # composites: on by default
     space = {
         "name": "levers", "description": "bench/levers.py: every lever of this build on the bundled models",
@@ -120,7 +122,7 @@ def run_study(feature_dir: Path, space: Path, args: argparse.Namespace):
 
     params = MigrateParams(
         feature_dir=str(feature_dir), space=str(space), max_examples=args.max_examples, seed=args.seed, trigger="cli",
-        max_trials=args.max_trials, new_study=True, gateway=GatewayParams(concurrency=args.concurrency),
+        max_trials=args.max_trials, max_wall_s=args.max_wall_s, new_study=True, gateway=GatewayParams(concurrency=args.concurrency),
     )
     return params, migrate_feature(params)
 
@@ -237,7 +239,7 @@ def run_feature(feature_dir: Path, args: argparse.Namespace, folder: Path) -> di
 
     started = time.monotonic()
     with prefect_test_harness(server_startup_timeout=180):
-        params, summary = run_study(feature_dir, lever_space(folder), args)
+        params, summary = run_study(feature_dir, lever_space(folder, tuple(args.prompt_strategies.split(","))), args)
         wh = Warehouse(warehouse_path())
         best = best_per_lever(wh, summary.study_id)
         _, confirmed = wh.fetch("SELECT source_trial_id FROM trials WHERE study_id = ? AND split = 'test' AND status = 'completed'",
@@ -256,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-examples", type=int, default=40, help="cap dev and test (default 40)")
     parser.add_argument("--seed", type=int, default=None, help="split/demo seed (default: the feature's)")
     parser.add_argument("--max-trials", type=int, default=12, help="search trials per study, naive swaps included (default 12)")
+    parser.add_argument("--max-wall-s", type=float, default=None, help="stop asking for new trials after this long (the flow's)")
+    parser.add_argument("--prompt-strategies", default="zero_shot,few_shot", help="DSPy strategies of the prompt lever, comma-separated")
     parser.add_argument("--concurrency", type=int, default=2, help="calls in flight at once (default 2)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
     args = parser.parse_args(argv)
