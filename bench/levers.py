@@ -72,9 +72,9 @@ HAS_COMPOSITES = "SELECT count(*) FROM information_schema.tables WHERE table_nam
 log = Console(stderr=True, width=200)
 
 DEV_TRIALS = """
-SELECT trial_id, role, model, strategy, quality, cost_per_1k_usd
-FROM v_trials WHERE study_id = ? AND split = 'dev' AND status = 'completed'
-ORDER BY quality DESC, cost_per_1k_usd ASC, trial_id
+SELECT trial_id, role, model, strategy, quality, cost_per_1k_usd, status, stage
+FROM v_trials WHERE study_id = ? AND split = 'dev' AND status IN ('completed', 'pruned')
+ORDER BY status = 'completed' DESC, quality DESC, cost_per_1k_usd ASC, trial_id
 """
 LEVER_FIGURES = """
 SELECT d.trial_id, d.model, d.strategy, d.settings, d.quality AS dev_quality, d.n_examples AS n_dev,
@@ -128,7 +128,7 @@ def run_study(feature_dir: Path, space: Path, args: argparse.Namespace):
 
 
 def best_per_lever(wh: Warehouse, study_id: str) -> dict[str, dict | None]:
-    """The best completed dev trial of each lever (None: the lever ran no completed trial)."""
+    """The best completed dev trial of each lever; else its best trial racing pruned (None: neither)."""
     cols, rows = wh.fetch(DEV_TRIALS, [study_id])
     trials = [dict(zip(cols, r)) for r in rows]
     return {lever: next((t for t in trials if is_lever(t)), None) for lever, (is_lever, _) in LEVERS.items()}
@@ -193,11 +193,14 @@ def lever_figures(wh: Warehouse, study_id: str, best: dict[str, dict | None]) ->
             rows.append({"lever": lever, "status": "not in this build"})
             continue
         if best[lever] is None:
-            rows.append({"lever": lever, "status": "no completed dev trial"})
+            rows.append({"lever": lever, "status": "not tried (max trials)"})
             continue
         cols, found = wh.fetch(LEVER_FIGURES, [study_id, best[lever]["trial_id"]])
         row = dict(zip(cols, found[0]))
-        row.update(lever=lever, status="ok" if row["test_trial_id"] is not None else "not confirmed on test",
+        status = "ok" if row["test_trial_id"] is not None else "not confirmed on test"
+        if best[lever]["status"] == "pruned":
+            status = f"pruned by racing at {best[lever]['stage']:.0%} of dev"
+        row.update(lever=lever, status=status,
                    settings=json.loads(row["settings"]) if isinstance(row["settings"], str) else row["settings"])
         rows.append(row)
     return rows
@@ -218,7 +221,7 @@ def render(feature: str, facts: dict, rows: list[dict], bench_wall_s: float) -> 
                           ("train/compile", "right"), ("wall s", "right")):
         table.add_column(name, justify=justify)
     for r in rows:
-        if r["status"] in ("not in this build", "no completed dev trial"):
+        if "dev_quality" not in r:
             table.add_row(r["lever"], r["status"], *[""] * 8)
             continue
         config = f"{r['strategy']} on {r['model']} (trial {r['trial_id']})"
@@ -229,7 +232,7 @@ def render(feature: str, facts: dict, rows: list[dict], bench_wall_s: float) -> 
         table.add_row(
             r["lever"], config, f"{r['dev_quality']:.3f}",
             f"{r['quality']:.3f} [{r['quality_ci_low']:.3f}, {r['quality_ci_high']:.3f}]", str(r["n_test"]),
-            f"{r['parse_failure_rate']:.0%}", f"${r['cost_per_1k_usd']:.4f}", f"{r['latency_p95_s']:.2f}", compile_, f"{r['wall_s']:.0f}",
+            f"{r['parse_failure_rate']:.0%}", f"${r['cost_per_1k_usd']:.3g}", f"{r['latency_p95_s']:.2f}", compile_, f"{r['wall_s']:.0f}",
         )
     Console(width=220).print(table)
 
@@ -244,7 +247,8 @@ def run_feature(feature_dir: Path, args: argparse.Namespace, folder: Path) -> di
         best = best_per_lever(wh, summary.study_id)
         _, confirmed = wh.fetch("SELECT source_trial_id FROM trials WHERE study_id = ? AND split = 'test' AND status = 'completed'",
                                 [summary.study_id])
-        missing = {t["trial_id"]: t for t in best.values() if t is not None and t["trial_id"] not in {c for (c,) in confirmed}}
+        missing = {t["trial_id"]: t for t in best.values()  # racing pruned: hopeless on dev, not worth the test calls
+                   if t is not None and t["status"] == "completed" and t["trial_id"] not in {c for (c,) in confirmed}}
         if missing:
             confirm_on_test(params, summary.study_id, list(missing.values()))
     rows = lever_figures(wh, summary.study_id, best)
