@@ -26,7 +26,15 @@ would query. Columns: held-out test quality with its 95% bootstrap interval, $ p
 latency on test (local models: declared machine price x measured time, tasks/gateway/prices.yaml, so
 p95 moves with whatever else runs on the box), training/compile cost (the program's compile calls,
 purpose optimize/tune, and its seconds), wall time (the lever's dev trial, compile included, plus its
-test trial). The caption gives the study's wall time and the total spend by purpose.
+test trial). The caption gives the study's wall time and the total spend by purpose. A program
+reused from an earlier study in the same OFFRAMP_HOME (same compile key) shows its original
+training/compile cost, and its wall time then holds no training.
+
+Reference run (2 cores shared with other work, load 6-11; both features at once, each in its own
+OFFRAMP_HOME holding the cache and programs of an earlier 12-example run):
+`--max-examples 30 --max-trials 8 --max-wall-s 600 --prompt-strategies few_shot`: 650 s
+(bank-support-routing) and 1,009 s (post-entity-type) of wall time. The same with 12 examples and
+7 trials from an empty cache: ~770 s each.
 """
 
 from __future__ import annotations
