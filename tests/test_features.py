@@ -167,3 +167,35 @@ def test_csv_row_with_a_field_count_unlike_the_header(tmp_path, row, expected):
         handle.write(row + "\n")
     with pytest.raises(UserError, match=expected):
         load_feature(root)
+
+
+POSTS = BANK.parent / "post-entity-type"
+
+
+def test_second_bundled_feature_loads_with_slices_and_splits():
+    """The WNUT17 feature: every label occurs, both slice columns are filled, and offramp's own
+    stratified splits hold every label on dev and test (so per-label slices can be compared)."""
+    feature = load_feature(POSTS)
+    labels = feature.spec.signature.outputs[0].labels
+    assert feature.spec.name == "post-entity-type" and feature.spec.incumbent.model == "local/qwen2.5-0.5b"
+    assert len(feature.examples) > 2_000
+    assert {e.outputs["entity_type"] for e in feature.examples} == set(labels)
+    assert {e.slices["wnut_split"] for e in feature.examples} == {"train", "dev", "test"}
+    assert all(e.slices["entity_type"] == e.outputs["entity_type"] and e.inputs["post"].strip() for e in feature.examples)
+    splits = split_examples(feature)
+    assert (len(splits.train), len(splits.dev), len(splits.test)) == (300, 80, 120)
+    assert {e.outputs["entity_type"] for e in splits.test} == set(labels)
+
+
+def test_second_bundled_feature_data_is_what_its_builder_makes_and_is_licensed():
+    """posts.csv is exactly what build_data.py makes from the vendored WNUT17 files, and the
+    license travels with the data."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(POSTS / "build_data.py"), "--check", "--quiet"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Attribution 4.0 International" in (POSTS / "data" / "wnut17" / "LICENSE.txt").read_text()
+    readme = (POSTS / "README.md").read_text()
+    assert "CC BY 4.0" in readme and "Derczynski" in readme
