@@ -34,7 +34,8 @@ from offramp.tasks.feature.metrics import Metric
 from offramp.tasks.feature.prompts import parse_answer, render_input
 from offramp.tasks.feature.spec import Example, FeatureSpec, OutputField
 from offramp.tasks.gateway import dspy_bridge, tuned
-from offramp.tasks.gateway.llm import Gateway
+from offramp.tasks.gateway.llm import Gateway, LLMRequest, LLMResult, call_record
+from offramp.tasks.gateway.prices import machine_usd_per_hour
 from offramp.util import content_hash
 from offramp.warehouse.records import CallRecord
 
@@ -299,7 +300,7 @@ def tune_model(
                  teacher="the incumbent's recorded answers (data.unlabeled)" if unlabeled else None)
     seconds = time.perf_counter() - started
     digest = program_hash(state)
-    record = gateway.charge_machine_time(tuned.model_id(digest), seconds, study_id=study_id, trial_id=trial_id, purpose="tune")
+    record = charge_machine_time(gateway, tuned.model_id(digest), seconds, study_id=study_id, trial_id=trial_id, purpose="tune")
     return Compiled("compiled", state, digest, [record], seconds)
 
 
@@ -315,3 +316,22 @@ class TunedRunner:
 
     def parse(self, text: str | None) -> dict | None:
         return {self.target.name: text} if text in (self.target.labels or ()) else None
+
+
+def charge_machine_time(
+    gateway: Gateway, model: str, seconds: float, *, study_id: str | None, trial_id: int | None, purpose: str,
+) -> CallRecord:
+    """Machine time offramp spent on its own work (training `model`), at the declared machine
+    price: on the gateway's budget, journaled like a paid answer (no request: no cache entry), and
+    returned as the call row that records it."""
+    usd = seconds * machine_usd_per_hour() / 3600.0
+    if gateway.budget is not None:
+        gateway.budget.settle(0.0, usd)  # already spent: counted even past the cap (an overshoot is reported)
+    request = LLMRequest(model=model, messages=[{"role": "system", "content": f"{purpose}: {model}"}], settings={})
+    if gateway.journal is not None:
+        intent = gateway.journal.intent(model=model, cache_key=request.cache_key, worst_usd=usd)
+        gateway.journal.answer(intent, model=model, cache_key=request.cache_key, request=None, text="", prompt_tokens=None,
+                               completion_tokens=None, cost_usd=usd, latency_s=seconds)
+    result = LLMResult(text=None, prompt_tokens=None, completion_tokens=None, cost_usd=usd, latency_s=seconds,
+                       orig_cost_usd=usd, orig_latency_s=seconds, error=None, cache_hit=False, attempts=1)
+    return call_record(request, result, study_id=study_id, trial_id=trial_id, example_id=None, settings="{}", purpose=purpose)

@@ -41,7 +41,7 @@ from offramp.tasks.gateway.faults import is_retryable
 from offramp.tasks.gateway.journal import Journal
 from offramp.tasks.gateway.limits import EndpointLimits
 from offramp.tasks.gateway.models import LOCAL_PREFIX, route, served_identity
-from offramp.tasks.gateway.prices import PriceBook, machine_usd_per_hour, prompt_chars
+from offramp.tasks.gateway.prices import PriceBook, prompt_chars
 from offramp.util import content_hash
 from offramp.warehouse import Warehouse
 from offramp.warehouse.records import CacheEntry, CallRecord, cache_lookup, cache_store
@@ -369,24 +369,6 @@ class Gateway:
                 self.breaker.failed(endpoint, message, faults.is_endpoint_failure(exc))
             return self._failed(message, started, attempts)
         raise AssertionError("unreachable: tenacity either returned an attempt's result or re-raised its error")
-
-    def charge_machine_time(
-        self, model: str, seconds: float, *, study_id: str | None, trial_id: int | None, purpose: str,
-    ) -> CallRecord:
-        """Machine time offramp spent on its own work (training `model`), at the declared machine
-        price: on the budget, journaled like a paid answer (no request: no cache entry), and
-        returned as the call row that records it."""
-        usd = seconds * machine_usd_per_hour() / 3600.0
-        if self.budget is not None:
-            self.budget.settle(0.0, usd)  # already spent: counted even past the cap (an overshoot is reported)
-        request = LLMRequest(model=model, messages=[{"role": "system", "content": f"{purpose}: {model}"}], settings={})
-        if self.journal is not None:
-            intent = self.journal.intent(model=model, cache_key=request.cache_key, worst_usd=usd)
-            self.journal.answer(intent, model=model, cache_key=request.cache_key, request=None, text="", prompt_tokens=None,
-                                completion_tokens=None, cost_usd=usd, latency_s=seconds)
-        result = LLMResult(text=None, prompt_tokens=None, completion_tokens=None, cost_usd=usd, latency_s=seconds,
-                           orig_cost_usd=usd, orig_latency_s=seconds, error=None, cache_hit=False, attempts=1)
-        return call_record(request, result, study_id=study_id, trial_id=trial_id, example_id=None, settings="{}", purpose=purpose)
 
     def _call_tuned(self, request: LLMRequest) -> LLMResult:
         """A model offramp tuned (`tuned/<hash>`), answered in this process at machine-time cost."""
