@@ -80,6 +80,9 @@ def test_a_tuned_candidate_is_trained_on_train_served_billed_and_released(harnes
     # the classifier beats the incumbent on held-out test and is selected
     assert summary.selection is not None and summary.selection["trial_id"] in {
         t for (t,) in wh.fetch("select trial_id from trials where study_id = ? and strategy = 'tuned'", [summary.study_id])[1]}
+    from offramp.tasks.evidence.report import load_report, markdown
+
+    assert "| tuned/tfidf-char-logreg (tuned on train) |" in markdown(load_report(wh, summary.study_id))  # no decoding settings
     path, entry, _ = promote(wh, summary.study_id, directory=tmp_path / "releases")
     assert entry["model"] == "tuned/tfidf-char-logreg"
     program = load_release(path)

@@ -44,6 +44,8 @@ def _rows(wh: Warehouse, name: str, study_id: str) -> list[dict[str, Any]]:
 def _label(t: dict[str, Any]) -> str:
     if t["role"] == "composite":
         return t["model"]  # its label: `cascade (unsure): A → B`
+    if t["strategy"] in strategy_names() and strategy_class(t["strategy"]).own_model:
+        return f"{t['model']} (tuned on train)"  # decoding settings do not apply to it
     s = json.loads(t["settings"]) if isinstance(t["settings"], str) else t["settings"]
     mode = s.get("adapter") or ("json" if s.get("output_mode") == "json_schema" else "text")
     return f"{t['model']} {t['strategy']} {mode} max={s.get('max_tokens')}"
