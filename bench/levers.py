@@ -116,7 +116,9 @@ def lever_space(folder: Path, prompts: tuple[str, ...] = ("zero_shot", "few_shot
     space = {
         "name": "levers", "description": "bench/levers.py: every lever of this build on the bundled models",
         "models": list(MODELS), "strategies": strategies,
-        "settings": {"temperature": [0.0], "max_tokens": [32], "output_mode": ["text"]},
+        # the DSPy strategies ask for the bare answer: on these small models plain beat DSPy's chat markers
+        # (search_spaces/local-zoo.yaml says by how much)
+        "settings": {"temperature": [0.0], "max_tokens": [32], "output_mode": ["text"], "adapter": ["plain"]},
     }
     path = folder / "levers-space.yaml"
     path.write_text(yaml.safe_dump(space, sort_keys=False))
