@@ -217,13 +217,13 @@ def test_policy_file_changes_the_decision_and_is_named_in_the_report(harness, ho
     from offramp.flows import migrate_feature as mf
 
     stored_before_selection = []  # the study records its policy from its start, not only when it selects
-    real_judge = mf.judge_front
+    real_confirm = mf.confirm_front  # confirms on test and judges: the selection
 
-    def judge(wh, study_id, *args, **kwargs):
+    def confirm(wh, study_id, *args, **kwargs):
         stored_before_selection.append(wh.fetch("select policy from studies where id = ?", [study_id])[1][0][0])
-        return real_judge(wh, study_id, *args, **kwargs)
+        return real_confirm(wh, study_id, *args, **kwargs)
 
-    monkeypatch.setattr(mf, "judge_front", judge)
+    monkeypatch.setattr(mf, "confirm_front", confirm)
     judged = study(tmp_path, root, policy_file=str(strict))
     assert judged.study_id != lenient.study_id and judged.selection["trial_id"] is None
     wh = Warehouse(warehouse_path())
