@@ -20,7 +20,8 @@ only by the study's own code). Levers:
   naive swap        role naive_swap: the shipped prompt on the best other model
   best prompt       the best DSPy prompt strategy (zero_shot, few_shot, mipro, gepa) on any model
   tuned own model   strategy `tuned` (a classifier trained on train); "not in this build" without it
-  cascade, router   composites (role composite); "not in this build" without them
+  cascade, router   composites (role composite); "not in this build" without them, "none built" when the study
+                    built none (no member cheaper than the best on dev)
 Every figure is read back from the warehouse with SQL (`v_trials`, `trials`, `calls`): what a user
 would query. Columns: held-out test quality with its 95% bootstrap interval, $ per 1k requests and p95
 latency on test (local models: declared machine price x measured time, tasks/gateway/prices.yaml, so
@@ -202,8 +203,9 @@ def lever_figures(wh: Warehouse, study_id: str, best: dict[str, dict | None]) ->
         if needed and needed not in known:
             rows.append({"lever": lever, "status": "not in this build"})
             continue
-        if best[lever] is None:
-            rows.append({"lever": lever, "status": "not tried (max trials)"})
+        if best[lever] is None:  # a composite is built after the search, never tried by it
+            rows.append({"lever": lever, "status": "none built (composites.py found no cheaper member worth it)"
+                         if needed == "composites" else "not tried (max trials)"})
             continue
         cols, found = wh.fetch(LEVER_FIGURES, [study_id, best[lever]["trial_id"]])
         row = dict(zip(cols, found[0]))
