@@ -113,6 +113,8 @@ def study_key(params: MigrateParams, prepared: Prepared) -> str:
         space.pop("endpoints", None)  # a space without declared models keys its studies as before endpoints existed
     if space.get("composites", True):
         space.pop("composites", None)  # the default keys its studies as before composites existed
+    if not space["settings"].get("adapter"):
+        space["settings"].pop("adapter", None)  # likewise a space that lists no output adapter
     payload.update(spec=prepared.feature.spec.spec_hash(), space=space, seed=prepared.seed)
     return content_hash(payload, length=10, compact=False)
 

@@ -89,6 +89,7 @@ def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
     assert config.config_hash() == _old(config.model_dump(mode="json"), 16)
     before_endpoints = spec.model_dump(mode="json")
     assert before_endpoints["incumbent"].pop("endpoint") is None  # a plain id: hashed without the new field
+    assert before_endpoints["data"].pop("unlabeled") is None  # likewise a feature without unlabeled inputs
     assert spec.spec_hash() == _old(before_endpoints)
     state = {"demos": [{"text": "où est ma carte", "queue": "cards"}], "signature": {"instructions": "Route it."}}
     assert program_hash(state) == _old(state, 16)
@@ -103,6 +104,8 @@ def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
                                                     "feature_dir", "space", "max_spend_usd", "raise_cap"})  # the cap is the study's
     space_before = space.model_dump(mode="json")
     assert space_before.pop("endpoints") == {}  # no declared models: keyed without the new field
+    assert space_before.pop("composites") is True  # the default: keyed without it
+    assert space_before["settings"].pop("adapter") == []  # no output adapter listed: keyed without it
     study.update(spec=spec.spec_hash(), space=space_before, seed=7)
     assert study_key(params, Prepared(feature, space, {}, 7, split_examples(feature, seed=7))) == _old(study, 10)
 
