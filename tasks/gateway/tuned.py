@@ -36,7 +36,6 @@ _LOCK = threading.Lock()
 def fit(texts: Sequence[str], labels: Sequence[str], *, seed: int) -> dict[str, Any]:
     """Train the classifier on (text, label) pairs; returns its JSON state (without the hash)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
 
@@ -45,11 +44,11 @@ def fit(texts: Sequence[str], labels: Sequence[str], *, seed: int) -> dict[str, 
     best_c = _C_GRID[len(_C_GRID) // 2]
     if folds >= 2:  # regularisation by cross-validation on train (dev and test never reach it)
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        scores = {c: cross_val_score(make_pipeline(TfidfVectorizer(**_VECTORIZER), LogisticRegression(C=c, solver="saga", max_iter=2000, random_state=seed)),
-                                     list(texts), y, cv=cv).mean() for c in _C_GRID}
+        scores = {c: cross_val_score(make_pipeline(TfidfVectorizer(**_VECTORIZER), _head(c, seed)), list(texts), y, cv=cv).mean()
+                  for c in _C_GRID}
         best_c = max(scores, key=lambda c: (scores[c], -c))
     vectorizer = TfidfVectorizer(**_VECTORIZER).fit(list(texts))
-    head = LogisticRegression(C=best_c, solver="saga", max_iter=2000, random_state=seed).fit(vectorizer.transform(list(texts)), y)
+    head = _head(best_c, seed).fit(vectorizer.transform(list(texts)), y)
     coef = head.coef_ if len(head.classes_) > 2 else np.vstack([-head.coef_[0], head.coef_[0]]) / 2
     intercept = head.intercept_ if len(head.classes_) > 2 else np.array([-head.intercept_[0], head.intercept_[0]]) / 2
     return {
@@ -59,6 +58,13 @@ def fit(texts: Sequence[str], labels: Sequence[str], *, seed: int) -> dict[str, 
         "coef": [[float(f"{v:.6g}") for v in row] for row in coef], "intercept": [float(f"{v:.6g}") for v in intercept],
         "train_examples": len(texts),
     }
+
+
+def _head(c: float, seed: int) -> Any:
+    """The classifier head, the same in cross-validation and in the final fit."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, solver="saga", max_iter=2000, random_state=seed)
 
 
 class _Classifier:
