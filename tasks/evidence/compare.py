@@ -29,7 +29,7 @@ Pure functions, no I/O; deterministic for a seed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,6 +188,7 @@ def paired_permutation_p(
 def compare_paired(
     examples: Sequence[PairedExample], *, seed: int = 0, resamples: int = 2000,
     correct_threshold: float = 1.0,
+    difference: Callable[[np.ndarray, np.ndarray], tuple[float, float, float]] | None = None,
 ) -> Comparison:
     """Compare the candidate with the incumbent on the same examples, overall and per slice.
 
@@ -197,6 +198,9 @@ def compare_paired(
             so each slice's result is deterministic on its own).
         resamples: Resamples for the bootstrap and the permutation test.
         correct_threshold: A score >= this counts as correct for flips and McNemar; in (0, 1].
+        difference: (incumbent scores, candidate scores) of a set of examples -> (diff, low, high),
+            used for the overall and every slice's difference and interval instead of the paired
+            bootstrap, e.g. a judge-calibrated one (`calibration.difference_hook`).
 
     Returns:
         The `Comparison`; slices are sorted by field, then value.
@@ -223,7 +227,7 @@ def compare_paired(
 
     def summarize(field: str | None, value: str | None, idx: np.ndarray) -> SliceComparison:
         return _summarize(field, value, inc[idx], cand[idx], test=test, seed=seed,
-                          resamples=resamples, threshold=correct_threshold)
+                          resamples=resamples, threshold=correct_threshold, difference=difference)
 
     overall = summarize(None, None, np.arange(len(examples)))
     groups: dict[tuple[str, str], list[int]] = {}
@@ -246,9 +250,13 @@ def compare_paired(
 def _summarize(
     field: str | None, value: str | None, inc: np.ndarray, cand: np.ndarray, *, test: str,
     seed: int, resamples: int, threshold: float,
+    difference: Callable[[np.ndarray, np.ndarray], tuple[float, float, float]] | None = None,
 ) -> SliceComparison:
     """Paired statistics of one set of examples."""
-    diff, low, high = paired_bootstrap_diff(inc, cand, seed=seed, resamples=resamples)
+    if difference is None:
+        diff, low, high = paired_bootstrap_diff(inc, cand, seed=seed, resamples=resamples)
+    else:
+        diff, low, high = (float(x) for x in difference(inc, cand))
     inc_ok = inc >= threshold
     cand_ok = cand >= threshold
     b = int(np.sum(inc_ok & ~cand_ok))
