@@ -262,6 +262,8 @@ def test_agreement_on_hand_checked_cases():
     # all one category on both sides: kappa undefined, not a number pretending to be one
     assert calibrate([1.0, 1.0], [1.0, 1.0], "pass_fail").agreement().kappa is None
     json.dumps(b.to_dict())
+    assert b.summary() == "judge vs 8 human judgements: agreement 62%, kappa 0.40, ties: judge 25%, people 25%"
+    assert a.summary() == "judge vs 6 human judgements: agreement 67%, kappa 0.33"
 
 
 def test_five_point_weighted_kappa_matches_sklearn():

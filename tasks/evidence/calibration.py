@@ -107,6 +107,16 @@ class Agreement:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def summary(self) -> str:
+        """One line for a report, e.g. `judge vs 80 human judgements: agreement 78%, kappa 0.55`."""
+        kappa = "undefined" if self.kappa is None else f"{self.kappa:.2f}"
+        line = f"judge vs {self.n} human judgements: agreement {self.raw_agreement:.0%}, kappa {kappa}"
+        if self.weighted_kappa is not None:
+            line += f" (quadratic-weighted {self.weighted_kappa:.2f})"
+        if self.judge_tie_rate is not None:
+            line += f", ties: judge {self.judge_tie_rate:.0%}, people {self.human_tie_rate:.0%}"
+        return line
+
 
 @dataclass(frozen=True)
 class Calibration:

@@ -6,7 +6,8 @@ that two independent intervals would carry. This is how a migration proves that 
 overall and per slice.
 
 - Quality difference: mean paired difference with a 95% paired-bootstrap percentile interval
-  (example indices resampled jointly for both configs, `numpy.random.default_rng(seed)`).
+  (example indices resampled jointly for both configs, `numpy.random.default_rng(seed)`), or the
+  caller's `difference` (e.g. a judged feature's, corrected for the judge's errors: `calibration.py`).
 - Flips: an example is *correct* when its score >= `correct_threshold`. Right -> wrong flips are
   regressions (count b), wrong -> right flips are improvements (count c). Computed for every
   metric; for graded metrics they depend on the threshold you choose.
