@@ -69,18 +69,36 @@ def test_corrected_interval_covers_the_true_difference_and_the_naive_one_does_no
     assert naive / studies < 0.5  # the naive difference is shrunk by sens + spec - 1 = 0.5
 
 
-def test_corrected_quality_covers_the_candidates_pass_rate():
+def _ppi_interval(judge_scores: np.ndarray, human: np.ndarray, judge_on_human: np.ndarray, seed: int) -> tuple[float, float]:
+    """Prediction-powered inference's estimate, mean(judge) + mean(human - judge on the human set),
+    with a bootstrap over both sets: the alternative calibration.py does not use."""
+    rng = np.random.default_rng(seed)
+    a = judge_scores[rng.integers(0, judge_scores.shape[0], (1000, judge_scores.shape[0]))].mean(axis=1)
+    r = human - judge_on_human
+    b = r[rng.integers(0, r.shape[0], (1000, r.shape[0]))].mean(axis=1)
+    low, high = np.percentile(a + b, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def test_corrected_quality_covers_the_candidates_pass_rate_and_ppi_does_not():
+    """The candidate truly passes 80%; the 100 human judgements are of answers passing 40%. PPI's
+    rectifier, measured where the judge's false passes weigh more, over-corrects the candidate."""
     rng = np.random.default_rng(7)
-    studies, covered = 100, 0
+    studies, covered, ppi = 100, 0, 0
     for s in range(studies):
         truth = (rng.random(300) < 0.8).astype(int)
         human = (rng.random(100) < 0.4).astype(int)
-        cal = calibrate(human.astype(float), _judge(human, rng), "pass_fail")
-        e = corrected_quality(_judge(truth, rng), cal, seed=s, resamples=1000)
+        judged_human = _judge(human, rng)
+        cal = calibrate(human.astype(float), judged_human, "pass_fail")
+        scores = _judge(truth, rng)
+        e = corrected_quality(scores, cal, seed=s, resamples=1000)
         assert 0.0 <= e.low <= e.point <= e.high <= 1.0
         covered += e.low <= 0.8 <= e.high
-    print(f"\ncoverage of the candidate's quality: {covered / studies:.2f}")
+        low, high = _ppi_interval(scores, human.astype(float), judged_human, seed=s)
+        ppi += low <= 0.8 <= high
+    print(f"\ncoverage of the candidate's quality: corrected {covered / studies:.2f}, PPI {ppi / studies:.2f}")
     assert covered / studies >= 0.88
+    assert ppi < covered
 
 
 PAIRWISE_CONFUSION = np.array([  # P(judge verdict | human verdict), rows/columns loss, tie, win
@@ -115,6 +133,18 @@ def test_corrected_preference_covers_the_true_net_win_rate():
     print(f"\npairwise coverage: corrected {corrected / studies:.2f}, naive {naive / studies:.2f}")
     assert corrected / studies >= 0.88
     assert naive < corrected
+
+
+def test_pairwise_without_human_ties_assumes_none_and_says_so():
+    rng = np.random.default_rng(12)
+    human = rng.choice([0, 2], size=100)  # people never tie
+    cal = calibrate(human / 2.0, _pairwise_judge(human, rng) / 2.0, "pairwise")
+    truth = rng.choice([0, 2], size=2000, p=[0.35, 0.65])
+    e = corrected_preference(_pairwise_judge(truth, rng) / 2.0, cal, resamples=500)
+    assert e.corrected and "humans never said ['tie']" in e.method
+    assert e.low <= 0.3 <= e.high and abs(e.point - 0.3) < 0.1
+    halved = corrected_preference(_pairwise_judge(truth, rng) / 2.0, cal, scale="score", resamples=500)
+    assert -0.5 <= halved.low <= halved.high <= 0.5 and "/ 2" in halved.method
 
 
 # --- exact values, edge cases ----------------------------------------------------------------------
@@ -234,6 +264,8 @@ def test_verdicts_off_the_scale_are_refused():
         calibrate([1.0], [1.5], "pass_fail")
     with pytest.raises(ValueError, match="not one of"):
         calibrate(["maybe"], ["win"], "pairwise")
+    with pytest.raises(ValueError, match="use corrected_preference"):
+        corrected_difference([1.0], [0.0], calibrate([1.0, 0.0], [1.0, 0.0], "pairwise"))
     with pytest.raises(ValueError, match="pairwise calibration"):
         corrected_preference([1.0], calibrate([1.0, 0.0], [1.0, 0.0], "pass_fail"))
 

@@ -20,7 +20,8 @@ pi_pass = (q_pass + spec - 1) / (sens + spec - 1); for win / tie / loss it is th
 inverse. It transfers across pass rates as long as the judge's error rates given the true verdict
 are the same on the candidate's answers as on the human-judged ones (non-differential errors): the
 assumption every report of a corrected number states. PPI is not offered: the labelled answers in a
-migration are never a random sample of the candidate's.
+migration are never a random sample of the candidate's, and with one human set shared by both
+configs its rectifier cancels out of a paired difference, leaving the uncorrected one.
 
 **Categories.** Every scale is a set of categories with a value on the score scale: `pass_fail`
 (fail 0, pass 1), `five_point` (1..5 -> (s - 1) / 4), `pairwise` (loss 0, tie 0.5, win 1). A human
@@ -216,6 +217,8 @@ def corrected_difference(
     if cand.shape != inc.shape:
         raise ValueError(f"cand_scores and inc_scores must pair the same examples, got {cand.shape[0]} and {inc.shape[0]}")
     d = cand - inc
+    if calibration is not None and calibration.scale == "pairwise":
+        raise ValueError("a pairwise judge scores the candidate against the incumbent: use corrected_preference")
     if calibration is None:
         low, high = percentile_bootstrap(d.shape[0], lambda idx: d[idx].mean(axis=1), seed=seed, resamples=resamples)
         return Estimate(float(d.mean()), low, high, f"paired bootstrap of the judge's scores; {PERFECT_JUDGE}", False)
