@@ -432,6 +432,9 @@ def test_other_file_errors(tmp_path, spec):
     csv_path.write_text("text,answer,verdict\nhi,a,pass\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"c\.csv: line 1 \(the header\): no column for input field `tone`"):
         load_human_judgements(csv_path, spec, "rubric")
+    csv_path.write_text("text,tone,answer,verdict\nhi,calm,a,pass\nhi,calm,a,good\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"c\.csv: line 3: field `verdict` is 'good'; expected \"pass\" or \"fail\""):
+        load_human_judgements(csv_path, spec, "rubric")
     csv_path.write_text("text,tone,answer,verdict\nhi,calm,a,pass\nhi,calm,a,b,pass\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"c\.csv: line 3 has 5 fields, but the header has 4"):
         load_human_judgements(csv_path, spec, "rubric")
