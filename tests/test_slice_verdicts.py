@@ -17,11 +17,19 @@ from offramp.tasks.evidence.compare import PairedExample, compare_paired, paired
 from offramp.tasks.evidence.judge import candidate
 from offramp.tasks.evidence.policy import SelectionPolicy, load_policy, select_release
 from offramp.tasks.evidence.verdicts import (
-    NOT_JUDGED, NOT_WORSE, TOO_FEW, WORSE, judge_slice, judge_slices, power_table, verdict_text,
+    NOT_JUDGED,
+    NOT_WORSE,
+    TOO_FEW,
+    WORSE,
+    judge_slice,
+    judge_slices,
+    power_table,
+    verdict_text,
 )
 from offramp.util import content_hash
 from offramp.warehouse.records import TrialMeasurement
 from tests.helpers import make_feature, make_space
+
 
 @pytest.fixture(scope="module")
 def harness():
