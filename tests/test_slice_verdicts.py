@@ -203,7 +203,7 @@ def test_dry_run_plan_shows_the_power_of_the_test_split(tmp_path, home):
     console = Console(record=True, width=200)
     render_plan(console, plan)
     text = console.export_text()
-    assert "assumed discordance 30%" in text and "group=g1: n=" in text and "smallest detectable drop" in text
+    assert "discordance 30%, assumed" in text and "group=g1: n=" in text and "smallest detectable drop" in text
     assert "more labelled examples" in text
 
 
@@ -236,4 +236,10 @@ def test_a_study_stores_its_power_and_its_slice_verdicts(harness, home, fake, tm
     assert all(r["verdict"] is None for r in rows if r["slice_field"] is None)
     text = markdown(load_report(wh, summary.study_id))
     assert "| verdict | detectable |" in text and "Power of the test split" in text
+    from offramp.tasks.evidence.terminal import render_report
+
+    console = Console(record=True, width=250)
+    render_report(console, load_report(wh, summary.study_id))
+    shown = console.export_text()
+    assert "Power of the test split" in shown and any(w in shown for w in ("not worse", "too few to tell", "worse"))
     assert json.loads(wh.fetch("select policy from studies where id = ?", [summary.study_id])[1][0][0])["values"]["slice_undecided"] == "warn"

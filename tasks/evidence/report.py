@@ -406,6 +406,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
                 name=f"trial {trial_id}", x=[f"{x['slice_field']}={x['slice_value']}" for x in rows], y=[x["diff"] for x in rows],
                 error_y={"type": "data", "symmetric": False, "array": [x["diff_ci_high"] - x["diff"] for x in rows],
                          "arrayminus": [x["diff"] - x["diff_ci_low"] for x in rows]},
+                hovertext=[f"n={x['n']}: {verdict_text(x)}; detectable before the study: {fmt(x.get('detectable_drop'))}" for x in rows],
             ))
         sfig.update_layout(title="Per slice: candidate - incumbent on the held-out split (paired 95% CI)", barmode="group", height=420)
         parts.append(sfig.to_html(full_html=False, include_plotlyjs=False))

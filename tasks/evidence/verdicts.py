@@ -220,8 +220,10 @@ def power_lines(rows: Sequence[PowerRow]) -> list[str]:
     if not rows:
         return []
     first = rows[0]
-    lines = [f"Power of the test split (assumed discordance {first.discordance:.0%}: {first.assumption}; 80% power; "
-             f"slices at {rows[-1].confidence:.2%} confidence, Bonferroni over {first.slices_judged} slice(s)):"]
+    slices = (f"; slices at {rows[-1].confidence:.2%} confidence, Bonferroni over {first.slices_judged} judged"
+              if len(rows) > 1 and first.slices_judged else "")
+    lines = [f"Power of the test split (discordance {first.discordance:.0%}, {first.assumption}; 80% power; "
+             f"overall at 95% confidence{slices}):"]
     for r in rows:
         target = "" if r.target_drop is None else (
             f"; reaches {r.target_drop:g} at n={r.n_needed}" + (f" ({r.more_needed} more labelled examples)" if r.more_needed else ""))
