@@ -33,6 +33,7 @@ from offramp.errors import BudgetExceeded, EndpointDown, UserError
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
 from offramp.tasks.evidence.judge import confirm_front
+from offramp.tasks.evidence.power import record_power, study_power
 from offramp.tasks.evidence.report import failed_trials, publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
@@ -177,6 +178,9 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
             max_spend_usd=cap, optuna_storage=safe_url(inputs.optuna_storage),
         )
     records.set_policy(wh, study_id, prepared.policy.identity(prepared.policy_source))
+    inc_dev_quality = next((r["quality"] for r in previous if r["role"] == "incumbent" and r["split"] == "dev"
+                            and r["status"] == "completed"), None)
+    record_power(wh, study_id, study_power(splits.test, prepared.policy, inc_dev_quality), logger)  # before any call
     study = _optuna_study(storage, study_id, wh)
 
     g = params.gateway
@@ -213,6 +217,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         summary.trials.append(incumbent_dev)
         if incumbent_dev.status != "completed":
             raise RuntimeError(f"the incumbent could not be evaluated on dev: {incumbent_dev.measurement.error}")
+        if inc_dev_quality is None:  # the assumed discordance, replaced by what the incumbent measured
+            record_power(wh, study_id, study_power(splits.test, prepared.policy, incumbent_dev.measurement.quality), logger)
         ctx.share = 1.0 / params.parallel
         settings = SearchSettings(
             max_trials=params.max_trials, max_wall_s=params.max_wall_s, racing=params.racing, parallel=params.parallel,

@@ -6,16 +6,17 @@ from offramp.tasks.evidence.policy import Candidate, SelectionPolicy, select_rel
 from offramp.warehouse.records import TrialMeasurement
 
 
-def cand(trial_id, q, cost, p95, diff, low, high, err=0.0, slices=None):
+def cand(trial_id, q, cost, p95, diff, low, high, err=0.0, slices=None, cis=None):
     test = TrialMeasurement(quality=q, cost_per_1k_usd=cost, latency_p95_s=p95, error_rate=err)
-    return Candidate(trial_id, f"c{trial_id}", test, diff, low, high, slices or {})
+    return Candidate(trial_id, f"c{trial_id}", test, diff, low, high, slices or {}, cis or {})
 
 
 FRONT = [
     cand(1, 0.80, 3.0, 0.5, +0.05, +0.01, +0.09),   # better, dear
     cand(2, 0.76, 1.0, 0.9, +0.01, -0.03, +0.05),   # non-inferior at 0.05, cheapest, slow
     cand(3, 0.70, 0.5, 0.2, -0.05, -0.12, +0.02),   # maybe worse: fails non-inferiority
-    cand(4, 0.78, 2.0, 0.3, +0.03, -0.01, +0.07, slices={"queue=cards": (-0.30, 12)}),  # a slice collapses
+    cand(4, 0.78, 2.0, 0.3, +0.03, -0.01, +0.07, slices={"queue=cards": (-0.30, 60)},  # a slice collapses, shown by its
+         cis={"queue=cards": (-0.42, -0.18)}),  # interval (slices are judged on intervals, not points, since issue 12)
 ]
 
 
@@ -25,7 +26,7 @@ def test_cheapest_that_meets_the_policy():
     verdicts = {v["trial_id"]: v for v in s.verdicts}
     assert verdicts[1]["accepted"] and not verdicts[3]["accepted"] and not verdicts[4]["accepted"]
     assert "lower end below -0.05" in verdicts[3]["why"]
-    assert "slice queue=cards drops -0.300" in verdicts[4]["why"]
+    assert "slice queue=cards -0.300 (n=60" in verdicts[4]["why"] and "worse than -0.15" in verdicts[4]["why"]
     assert "selected" in verdicts[2]["why"]
 
 

@@ -422,6 +422,13 @@ def store_evidence(wh: Warehouse, study_id: str, comparisons: list[dict], flips:
         con.execute(query("set_policy"), {"study_id": study_id, "policy": _json(policy)})
 
 
+def store_slice_power(wh: Warehouse, study_id: str, rows: list[dict]) -> None:
+    """Replace a study's power table (one transaction): `slice_power` rows without study_id."""
+    with wh.writer() as con:
+        con.execute(query("clear_slice_power"), {"study_id": study_id})
+        insert_rows(con, "insert_slice_power", [{"study_id": study_id, **r} for r in rows])
+
+
 def set_policy(wh: Warehouse, study_id: str, policy: dict) -> None:
     """Record the selection policy a study applies (its file, hash and values), from its start:
     a study stopped before its selection still says which policy it would have applied."""

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from offramp.tasks.evidence.compare import Comparison, PairedExample, compare_paired
 from offramp.tasks.evidence.confirm import chosen, confirmation_order, settled
 from offramp.tasks.evidence.policy import Candidate, Selection, SelectionPolicy, select_release
+from offramp.tasks.evidence.verdicts import SliceVerdict
 from offramp.tasks.feature.prompts import render_input
 from offramp.tasks.feature.spec import Example, Feature
 from offramp.warehouse import Warehouse, records
@@ -55,6 +56,18 @@ def _rows(study_id: str, dev_id: int, test_id: int, comparison: Comparison) -> t
     return comparisons, flips
 
 
+def with_verdicts(rows: list[dict], verdicts: Sequence[SliceVerdict]) -> list[dict]:
+    """comparisons rows with each slice's verdict (tasks.evidence.verdicts); the overall row and a study
+    without a slice limit get NULLs."""
+    by_name = {v.name: v for v in verdicts}
+    out = []
+    for row in rows:
+        v = by_name.get(f"{row['slice_field']}={row['slice_value']}") if row["slice_field"] is not None else None
+        out.append({**row, "verdict": v and v.verdict, "adj_confidence": v and v.confidence, "adj_ci_low": v and v.adj_low,
+                    "adj_ci_high": v and v.adj_high, "slices_judged": v and v.slices_judged, "n_needed": v and v.n_needed})
+    return out
+
+
 def candidate(dev_id: int, label: str, test: TrialMeasurement, comparison: Comparison) -> Candidate:
     """A front config as the policy judges it: its test measurement and its paired comparison
     (pure: bench/search_efficiency.py judges a synthetic study with it too)."""
@@ -62,6 +75,7 @@ def candidate(dev_id: int, label: str, test: TrialMeasurement, comparison: Compa
     return Candidate(
         trial_id=dev_id, label=label, test=test, diff=o.diff, diff_ci_low=o.diff_ci_low, diff_ci_high=o.diff_ci_high,
         slice_diffs={f"{s.field}={s.value}": (s.diff, s.n) for s in comparison.slices},
+        slice_cis={f"{s.field}={s.value}": (s.diff_ci_low, s.diff_ci_high) for s in comparison.slices},
     )
 
 
@@ -84,9 +98,9 @@ def judge_front(
         )
         comparisons[dev_id] = comparison
         more_rows, more_flips = _rows(study_id, dev_id, test.trial_id, comparison)
-        rows += more_rows
-        flips += more_flips
         candidates.append(candidate(dev_id, dev_by_id[dev_id].label, test.measurement, comparison))
+        rows += with_verdicts(more_rows, candidates[-1].slice_verdicts(policy))
+        flips += more_flips
     selection = select_release(incumbent_test.measurement.quality, candidates, policy)
     records.store_evidence(wh, study_id, rows, flips, policy.identity(policy_source))
     return selection, comparisons

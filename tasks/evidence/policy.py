@@ -6,7 +6,10 @@ held-out split, compared pairwise with the incumbent (tasks.compare):
   interval: `non_inferior` (default) needs the interval's LOWER end >= -tolerance (evidence that it
   is not worse); `not_worse` only needs the interval's UPPER end >= -tolerance (no evidence that it
   is worse: lenient, for small samples);
-- slices: no slice's point difference below `-max_slice_drop` (slices of at least `min_slice_n`);
+- slices (of at least `min_slice_n` examples), judged on their intervals with the number of slices
+  accounted for (tasks.evidence.verdicts): a slice shown `worse` than `-max_slice_drop` rejects; one
+  with too few examples to tell (`too_few`) warns (`slice_undecided: warn`, the default) or rejects
+  (`slice_undecided: block`);
 - cost, latency, error rate: at most `max_cost_per_1k_usd`, `max_latency_p95_s`, `max_error_rate`.
 Among the accepted, `prefer` picks: `cheapest` (default), `fastest`, `quality`, or `knee` (the
 accepted config closest to the ideal corner after scaling each objective to [0, 1]).
@@ -25,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from offramp.errors import UserError
 from offramp.search_spaces.validation import load_model
+from offramp.tasks.evidence.verdicts import TOO_FEW, WORSE, SliceVerdict, judge_slices
 from offramp.util import content_hash
 from offramp.warehouse.records import TrialMeasurement
 
@@ -40,12 +44,17 @@ class SelectionPolicy(BaseModel):
     max_latency_p95_s: float | None = Field(default=None, gt=0)
     max_error_rate: float | None = Field(default=0.05, ge=0, le=1)
     prefer: Literal["cheapest", "fastest", "quality", "knee"] = "cheapest"
+    # a slice with too few examples to tell whether it drops by more than max_slice_drop: warn (the default: a
+    # small slice can show nothing either way, and rejecting on no evidence made "nothing passes" the answer of
+    # most studies; the warning names the examples that would decide it) or block (reject, as if it were worse)
+    slice_undecided: Literal["warn", "block"] = "warn"
 
     def describe(self) -> str:
         bound = "lower" if self.quality_rule == "non_inferior" else "upper"
         parts = [f"quality vs incumbent: {bound} end of the paired 95% interval >= -{self.quality_tolerance:g}"]
         if self.max_slice_drop is not None:
-            parts.append(f"no slice (n >= {self.min_slice_n}) worse by more than {self.max_slice_drop:g}")
+            parts.append(f"no slice (n >= {self.min_slice_n}) shown worse by more than {self.max_slice_drop:g} "
+                         f"(its interval at 1 - 0.05/m, m = slices judged; too few to tell: {self.slice_undecided})")
         if self.max_cost_per_1k_usd is not None:
             parts.append(f"cost <= ${self.max_cost_per_1k_usd:g} per 1k")
         if self.max_latency_p95_s is not None:
@@ -59,7 +68,11 @@ class SelectionPolicy(BaseModel):
         the flow's parameters or the defaults), a hash of its values (two files with the same
         values have the same hash) and the values."""
         values = self.model_dump(mode="json")
-        return {"file": source, "hash": content_hash(values, length=12, compact=False), "values": values}
+        hashed = {k: v for k, v in values.items() if not (k in _ADDED and v == _ADDED[k])}  # old policies hash as before
+        return {"file": source, "hash": content_hash(hashed, length=12, compact=False), "values": values}
+
+
+_ADDED = {"slice_undecided": "warn"}  # fields added after studies stored policy hashes, with their defaults
 
 
 def load_policy(path: str | Path) -> SelectionPolicy:
@@ -84,6 +97,13 @@ class Candidate:
     diff_ci_low: float
     diff_ci_high: float
     slice_diffs: dict[str, tuple[float, int]] = field(default_factory=dict)  # "field=value" -> (diff, n)
+    slice_cis: dict[str, tuple[float, float]] = field(default_factory=dict)  # "field=value" -> its 95% (low, high)
+
+    def slice_verdicts(self, policy: SelectionPolicy) -> list[SliceVerdict]:
+        """Each slice judged under the policy (none when the policy sets no slice limit)."""
+        if policy.max_slice_drop is None:
+            return []
+        return judge_slices(self.slice_diffs, self.slice_cis, limit=policy.max_slice_drop, min_slice_n=policy.min_slice_n)
 
 
 @dataclass(frozen=True)
@@ -110,10 +130,9 @@ def violations(c: Candidate, policy: SelectionPolicy) -> list[str]:
             f"quality {c.diff:+.3f} vs incumbent, 95% CI [{c.diff_ci_low:+.3f}, {c.diff_ci_high:+.3f}]: "
             f"{end} end below -{policy.quality_tolerance:g}"
         )
-    if policy.max_slice_drop is not None:
-        for name, (diff, n) in sorted(c.slice_diffs.items()):
-            if n >= policy.min_slice_n and diff < -policy.max_slice_drop:
-                problems.append(f"slice {name} drops {diff:+.3f} (n={n}), more than {policy.max_slice_drop:g}")
+    for v in c.slice_verdicts(policy):
+        if v.verdict == WORSE or (v.verdict == TOO_FEW and policy.slice_undecided == "block"):
+            problems.append(f"{v.describe(policy.max_slice_drop)}" + ("; slice_undecided: block" if v.verdict == TOO_FEW else ""))
     if policy.max_cost_per_1k_usd is not None and c.test.cost_per_1k_usd > policy.max_cost_per_1k_usd:
         problems.append(f"cost ${c.test.cost_per_1k_usd:.4f}/1k above ${policy.max_cost_per_1k_usd:g}")
     if policy.max_latency_p95_s is not None and c.test.latency_p95_s > policy.max_latency_p95_s:
@@ -121,6 +140,13 @@ def violations(c: Candidate, policy: SelectionPolicy) -> list[str]:
     if policy.max_error_rate is not None and (c.test.error_rate or 0.0) > policy.max_error_rate:
         problems.append(f"error rate {c.test.error_rate:.3f} above {policy.max_error_rate:g}")
     return problems
+
+
+def warnings(c: Candidate, policy: SelectionPolicy) -> list[str]:
+    """What the policy lets pass but the report must say: slices too few to tell (slice_undecided: warn)."""
+    if policy.slice_undecided != "warn":
+        return []
+    return [f"warning: {v.describe(policy.max_slice_drop)}" for v in c.slice_verdicts(policy) if v.verdict == TOO_FEW]
 
 
 def _preferred(accepted: Sequence[Candidate], prefer: str) -> Candidate:
@@ -160,9 +186,9 @@ def select_release(incumbent_test_quality: float, candidates: Sequence[Candidate
     policy = policy or SelectionPolicy()
     verdicts, accepted = [], []
     for c in candidates:
-        problems = violations(c, policy)
+        problems, warned = violations(c, policy), warnings(c, policy)
         verdicts.append({"trial_id": c.trial_id, "config": c.label, "accepted": not problems,
-                         "why": "; ".join(problems) if problems else "meets every constraint"})
+                         "why": "; ".join([*(problems or ["meets every constraint"]), *warned])})
         if not problems:
             accepted.append(c)
     rule = policy.describe()

@@ -17,6 +17,7 @@ from offramp.errors import NoSuchStudy
 from offramp.search_spaces.strategies import strategy_class, strategy_names
 from offramp.tasks.evidence.latency import latency_note
 from offramp.tasks.evidence.policy import SelectionPolicy
+from offramp.tasks.evidence.verdicts import PowerRow, power_lines, verdict_interval, verdict_text
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
 from offramp.warehouse.records import Trial
@@ -78,6 +79,7 @@ class StudyReport:
     cap_changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every raise: from, to, when
     tuned: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # offramp's own models: labels learned from, cost
     composites: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # branch counts per composite trial
+    power: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # slice_power: what the test split could tell
 
     @property
     def study_id(self) -> str:
@@ -232,6 +234,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         money=(_rows(wh, "report_money", study_id) or [{}])[0], cap_changes=_rows(wh, "report_cap_changes", study_id),
         tuned=_rows(wh, "report_tuned", study_id),
         composites=_rows(wh, "report_composites", study_id),
+        power=_rows(wh, "report_slice_power", study_id),
     )
 
 
@@ -323,10 +326,16 @@ def markdown(r: StudyReport) -> str:
         lines.append(f"- trial {trial_id} ({r.trial(int(trial_id)).label}): {why}")
     worst = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:8]
     if worst:
-        lines += ["", "Largest slice drops (test):", "", "| trial | slice | n | incumbent | candidate | diff (95% CI) | p |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "Largest slice drops (test; verdict on the interval adjusted for the slices judged; detectable: what the "
+                  "split could tell before the study, see slice_power):", "",
+                  "| trial | slice | n | incumbent | candidate | diff (95% CI) | p | adjusted CI | verdict | detectable |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for x in worst:
             lines.append(f"| {x['trial_id']} | {x['slice_field']}={x['slice_value']} | {x['n']} | {fmt(x['incumbent_quality'])} | "
-                         f"{fmt(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {fmt(x['p_value'])} |")
+                         f"{fmt(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {fmt(x['p_value'])} | "
+                         f"{verdict_interval(x)} | {verdict_text(x)} | {fmt(x.get('detectable_drop'))} |")
+    if r.power:
+        lines += ["", *power_lines([PowerRow(**row) for row in r.power])]
     if r.composites:
         lines += ["", "Composite candidates (which branch answered how often):", ""] + [f"- {x}" for x in r.composite_lines()]
     warnings = r.unparsed_warnings()
@@ -397,6 +406,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
                 name=f"trial {trial_id}", x=[f"{x['slice_field']}={x['slice_value']}" for x in rows], y=[x["diff"] for x in rows],
                 error_y={"type": "data", "symmetric": False, "array": [x["diff_ci_high"] - x["diff"] for x in rows],
                          "arrayminus": [x["diff"] - x["diff_ci_low"] for x in rows]},
+                hovertext=[f"n={x['n']}: {verdict_text(x)}; detectable before the study: {fmt(x.get('detectable_drop'))}" for x in rows],
             ))
         sfig.update_layout(title="Per slice: candidate - incumbent on the held-out split (paired 95% CI)", barmode="group", height=420)
         parts.append(sfig.to_html(full_html=False, include_plotlyjs=False))

@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from offramp.tasks.evidence.report import StudyReport, fmt
+from offramp.tasks.evidence.verdicts import PowerRow, power_lines, verdict_interval, verdict_text
 
 
 def render_report(console: Console, r: StudyReport) -> None:
@@ -33,11 +34,15 @@ def render_report(console: Console, r: StudyReport) -> None:
     console.print(table)
     slices = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:6]
     if slices:
-        st = Table("trial", "slice", "n", "incumbent", "candidate", "diff [95% CI]", title="Largest slice drops (test)")
+        st = Table("trial", "slice", "n", "incumbent", "candidate", "diff [95% CI]", "adjusted CI", "verdict", "detectable (pre-study)",
+                   title="Largest slice drops (test)")
         for x in slices:
             st.add_row(str(x["trial_id"]), f"{x['slice_field']}={x['slice_value']}", str(x["n"]), fmt(x["incumbent_quality"]),
-                       fmt(x["candidate_quality"]), f"{x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}]")
+                       fmt(x["candidate_quality"]), f"{x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}]",
+                       verdict_interval(x), verdict_text(x), fmt(x.get("detectable_drop")))
         console.print(st)
+    for line in power_lines([PowerRow(**row) for row in r.power]):
+        console.print(escape(line), soft_wrap=True)
     regressed = [f for f in r.flips if f["direction"] == "regressed" and f["trial_id"] == sel.get("trial_id", sel.get("recommended_trial_id"))]
     if regressed:
         console.print(f"Right -> wrong under trial {regressed[0]['trial_id']} ({len(regressed)}), e.g.:")

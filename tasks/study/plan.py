@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from offramp.search_spaces.schema import Config, Strategy
+from offramp.tasks.evidence.power import study_power
+from offramp.tasks.evidence.verdicts import PowerRow, power_lines
 from offramp.tasks.feature.prompts import output_contract, render_answer, render_input
 from offramp.tasks.gateway.prices import BUNDLED, PriceBook
 from offramp.tasks.study.prepare import Prepared
@@ -82,6 +84,7 @@ class Plan:
     rates: list[Rate]
     concurrency: int
     policy: str
+    power: list[PowerRow] = dataclasses.field(default_factory=list)  # what the test split can tell (tasks.evidence.verdicts)
 
     @property
     def calls(self) -> int:
@@ -172,6 +175,7 @@ def plan_study(prepared: Prepared, params) -> Plan:
         phases=phases, per_call_usd=per_call, rates=_rates(list(per_call), prompt_tokens, max_tokens),
         concurrency=params.gateway.concurrency, incumbent=inc.model, candidates=candidates,
         policy=f"{prepared.policy.describe()} (from {prepared.policy_source or 'the parameters'})",
+        power=study_power(prepared.splits.test, prepared.policy),
     )
 
 
@@ -196,3 +200,5 @@ def render_plan(console: Console, plan: Plan) -> None:
         console.print(f"Time (worst case): ~{seconds / 60:.1f} min of calls one at a time; "
                       f"~{seconds / plan.concurrency / 60:.1f} min at --concurrency {plan.concurrency}")
     console.print(f"Policy: {plan.policy}", soft_wrap=True)
+    for line in power_lines(plan.power):
+        console.print(line, soft_wrap=True, markup=False)

@@ -19,4 +19,10 @@ SELECT
     UNNEST($improved) AS improved,
     UNNEST($p_value) AS p_value,
     UNNEST($test) AS test,
-    UNNEST($agreement_rate) AS agreement_rate;
+    UNNEST($agreement_rate) AS agreement_rate,
+    UNNEST($verdict) AS verdict,
+    UNNEST($adj_confidence) AS adj_confidence,
+    UNNEST($adj_ci_low) AS adj_ci_low,
+    UNNEST($adj_ci_high) AS adj_ci_high,
+    UNNEST($slices_judged) AS slices_judged,
+    UNNEST($n_needed) AS n_needed;
