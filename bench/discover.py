@@ -30,16 +30,16 @@ import time
 from offramp.tasks.evidence.discover import ComparedInput, discover_slices
 
 TOPICS = {
-    "cards": "card debit credit pin contactless chip physical virtual replace stolen lost expired activate limit".split(),
-    "transfers": "transfer wire sepa iban beneficiary recipient send received pending bank account arrive sort code".split(),
-    "refunds": "refund return merchant purchase dispute chargeback order item seller money back duplicate".split(),
-    "login": "login password app reset locked biometric face fingerprint two factor code device sign verification".split(),
-    "fees": "fee charge commission monthly plan premium cost interest overdraft statement extra why charged".split(),
-    "address": "address change move street postcode city update details name phone email residence proof".split(),
+    "cards": ["card", "debit", "credit", "pin", "contactless", "chip", "physical", "virtual", "replace", "stolen", "lost", "expired", "activate", "limit"],
+    "transfers": ["transfer", "wire", "sepa", "iban", "beneficiary", "recipient", "send", "received", "pending", "bank", "account", "arrive", "sort", "code"],
+    "refunds": ["refund", "return", "merchant", "purchase", "dispute", "chargeback", "order", "item", "seller", "money", "back", "duplicate"],
+    "login": ["login", "password", "app", "reset", "locked", "biometric", "face", "fingerprint", "two", "factor", "code", "device", "sign", "verification"],
+    "fees": ["fee", "charge", "commission", "monthly", "plan", "premium", "cost", "interest", "overdraft", "statement", "extra", "why", "charged"],
+    "address": ["address", "change", "move", "street", "postcode", "city", "update", "details", "name", "phone", "email", "residence", "proof"],
 }
-PLANTED = "abroad foreign currency exchange rate travel holiday atm overseas declined country".split()
-FILLER = ("i my the a is was can you please help how do why it not to with for on this today yesterday again still "
-          "need want tried").split()
+PLANTED = ["abroad", "foreign", "currency", "exchange", "rate", "travel", "holiday", "atm", "overseas", "declined", "country"]
+FILLER = ["i", "my", "the", "a", "is", "was", "can", "you", "please", "help", "how", "do", "why", "it", "not", "to", "with",
+          "for", "on", "this", "today", "yesterday", "again", "still", "need", "want", "tried"]
 
 
 def _sentence(rng: random.Random, words: list[str], neighbour: list[str], extra: list[str] | None = None) -> str:

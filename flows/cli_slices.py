@@ -4,7 +4,7 @@ the next study reports it like any declared slice. Registers on the one `offramp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,7 @@ def slices_save(
     study_id: Annotated[str, typer.Argument(help="the study that discovered the slice")],
     slice_id: Annotated[str, typer.Argument(help="the slice id, as the report shows it (e.g. 3-1)")],
     name: Annotated[str, typer.Option("--name", help="the declared slice's name (NAME=yes / NAME=no)")],
-    feature_dir: Annotated[Optional[Path], typer.Option(
+    feature_dir: Annotated[Path | None, typer.Option(
         "--feature", help="the feature folder (default: where the study's feature.yaml was loaded from)")] = None,
 ) -> None:
     """Write the slice's example ids to <feature>/slices/NAME.csv and add it to feature.yaml's

@@ -221,3 +221,24 @@ def test_cli_slices_save(tmp_path, home):
     assert {e.id for e in load_feature(folder).examples if e.slices["found"] == "yes"} == members
     missing = runner.invoke(app, ["slices", "save", "st", "9-9", "--name", "x"])
     assert missing.exit_code != 0 and "1-1" in str(missing.exception)
+
+
+def test_a_study_discovers_slices_for_every_confirmed_config_and_reports_them(home, fake, tmp_path):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.warehouse import Warehouse, warehouse_path
+    from tests.test_flow import run, setup_models
+
+    setup_models(fake)
+    with prefect_test_harness(server_startup_timeout=120):
+        summary = run(tmp_path, deprecated_model="fake/old")
+    wh = Warehouse(warehouse_path())
+    _, compared = wh.fetch("select distinct trial_id from comparisons where study_id = ? order by 1", [summary.study_id])
+    _, runs = wh.fetch("select trial_id, source, n_inputs, n_tested, rule from slice_discovery where study_id = ? order by 1",
+                       [summary.study_id])
+    assert compared and [r[0] for r in runs] == [r[0] for r in compared]
+    assert all(r[1] == "test" and r[2] == 20 and "Bonferroni" in r[4] for r in runs)
+    report = load_report(wh, summary.study_id)
+    text = markdown(report)
+    assert "Discovered slices" in text and all(f"- trial {r[0]} (test, 20 inputs" in text for r in runs)

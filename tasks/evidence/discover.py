@@ -76,6 +76,9 @@ class DiscoveryRule:
                 f"p-value against the overall rate is < {self.alpha:g}/{m} (Bonferroni over {m} tests: tree groups x signals)")
 
 
+DEFAULT_RULE = DiscoveryRule()
+
+
 @dataclass(frozen=True)
 class DiscoveredSlice:
     signal: str  # loss | disagree: the rate that is higher in the group
@@ -171,7 +174,7 @@ def _top_terms(w: Any, vocabulary: np.ndarray, idx: np.ndarray, k: int = 5) -> t
     return tuple(str(vocabulary[i]) for i in order[:k] if lift[i] > 0)
 
 
-def discover_slices(inputs: Sequence[ComparedInput], *, seed: int = 0, rule: DiscoveryRule = DiscoveryRule()) -> Discovery:
+def discover_slices(inputs: Sequence[ComparedInput], *, seed: int = 0, rule: DiscoveryRule = DEFAULT_RULE) -> Discovery:
     """Cluster `inputs` by their text and report the groups where the candidate loses or
     disagrees more than overall, under `rule` (see the module docstring)."""
     items = sorted(inputs, key=lambda x: x.example_id)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from offramp.tasks.evidence.compare import PairedExample
-from offramp.tasks.evidence.discover import ComparedInput, Discovery, DiscoveryRule, discover_slices
+from offramp.tasks.evidence.discover import DEFAULT_RULE, ComparedInput, Discovery, DiscoveryRule, discover_slices
 from offramp.tasks.evidence.judge import paired
 from offramp.tasks.feature.spec import Example, Feature
 from offramp.warehouse import Warehouse
@@ -60,7 +60,7 @@ def rows(study_id: str, trial_id: int, test_trial_id: int | None, source: str, f
 
 def store_discoveries(wh: Warehouse, study_id: str, source: str,
                       inputs_by_trial: Mapping[int, tuple[int | None, Sequence[ComparedInput]]], *, seed: int,
-                      rule: DiscoveryRule = DiscoveryRule()) -> dict[int, Discovery]:
+                      rule: DiscoveryRule = DEFAULT_RULE) -> dict[int, Discovery]:
     """Discover slices for each compared config (`dev trial id -> (its test trial id or None, its
     compared inputs)`) and replace the study's rows from `source`. Returns the discoveries."""
     runs, slices, found = [], [], {}
