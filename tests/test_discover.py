@@ -3,6 +3,7 @@ deterministic; stored and reported per compared config; saved into the feature a
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -170,6 +171,9 @@ def test_slice_file_errors_name_the_file_field_and_line(tmp_path):
     (folder / "slices" / "tail.csv").write_text("example_id\nnot-an-id\n")
     with pytest.raises(UserError, match=r"tail.csv line 2: example_id 'not-an-id' is not an example"):
         load_feature(folder)
+    (folder / "slices" / "tail.csv").write_text("id\n")
+    with pytest.raises(UserError, match=r"data.slice_files\[0\].path.*tail.csv has no `example_id` column"):
+        load_feature(folder)
     spec["data"]["slice_files"] = [{"name": "queue", "path": "slices/tail.csv"}]
     (folder / "feature.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(UserError, match="slice_files"):
@@ -226,7 +230,10 @@ def test_cli_slices_save(tmp_path, home):
 def test_a_study_discovers_slices_for_every_confirmed_config_and_reports_them(home, fake, tmp_path):
     from prefect.testing.utilities import prefect_test_harness
 
-    from offramp.tasks.evidence.report import load_report, markdown
+    from rich.console import Console
+
+    from offramp.tasks.evidence.report import load_report, markdown, write_html
+    from offramp.tasks.evidence.terminal import render_report
     from offramp.warehouse import Warehouse, warehouse_path
     from tests.test_flow import run, setup_models
 
@@ -242,3 +249,8 @@ def test_a_study_discovers_slices_for_every_confirmed_config_and_reports_them(ho
     report = load_report(wh, summary.study_id)
     text = markdown(report)
     assert "Discovered slices" in text and all(f"- trial {r[0]} (test, 20 inputs" in text for r in runs)
+    out = io.StringIO()
+    render_report(Console(file=out, width=200), report)
+    assert "Discovered slices" in out.getvalue() and f"- trial {runs[0][0]} (test, 20 inputs" in out.getvalue()
+    page = write_html(report, tmp_path / "r.html").read_text()
+    assert "<h2>Discovered slices</h2>" in page
