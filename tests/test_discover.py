@@ -229,7 +229,6 @@ def test_cli_slices_save(tmp_path, home):
 
 def test_a_study_discovers_slices_for_every_confirmed_config_and_reports_them(home, fake, tmp_path):
     from prefect.testing.utilities import prefect_test_harness
-
     from rich.console import Console
 
     from offramp.tasks.evidence.report import load_report, markdown, write_html

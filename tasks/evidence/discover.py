@@ -138,13 +138,19 @@ def embed(texts: Sequence[str], *, seed: int = 0, dims: int = 64) -> tuple[np.nd
     return normalize(dense), w, words
 
 
-def _exact(k: int, n: int, p0: float) -> tuple[float, float, float]:
-    """(one-sided p-value of k or more events in n at rate p0, 95% exact interval low, high)."""
+def _p_value(k: int, n: int, p0: float) -> float:
+    """One-sided exact binomial p-value of k or more events in n at rate p0."""
     from scipy import stats
 
-    result = stats.binomtest(k, n, min(max(p0, 0.0), 1.0), alternative="greater")
+    return float(stats.binom.sf(k - 1, n, min(max(p0, 0.0), 1.0)))
+
+
+def _interval(k: int, n: int) -> tuple[float, float]:
+    """95% exact (Clopper-Pearson) interval of k events in n."""
+    from scipy import stats
+
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-    return float(result.pvalue), float(ci.low), float(ci.high)
+    return float(ci.low), float(ci.high)
 
 
 def _groups(vectors: np.ndarray, floor: int) -> list[np.ndarray]:
@@ -176,7 +182,15 @@ def _top_terms(w: Any, vocabulary: np.ndarray, idx: np.ndarray, k: int = 5) -> t
 
 def discover_slices(inputs: Sequence[ComparedInput], *, seed: int = 0, rule: DiscoveryRule = DEFAULT_RULE) -> Discovery:
     """Cluster `inputs` by their text and report the groups where the candidate loses or
-    disagrees more than overall, under `rule` (see the module docstring)."""
+    disagrees more than overall, under `rule` (see the module docstring). One BLAS thread: the
+    matrices are small, and on a machine busy with model servers more threads made the SVD ~15x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _discover(inputs, seed, rule)
+
+
+def _discover(inputs: Sequence[ComparedInput], seed: int, rule: DiscoveryRule) -> Discovery:
     items = sorted(inputs, key=lambda x: x.example_id)
     n_all = len(items)
     if n_all > MAX_INPUTS:
@@ -217,7 +231,7 @@ def discover_slices(inputs: Sequence[ComparedInput], *, seed: int = 0, rule: Dis
                 events, size, p0 = int(disagree[idx].sum()), len(idx), overall_disagree
             if size < floor or events < rule.min_events or events / size <= p0:
                 continue
-            p, _, _ = _exact(events, size, p0)
+            p = _p_value(events, size, p0)
             if p < threshold:
                 passing.append((p, g, signal, idx))
     passing.sort(key=lambda t: (t[0], -len(t[3]), t[1], SIGNALS.index(t[2])))
@@ -241,10 +255,10 @@ def _describe(items, idx, signal, p, lost, known, disagree, vectors, w, vocabula
     sub = idx[known[idx]]
     losses, loss_n = int(lost[sub].sum()), len(sub)
     if loss_n:
-        _, loss_low, loss_high = _exact(losses, loss_n, 0.5)
+        loss_low, loss_high = _interval(losses, loss_n)
     every = np.ones(n, dtype=bool)
     disagreements = int(disagree[idx].sum())
-    _, dis_low, dis_high = _exact(disagreements, len(idx), 0.5)
+    dis_low, dis_high = _interval(disagreements, len(idx))
     centre = vectors[idx].mean(axis=0)
     closeness = vectors[idx] @ centre
     flagged = lost[idx] if signal == "loss" else disagree[idx]
