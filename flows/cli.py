@@ -467,7 +467,7 @@ def _show_usage_error(exc: Exception) -> None:
 
 
 # notify, watch and serve (the deprecation watch and the deployments) register themselves on `app`
-from offramp.flows import cli_watch  # noqa: E402, F401
+from offramp.flows import cli_slices, cli_watch  # noqa: E402, F401
 
 if __name__ == "__main__":
     # `python -m offramp.flows.cli`: run the imported module, on whose `app` every command registered

@@ -32,6 +32,7 @@ from offramp import stopping
 from offramp.errors import BudgetExceeded, EndpointDown, UserError
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
+from offramp.tasks.evidence.discovered import discover_front
 from offramp.tasks.evidence.judge import confirm_front
 from offramp.tasks.evidence.power import record_power, study_power
 from offramp.tasks.evidence.report import failed_trials, publish
@@ -255,6 +256,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         selection, test_by_source, not_confirmed = confirm_front(  # only what can still win is confirmed on test
             wh, study_id, feature, splits.test, incumbent_dev, incumbent_test, summary.front + mixed, by_id, confirm,
             prepared.policy, seed, policy_source=prepared.policy_source)
+        discover_front(wh, study_id, feature, splits.test, incumbent_test, test_by_source, seed)  # the long tail's bad corners
         summary.front += [dev_id for dev_id in test_by_source if dev_id not in summary.front]
         summary.trials += list(test_by_source.values())
         summary.status, summary.error, selection = _judged_with_failures(wh, study_id, selection)

@@ -15,6 +15,7 @@ from typing import Any
 
 from offramp.errors import NoSuchStudy
 from offramp.search_spaces.strategies import strategy_class, strategy_names
+from offramp.tasks.evidence.discovered_report import discovered_lines
 from offramp.tasks.evidence.latency import latency_note
 from offramp.tasks.evidence.policy import SelectionPolicy
 from offramp.tasks.evidence.verdicts import PowerRow, power_lines, verdict_interval, verdict_text
@@ -32,6 +33,7 @@ QUERIES = {
     "models": "SELECT * FROM v_model_health WHERE study_id = '{id}'",
     "endpoints": "SELECT * FROM study_models WHERE study_id = '{id}'",
     "composites": "SELECT * FROM composites WHERE study_id = '{id}'",
+    "discovered": "SELECT * FROM v_discovered_slices WHERE study_id = '{id}'",
 }
 
 
@@ -80,6 +82,12 @@ class StudyReport:
     tuned: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # offramp's own models: labels learned from, cost
     composites: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # branch counts per composite trial
     power: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # slice_power: what the test split could tell
+    discovery: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # slice discovery runs (report_discovery)
+    discovered: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # discovered slices (report_discovered)
+
+    def discovered_lines(self) -> list[str]:
+        """The "discovered slices" section (tasks/evidence/discovered_report.py)."""
+        return discovered_lines(self.discovery, self.discovered)
 
     @property
     def study_id(self) -> str:
@@ -235,6 +243,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         tuned=_rows(wh, "report_tuned", study_id),
         composites=_rows(wh, "report_composites", study_id),
         power=_rows(wh, "report_slice_power", study_id),
+        discovery=_rows(wh, "report_discovery", study_id), discovered=_rows(wh, "report_discovered", study_id),
     )
 
 
@@ -336,6 +345,7 @@ def markdown(r: StudyReport) -> str:
                          f"{verdict_interval(x)} | {verdict_text(x)} | {fmt(x.get('detectable_drop'))} |")
     if r.power:
         lines += ["", *power_lines([PowerRow(**row) for row in r.power])]
+    lines += r.discovered_lines()
     if r.composites:
         lines += ["", "Composite candidates (which branch answered how often):", ""] + [f"- {x}" for x in r.composite_lines()]
     warnings = r.unparsed_warnings()
@@ -429,6 +439,8 @@ def write_html(r: StudyReport, path: Path) -> Path:
         page.append("</table>")
     else:
         page.append("<p>No example changed correctness.</p>")
+    if r.discovery:
+        page += ["<h2>Discovered slices</h2><pre>", html.escape("\n".join(r.discovered_lines()).strip()), "</pre>"]
     page += ["<h2>Money</h2>", *[f"<p>{html.escape(line)}</p>" for line in r.money_lines()]]
     page += ["<h2>Queries</h2><ul>", *[f"<li><code>{html.escape(q)}</code></li>" for q in r.queries().values()], "</ul></body></html>"]
     path.parent.mkdir(parents=True, exist_ok=True)

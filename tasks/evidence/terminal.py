@@ -58,6 +58,8 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(f"[bold red]Failed trials:[/] {escape(r.failed_summary() or '')}", soft_wrap=True)
     for v in sel.get("verdicts", []):
         console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+    for line in r.discovered_lines():
+        console.print(escape(line), soft_wrap=True)
     for line in r.composite_lines():
         console.print(f"[cyan]composite[/] {escape(line)}", soft_wrap=True)
     for warning in r.unparsed_warnings():

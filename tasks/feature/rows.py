@@ -48,3 +48,22 @@ def csv_rows(path: Path, text: str) -> list[dict[str, Any]]:
             )
         rows.append(row)
     return rows
+
+
+def slice_file_ids(path: Path, spec_path: Path, field: str, known: set[str]) -> set[str]:
+    """The example ids a slice file lists (`data.slice_files`: a CSV with an `example_id` column),
+    each checked to be an example of the data."""
+    text = read_utf8(path, error=UserError)
+    header = next(csv.reader(io.StringIO(text, newline="")), [])
+    if "example_id" not in header:
+        raise UserError(f"{spec_path}: field `{field}`: {path.name} has no `example_id` column (its header: {header}); "
+                        "expected a CSV with an `example_id` column")
+    rows = csv_rows(path, text)
+    ids = set()
+    for number, row in enumerate(rows, start=2):  # line 1 is the header
+        value = str(row["example_id"]).strip()
+        if value not in known:
+            raise UserError(f"{spec_path}: field `{field}`: {path.name} line {number}: example_id {value!r} is not an example "
+                            "of the data; expected ids of the data's examples")
+        ids.add(value)
+    return ids

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from offramp.errors import UserError
 from offramp.search_spaces.schema import ModelEntry, Settings, split_model_entries
 from offramp.search_spaces.validation import load_model
-from offramp.tasks.feature.rows import read_rows
+from offramp.tasks.feature.rows import read_rows, slice_file_ids
 from offramp.util import content_hash
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -127,12 +127,30 @@ class UnlabeledSpec(_Frozen):
     served_column: str = Field(min_length=1, description="the column holding the incumbent's recorded answer")
 
 
+class SliceFile(_Frozen):
+    """A declared slice given as a list of example ids (`offramp slices save` writes one from a
+    discovered slice): a CSV with an `example_id` column; listed examples get slice tag `name`=yes,
+    the others `name`=no."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    path: str = Field(min_length=1)
+
+
 class DataSpec(_Frozen):
     files: list[DataFile] = Field(min_length=1)
     columns: dict[str, str] = Field(description="signature field -> column in the data files")
     id_column: str | None = None
     slices: list[str] = Field(default_factory=list, description="columns whose values tag slices")
     unlabeled: UnlabeledSpec | None = None
+    slice_files: list[SliceFile] = Field(default_factory=list, description="slices declared as lists of example ids")
+
+    @model_validator(mode="after")
+    def _slice_names(self) -> DataSpec:
+        names = [f.name for f in self.slice_files]
+        clash = sorted({n for n in names if names.count(n) > 1 or n in self.slices})
+        if clash:
+            raise ValueError(f"`slice_files` names must be unique and differ from `slices` columns; repeated: {clash}")
+        return self
 
 
 class MetricSpec(_Frozen):
@@ -239,6 +257,8 @@ class FeatureSpec(_Frozen):
             dumped["incumbent"].pop("endpoint", None)
         if dumped["data"].get("unlabeled") is None:  # likewise a feature without unlabeled inputs
             dumped["data"].pop("unlabeled", None)
+        if not dumped["data"].get("slice_files"):  # likewise a feature without slice files
+            dumped["data"].pop("slice_files", None)
         return content_hash(dumped, compact=False)
 
 
@@ -370,6 +390,7 @@ def load_feature(folder: Path | str) -> Feature:
     ids = [e.id for e in examples]
     if len(set(ids)) != len(ids):
         raise UserError(f"{spec_path}: field `data.id_column`: example ids are not unique")
+    examples = _tag_slice_files(spec, spec_path, root, examples)
     shipped = _shipped_demos(spec, spec_path, examples)
     if shipped:  # the shipped prompt shows exactly these: its demo count is theirs
         inc = spec.incumbent
@@ -380,6 +401,18 @@ def load_feature(folder: Path | str) -> Feature:
         spec = spec.model_copy(update={"incumbent": inc.model_copy(update={"settings": settings})})
     return Feature(spec=spec, root=root, spec_path=spec_path, examples=tuple(examples), shipped_demos=shipped,
                    unlabeled=_unlabeled(spec, spec_path, root))
+
+
+def _tag_slice_files(spec: FeatureSpec, spec_path: Path, root: Path, examples: list[Example]) -> list[Example]:
+    """`data.slice_files`: each listed example gets slice tag NAME=yes, every other NAME=no."""
+    for number, sf in enumerate(spec.data.slice_files):
+        field = f"data.slice_files[{number}].path"
+        path = (root / sf.path).resolve()
+        if not path.is_file():
+            raise UserError(f"{spec_path}: field `{field}`: {path} does not exist; expected a CSV with an `example_id` column")
+        ids = slice_file_ids(path, spec_path, field, {e.id for e in examples})
+        examples = [e.model_copy(update={"slices": {**e.slices, sf.name: "yes" if e.id in ids else "no"}}) for e in examples]
+    return examples
 
 
 def _unlabeled(spec: FeatureSpec, spec_path: Path, root: Path) -> tuple[Example, ...]:
