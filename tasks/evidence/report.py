@@ -17,6 +17,7 @@ from offramp.errors import NoSuchStudy
 from offramp.search_spaces.strategies import strategy_class, strategy_names
 from offramp.tasks.evidence.latency import latency_note
 from offramp.tasks.evidence.policy import SelectionPolicy
+from offramp.tasks.evidence.samples_report import sample_lines
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
 from offramp.warehouse.records import Trial
@@ -31,6 +32,7 @@ QUERIES = {
     "models": "SELECT * FROM v_model_health WHERE study_id = '{id}'",
     "endpoints": "SELECT * FROM study_models WHERE study_id = '{id}'",
     "composites": "SELECT * FROM composites WHERE study_id = '{id}'",
+    "samples": "SELECT * FROM v_sample_agreement WHERE study_id = '{id}'",
 }
 
 
@@ -78,6 +80,8 @@ class StudyReport:
     cap_changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every raise: from, to, when
     tuned: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # offramp's own models: labels learned from, cost
     composites: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # branch counts per composite trial
+    samples: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per samples trial: agreement with what was served
+    sample_stage: dict[str, Any] | None = None  # the samples stage: n chosen and why (tasks/study/samples.py)
 
     @property
     def study_id(self) -> str:
@@ -232,6 +236,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         money=(_rows(wh, "report_money", study_id) or [{}])[0], cap_changes=_rows(wh, "report_cap_changes", study_id),
         tuned=_rows(wh, "report_tuned", study_id),
         composites=_rows(wh, "report_composites", study_id),
+        samples=_rows(wh, "report_samples", study_id), sample_stage=(_rows(wh, "report_sample_stage", study_id) or [None])[0],
     )
 
 
@@ -329,6 +334,7 @@ def markdown(r: StudyReport) -> str:
                          f"{fmt(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {fmt(x['p_value'])} |")
     if r.composites:
         lines += ["", "Composite candidates (which branch answered how often):", ""] + [f"- {x}" for x in r.composite_lines()]
+    lines += sample_lines(r.sample_stage, r.samples)
     warnings = r.unparsed_warnings()
     if warnings:
         lines += ["", "Answers that could not be parsed (they score 0):", ""] + [f"- {w}" for w in warnings]
