@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from offramp.errors import UserError
 from offramp.tasks.feature.samples import agreement_metric
@@ -51,9 +50,9 @@ def test_columns_jsonl_with_dotted_paths_and_timestamps(tmp_path):
     s = {x.id: x for x in feature.samples}
     assert list(s) == ["r1", "r2", "r3", "r4"]
     assert s["r1"].inputs == {"text": "card about apple"} and s["r1"].served == {"label": "alpha"}
-    assert s["r1"].timestamp == dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    assert s["r1"].timestamp == dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert s["r2"].served == {"label": "beta"}  # read by the shipped prompt's parser, leniently
-    assert s["r2"].timestamp == s["r3"].timestamp == dt.datetime(2026, 1, 2, 3, 0, tzinfo=dt.timezone.utc)  # seconds, milliseconds
+    assert s["r2"].timestamp == s["r3"].timestamp == dt.datetime(2026, 1, 2, 3, 0, tzinfo=dt.UTC)  # seconds, milliseconds
     assert s["r3"].served is None and s["r3"].served_text == "no idea"  # served, but unreadable: kept, not comparable
     assert s["r4"].served is None and s["r4"].served_text is None and s["r4"].timestamp is None
     assert [x.id for x in seeded_order(feature.samples, 0)] and {x.id for x in seeded_order(feature.samples, 0)} == {"r1", "r2"}
@@ -73,7 +72,7 @@ def test_columns_csv(tmp_path):
                                                "served_column": "answer", "timestamp_column": "when"}))
     assert [(x.id, x.inputs["text"], x.served, x.line) for x in feature.samples] == [
         ("log-2", "about apple, and more", {"label": "alpha"}, 2), ("log-3", "about grape", {"label": "gamma"}, 3)]
-    assert feature.samples[1].timestamp == dt.datetime(2026, 1, 1, 11, tzinfo=dt.timezone.utc)
+    assert feature.samples[1].timestamp == dt.datetime(2026, 1, 1, 11, tzinfo=dt.UTC)
 
 
 def test_openai_chat(tmp_path):
@@ -92,8 +91,8 @@ def test_openai_chat(tmp_path):
     s = feature.samples
     assert [x.inputs["text"] for x in s] == ["first about apple", "latest about grape", "a message object"]
     assert [x.served for x in s] == [{"label": "alpha"}, {"label": "gamma"}, {"label": "beta"}]
-    assert s[0].timestamp == dt.datetime.fromtimestamp(1_700_000_000, dt.timezone.utc)  # the completion's `created`
-    assert s[1].timestamp == dt.datetime(2026, 1, 31, 23, tzinfo=dt.timezone.utc)
+    assert s[0].timestamp == dt.datetime.fromtimestamp(1_700_000_000, dt.UTC)  # the completion's `created`
+    assert s[1].timestamp == dt.datetime(2026, 1, 31, 23, tzinfo=dt.UTC)
     assert s[2].timestamp is None and [x.id for x in s] == ["calls-1", "calls-2", "calls-3"]
 
 
@@ -126,7 +125,7 @@ def test_litellm_spend_log_jsonl_and_csv(tmp_path):
     for suffix in ("", "-csv"):
         assert s["a1" + suffix].inputs == {"text": "about apple"} and s["a1" + suffix].served == {"label": "alpha"}
         assert s["a2" + suffix].served == {"label": "beta"}
-        assert s["a2" + suffix].timestamp == dt.datetime(2026, 3, 1, 11, tzinfo=dt.timezone.utc)  # startTime
+        assert s["a2" + suffix].timestamp == dt.datetime(2026, 3, 1, 11, tzinfo=dt.UTC)  # startTime
         assert s["a3" + suffix].served is None  # a failed request: nothing was served
     assert s["a1"].line == 1 and s["a1-csv"].line == 2
 
@@ -137,7 +136,7 @@ def bad_load(tmp_path: Path, lines: list, samples: dict | None = None) -> str:
     root.mkdir(exist_ok=True)
     write_jsonl(root / "traffic.jsonl", lines)
     spec = samples or {"files": [{"path": "traffic.jsonl"}], "format": "openai_chat"}
-    with pytest.raises(UserError) as info:
+    with pytest.raises(UserError, match=r" line \d+: field `") as info:
         load_feature(with_samples(root, spec))
     return str(info.value)
 
@@ -348,10 +347,10 @@ def test_small_cap_gives_a_smaller_sample_and_nothing_affordable_gives_none(harn
 
 
 def test_dry_run_plan_shows_the_samples_stage(home, tmp_path):
+    from offramp.flows.migrate_feature import study_inputs
     from offramp.flows.params import MigrateParams
     from offramp.tasks.study.plan import plan_study
     from offramp.tasks.study.prepare import prepare
-    from offramp.flows.migrate_feature import study_inputs
 
     root = tmp_path / "feature"
     root.mkdir()
