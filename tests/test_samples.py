@@ -362,3 +362,21 @@ def test_dry_run_plan_shows_the_samples_stage(home, tmp_path):
     plan = plan_study(prepare(study_inputs(params)), params)
     phase = next(p for p in plan.phases if p.name.startswith("production samples"))
     assert (phase.configs, phase.examples, phase.calls) == (3, 12, 36) and phase.worst_usd > 0
+
+
+def test_cli_refuses_a_bad_samples_file_with_exit_2_before_anything_is_paid(home, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "feature"
+    root.mkdir()
+    write_jsonl(root / "traffic.jsonl", [good_chat(), {"response": "alpha"}])
+    folder = with_samples(root, {"files": [{"path": "traffic.jsonl"}], "format": "openai_chat"})
+    env = {**os.environ, "OFFRAMP_HOME": str(home), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    result = subprocess.run([sys.executable, "-m", "offramp.flows.cli", "migrate", str(folder), "--space", "local-zoo"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    message = " ".join(result.stderr.split())
+    assert "traffic.jsonl line 2: field `messages`: expected a list of chat messages with a user message" in message
+    assert "Traceback" not in result.stderr and not (home / "warehouse.duckdb").exists()

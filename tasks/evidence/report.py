@@ -425,6 +425,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
         page.append("</table>")
     else:
         page.append("<p>No example changed correctness.</p>")
+    page += [f"<p>{html.escape(line.replace('**', ''))}</p>" for line in sample_lines(r.sample_stage, r.samples) if line]
     page += ["<h2>Money</h2>", *[f"<p>{html.escape(line)}</p>" for line in r.money_lines()]]
     page += ["<h2>Queries</h2><ul>", *[f"<li><code>{html.escape(q)}</code></li>" for q in r.queries().values()], "</ul></body></html>"]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ and second half of the sample by timestamp) when the log has timestamps."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 
@@ -27,7 +28,8 @@ def sample_lines(stage: dict[str, Any] | None, rows: list[dict[str, Any]]) -> li
         return []
     span = ""
     if stage["first_at"] is not None:
-        span = f" (logged from {stage['first_at']:%Y-%m-%d %H:%M} to {stage['last_at']:%Y-%m-%d %H:%M} UTC by timestamp)"
+        first, last = (x.astimezone(dt.UTC) if x.tzinfo else x for x in (stage["first_at"], stage["last_at"]))
+        span = f" (logged from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC by timestamp)"
     head = f"**Production sample:** {stage['n_chosen']} of {stage['n_logged']} logged inputs{span}"
     if stage["n_served"] != stage["n_logged"]:
         head += f"; {stage['n_logged'] - stage['n_served']} without a served answer the shipped parser reads were not sampled"

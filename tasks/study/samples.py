@@ -169,6 +169,9 @@ def run_samples_stage(ctx: StudyContext, incumbent: Config, incumbent_dev: Trial
             log(f"production samples: {reason}")
         return row
 
+    if ctx.budget_exhausted:
+        return done("skipped: the spend cap was reached before the stage (a call was refused); raise --max-spend "
+                    "(with --raise-cap) to compare with production traffic")
     not_comparable = comparable(feature) if judge is None else None
     if not_comparable:
         return done(f"skipped: {not_comparable}")
