@@ -96,6 +96,25 @@ def test_openai_chat(tmp_path):
     assert s[2].timestamp is None and [x.id for x in s] == ["calls-1", "calls-2", "calls-3"]
 
 
+def test_openai_chat_json_answer_as_content(tmp_path):
+    root = tmp_path / "f"
+    root.mkdir()
+    json_output = {"signature": {"inputs": [{"name": "text"}], "outputs": [
+        {"name": "label", "type": "json", "json_schema": {"type": "object", "properties": {"kind": {"type": "string"}}}}]},
+        "metric": "json_f1"}
+    write_jsonl(root / "calls.jsonl", [
+        {"messages": [{"role": "user", "content": "about apple"}], "response": '{"kind": "fruit"}'},
+        {"messages": [{"role": "user", "content": "about grape"}], "response": completion('{"kind": "berry"}')},
+    ])
+    make_feature(root, extra={**json_output, "data": {**DATA, "samples": {"files": [{"path": "calls.jsonl"}], "format": "openai_chat"}}})
+    (root / "data.csv").write_text("id,text,label,group\n" + "".join(f'e{i},t {i},"{{""kind"": ""k{i}""}}",g\n' for i in range(60)))
+    feature = load_feature(root)
+    assert [x.served for x in feature.samples] == [{"label": {"kind": "fruit"}}, {"label": {"kind": "berry"}}]
+    m = agreement_metric(feature)
+    assert m.score(feature.samples[0].served, {"label": {"kind": "fruit"}}) == 1.0
+    assert m.score(feature.samples[0].served, {"label": {"kind": "berry"}}) == 0.0
+
+
 def spend_log_row(request_id: str, text: str, answer: str, start: str, *, status: str = "success") -> dict:
     """A row of LiteLLM's LiteLLM_SpendLogs table as exported: `messages`/`response` as JSON strings."""
     return {"request_id": request_id, "call_type": "acompletion", "api_key": "88dc28d0f030c55ed4ab77ed8faf098196cb1c05df778539800c9f1243fe6b4b",

@@ -133,11 +133,13 @@ def _user_input(messages: Any) -> str:
 def _served_text(response: Any, field: str) -> str | None:
     """What was served: a chat completion's first choice content, a message's content, or the
     content itself. None: nothing was served (no response logged)."""
-    response = _maybe_json(response)
+    logged, response = response, _maybe_json(response)
     if response is None or response == {} or response == "":
         return None
     if isinstance(response, str):
         return response
+    if isinstance(logged, str) and not (isinstance(response, dict) and ("choices" in response or "content" in response)):
+        return logged  # the content itself, a JSON answer (a JSON-string column holding a completion was decoded above)
     if isinstance(response, dict):
         if isinstance(response.get("choices"), list):
             if not response["choices"]:
