@@ -111,12 +111,16 @@ def entries(ctx: StudyContext, incumbent: Config, incumbent_dev: Trial, configs:
     wanted = [incumbent_dev.trial_id]
     wanted += [i for i, t in confirmed.items() if t.status == "completed"]
     wanted += [i for i, t in dev_by_id.items() if t.role == "naive_swap" and t.status == "completed" and t.split == "dev"]
-    chosen, notes = [], []
+    chosen, notes, seen = [], [], {}
     for dev_id in dict.fromkeys(wanted):
         config = incumbent if dev_id == incumbent_dev.trial_id else configs.get(dev_id)
         if config is None:
             notes.append(f"trial {dev_id} ({dev_by_id[dev_id].label}): a composite, not run on samples")
             continue
+        if config.config_hash() in seen:  # a sampled config the same as a naive swap: its answers would be the same
+            notes.append(f"trial {dev_id}: the same config as trial {seen[config.config_hash()]}")
+            continue
+        seen[config.config_hash()] = dev_id
         role = "incumbent" if dev_id == incumbent_dev.trial_id else dev_by_id[dev_id].role
         if config.strategy.kind.shipped_prompt:
             demos = tuple(shipped_prompt_demos(ctx.feature, ctx.train, config.settings.demos, ctx.seed))
