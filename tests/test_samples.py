@@ -245,6 +245,15 @@ def test_agreement_metric_by_target_type(tmp_path):
     assert m.score({"label": 2.0}, {"label": 2.4}) == 1.0 and m.score({"label": 2.0}, {"label": 2.6}) == 0.0
 
 
+def test_text_targets_need_a_judge(tmp_path):
+    from offramp.tasks.feature.samples import comparable
+
+    assert comparable(load_feature(make_feature(tmp_path / "label"))) is None
+    text = {"signature": {"inputs": [{"name": "text"}], "outputs": [{"name": "label", "type": "text"}]}, "metric": "exact_match"}
+    reason = comparable(load_feature(make_feature(tmp_path / "text", extra=text)))
+    assert reason is not None and "pairwise judge" in reason
+
+
 def test_choose_size_from_the_budget():
     costs = [0.01] * 50
     no_cap = choose_size(costs, 30, None, configs=3)
@@ -294,16 +303,15 @@ def study(tmp_path: Path, fake, *, max_samples: int, pad: int = 0, **params):
     folder = with_samples(root, {"files": [{"path": "traffic.jsonl"}], "columns": {"text": "text"}, "served_column": "served",
                                  "timestamp_column": "ts", "id_column": "id", "max_samples": max_samples})
     space = make_space(tmp_path / "space.yaml", ["fake/good"], output_mode=["text"])
-    summary = migrate_feature(MigrateParams(feature_dir=str(folder), space=str(space), trigger="cli", max_trials=2,
-                                            deprecated_model="fake/old", **params))
-    return summary, {r["id"]: r for r in rows}
+    params = MigrateParams(feature_dir=str(folder), space=str(space), trigger="cli", max_trials=2, deprecated_model="fake/old", **params)
+    return migrate_feature(params), {r["id"]: r for r in rows}, params
 
 
 def test_study_compares_candidates_with_what_was_served(harness, home, fake, tmp_path):
     from offramp.tasks.evidence.report import load_report, markdown
     from offramp.warehouse import Warehouse, warehouse_path
 
-    summary, rows = study(tmp_path, fake, max_samples=12)
+    summary, rows, params = study(tmp_path, fake, max_samples=12)
     assert summary.status == "completed"
     wh = Warehouse(warehouse_path())
     _, [(status, n_logged, n_served, n_chosen, configs, reason)] = wh.fetch(
@@ -339,13 +347,28 @@ def test_study_compares_candidates_with_what_was_served(harness, home, fake, tmp
     assert "**Production sample:** 12 of 30 logged inputs (logged from 2026-01-01 00:00 to 2026-01-02 05:00 UTC by timestamp)" in text
     assert f"incumbent re-run {trials[0][6]:.3f} [{trials[0][7]:.3f}, {trials[0][8]:.3f}]" in text
     assert "Agreement by time (first and second half of the sample by timestamp)" in text
+    # a run killed during the stage (its row not written yet): the same command resumes the study and
+    # runs the stage again, from the cache (nothing paid twice), without doubling the answers
+    from offramp.flows.migrate_feature import migrate_feature
+
+    with wh.writer() as con:
+        con.execute("update studies set status = 'interrupted' where id = ?", [summary.study_id])
+        con.execute("delete from sample_stages where study_id = ?", [summary.study_id])
+    again = migrate_feature(params)
+    assert again.study_id == summary.study_id and again.resumed and again.status == "completed"
+    _, [(n_trials, n_answers, n_stages, paid_again)] = wh.fetch(
+        "select (select count(*) from trials where study_id = $1 and split = 'samples'), "
+        "(select count(*) from sample_answers where study_id = $1), (select count(*) from sample_stages where study_id = $1), "
+        "(select sum(spend_usd) from trials where study_id = $1 and split = 'samples' and trial_id > $2)",
+        [summary.study_id, max(t[0] for t in trials)])
+    assert (n_trials, n_answers, n_stages, paid_again) == (2 * len(trials), 12 * len(trials), 1, 0.0)
 
 
 def test_small_cap_gives_a_smaller_sample_and_nothing_affordable_gives_none(harness, home, fake, tmp_path):
     from offramp.warehouse import Warehouse, warehouse_path
 
     # long logged inputs: each sample costs far more than an example; the cap left covers a few
-    summary, _ = study(tmp_path / "a", fake, max_samples=30, pad=10_000, max_spend_usd=0.6)
+    summary, _, _ = study(tmp_path / "a", fake, max_samples=30, pad=10_000, max_spend_usd=0.6)
     assert summary.status == "completed"
     wh = Warehouse(warehouse_path())
     _, [(status, n_chosen, worst, left, reason)] = wh.fetch(
@@ -355,7 +378,7 @@ def test_small_cap_gives_a_smaller_sample_and_nothing_affordable_gives_none(harn
     _, [(spent,)] = wh.fetch("select sum(cost_usd) from calls where study_id = ?", [summary.study_id])
     assert spent <= 0.6
     # inputs so long that one sample costs more than the cap has left: n = 0, the study still completes
-    summary, _ = study(tmp_path / "b", fake, max_samples=30, pad=200_000, max_spend_usd=0.6)
+    summary, _, _ = study(tmp_path / "b", fake, max_samples=30, pad=200_000, max_spend_usd=0.6)
     assert summary.status == "completed" and summary.selection is not None
     _, [(status, n_chosen, reason)] = Warehouse(warehouse_path()).fetch(
         "select status, n_chosen, reason from sample_stages where study_id = ?", [summary.study_id])
