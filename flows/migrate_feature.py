@@ -54,6 +54,7 @@ from offramp.tasks.study.prepare import (
     prepare,
 )
 from offramp.tasks.study.probe import check_endpoints
+from offramp.tasks.study.samples import run_samples_stage
 from offramp.tasks.study.search import SearchSettings, configs_by_trial_id, search_study, study_front
 from offramp.tasks.study.trials import LISTENERS, StudyContext, TrialRun, evaluate_full, notify
 from offramp.util import content_hash, safe_url
@@ -260,6 +261,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         summary.front += [dev_id for dev_id in test_by_source if dev_id not in summary.front]
         summary.trials += list(test_by_source.values())
         summary.status, summary.error, selection = _judged_with_failures(wh, study_id, selection)
+        if summary.status == "completed":  # production samples vs what the incumbent served (tasks/study/samples.py)
+            run_samples_stage(ctx, incumbent, incumbent_dev, configs, test_by_source, by_id, log=logger.info)
         summary.selection = (selection.to_dict() | ({"left_out": left_out} if left_out else {})
                              | ({"not_confirmed": {str(k): v for k, v in not_confirmed.items()}} if not_confirmed else {}))
         journal.ingest(wh, state_dir(), study_id, remove_own=True)

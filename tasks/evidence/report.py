@@ -18,6 +18,7 @@ from offramp.search_spaces.strategies import strategy_class, strategy_names
 from offramp.tasks.evidence.discovered_report import discovered_lines
 from offramp.tasks.evidence.latency import latency_note
 from offramp.tasks.evidence.policy import SelectionPolicy
+from offramp.tasks.evidence.samples_report import sample_lines
 from offramp.tasks.evidence.verdicts import PowerRow, power_lines, verdict_interval, verdict_text
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
@@ -34,6 +35,7 @@ QUERIES = {
     "endpoints": "SELECT * FROM study_models WHERE study_id = '{id}'",
     "composites": "SELECT * FROM composites WHERE study_id = '{id}'",
     "discovered": "SELECT * FROM v_discovered_slices WHERE study_id = '{id}'",
+    "samples": "SELECT * FROM v_sample_agreement WHERE study_id = '{id}'",
 }
 
 
@@ -88,6 +90,8 @@ class StudyReport:
     def discovered_lines(self) -> list[str]:
         """The "discovered slices" section (tasks/evidence/discovered_report.py)."""
         return discovered_lines(self.discovery, self.discovered)
+    samples: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per samples trial: agreement with what was served
+    sample_stage: dict[str, Any] | None = None  # the samples stage: n chosen and why (tasks/study/samples.py)
 
     @property
     def study_id(self) -> str:
@@ -244,6 +248,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         composites=_rows(wh, "report_composites", study_id),
         power=_rows(wh, "report_slice_power", study_id),
         discovery=_rows(wh, "report_discovery", study_id), discovered=_rows(wh, "report_discovered", study_id),
+        samples=_rows(wh, "report_samples", study_id), sample_stage=(_rows(wh, "report_sample_stage", study_id) or [None])[0],
     )
 
 
@@ -348,6 +353,7 @@ def markdown(r: StudyReport) -> str:
     lines += r.discovered_lines()
     if r.composites:
         lines += ["", "Composite candidates (which branch answered how often):", ""] + [f"- {x}" for x in r.composite_lines()]
+    lines += sample_lines(r.sample_stage, r.samples)
     warnings = r.unparsed_warnings()
     if warnings:
         lines += ["", "Answers that could not be parsed (they score 0):", ""] + [f"- {w}" for w in warnings]
@@ -441,6 +447,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
         page.append("<p>No example changed correctness.</p>")
     if r.discovery:
         page += ["<h2>Discovered slices</h2><pre>", html.escape("\n".join(r.discovered_lines()).strip()), "</pre>"]
+    page += [f"<p>{html.escape(line.replace('**', ''))}</p>" for line in sample_lines(r.sample_stage, r.samples) if line]
     page += ["<h2>Money</h2>", *[f"<p>{html.escape(line)}</p>" for line in r.money_lines()]]
     page += ["<h2>Queries</h2><ul>", *[f"<li><code>{html.escape(q)}</code></li>" for q in r.queries().values()], "</ul></body></html>"]
     path.parent.mkdir(parents=True, exist_ok=True)

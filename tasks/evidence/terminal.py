@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from offramp.tasks.evidence.report import StudyReport, fmt
+from offramp.tasks.evidence.samples_report import sample_lines
 from offramp.tasks.evidence.verdicts import PowerRow, power_lines, verdict_interval, verdict_text
 
 
@@ -62,6 +63,9 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(escape(line), soft_wrap=True)
     for line in r.composite_lines():
         console.print(f"[cyan]composite[/] {escape(line)}", soft_wrap=True)
+    for line in sample_lines(r.sample_stage, r.samples):  # production samples vs what was served
+        if line:
+            console.print(escape(line.replace("**", "")), soft_wrap=True)
     for warning in r.unparsed_warnings():
         console.print(f"[yellow]unparsed answers:[/] {escape(warning)}", soft_wrap=True)
     for line in r.model_lines():

@@ -21,6 +21,7 @@ from offramp.errors import UserError
 from offramp.search_spaces.schema import ModelEntry, Settings, split_model_entries
 from offramp.search_spaces.validation import load_model
 from offramp.tasks.feature.rows import read_rows, slice_file_ids
+from offramp.tasks.feature.sample_spec import Sample, SamplesSpec
 from offramp.util import content_hash
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -143,6 +144,7 @@ class DataSpec(_Frozen):
     slices: list[str] = Field(default_factory=list, description="columns whose values tag slices")
     unlabeled: UnlabeledSpec | None = None
     slice_files: list[SliceFile] = Field(default_factory=list, description="slices declared as lists of example ids")
+    samples: SamplesSpec | None = None  # logged production traffic (tasks/feature/samples.py): never in train/dev/test
 
     @model_validator(mode="after")
     def _slice_names(self) -> DataSpec:
@@ -259,6 +261,8 @@ class FeatureSpec(_Frozen):
             dumped["data"].pop("unlabeled", None)
         if not dumped["data"].get("slice_files"):  # likewise a feature without slice files
             dumped["data"].pop("slice_files", None)
+        if dumped["data"].get("samples") is None:  # likewise a feature without production samples
+            dumped["data"].pop("samples", None)
         return content_hash(dumped, compact=False)
 
 
@@ -280,6 +284,8 @@ class Feature(_Frozen):
     shipped_demos: tuple[Example, ...] = ()  # `incumbent.demos`: the shipped prompt's exact examples
     # `data.unlabeled`: inputs with the incumbent's recorded answer as their output (raw text, not gold)
     unlabeled: tuple[Example, ...] = ()
+    # `data.samples`: logged production inputs and what the incumbent served (no gold; tasks/feature/samples.py)
+    samples: tuple[Sample, ...] = ()
 
 
 class Splits(_Frozen):
@@ -399,8 +405,10 @@ def load_feature(folder: Path | str) -> Feature:
                             f"`incumbent.demos` gives {len(shipped)} exact examples; expected one of them")
         settings = inc.settings.model_copy(update={"demos": len(shipped)})
         spec = spec.model_copy(update={"incumbent": inc.model_copy(update={"settings": settings})})
+    from offramp.tasks.feature.samples import load_samples  # it parses served answers with the prompts module
+
     return Feature(spec=spec, root=root, spec_path=spec_path, examples=tuple(examples), shipped_demos=shipped,
-                   unlabeled=_unlabeled(spec, spec_path, root))
+                   unlabeled=_unlabeled(spec, spec_path, root), samples=load_samples(spec, spec_path, root))
 
 
 def _tag_slice_files(spec: FeatureSpec, spec_path: Path, root: Path, examples: list[Example]) -> list[Example]:

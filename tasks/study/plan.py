@@ -25,6 +25,7 @@ from offramp.search_spaces.schema import Config, Strategy
 from offramp.tasks.evidence.power import study_power
 from offramp.tasks.evidence.verdicts import PowerRow, power_lines
 from offramp.tasks.feature.prompts import output_contract, render_answer, render_input
+from offramp.tasks.feature.spec import Example
 from offramp.tasks.gateway.prices import BUNDLED, PriceBook
 from offramp.tasks.study.prepare import Prepared
 from offramp.warehouse import Warehouse, warehouse_path
@@ -168,6 +169,8 @@ def plan_study(prepared: Prepared, params) -> Plan:
         Phase("incumbent on test", 1, n_test, n_test, n_test * per_call[inc.model]),
         Phase("front on test (at most every trial)", trials, n_test, trials * n_test, trials * n_test * worst_candidate),
     ]
+    if feature.samples and feature.spec.data.samples is not None:
+        phases.append(_samples_phase(prepared, book, chars, max_tokens, candidates, trials))
     prompt_tokens = chars // 4  # for time, a typical ~4 characters per token (the price keeps its bound of 1)
     return Plan(
         study=f"{feature.spec.name}: off {inc.model}, {len(candidates)} candidate model(s), space {space.name!r}",
@@ -177,6 +180,20 @@ def plan_study(prepared: Prepared, params) -> Plan:
         policy=f"{prepared.policy.describe()} (from {prepared.policy_source or 'the parameters'})",
         power=study_power(prepared.splits.test, prepared.policy),
     )
+
+
+def _samples_phase(prepared: Prepared, book: PriceBook, chars: int, max_tokens: int, candidates: list[str], trials: int) -> Phase:
+    """Production samples (tasks/study/samples.py): the incumbent and at most every trial answer up to
+    `max_samples` logged inputs with a served answer (the stage shrinks n to what the cap has left)."""
+    feature, spec = prepared.feature, prepared.feature.spec
+    usable = [x for x in feature.samples if x.served is not None]
+    n = min(spec.data.samples.cap, len(usable))
+    examples = [*prepared.splits.train, *prepared.splits.dev, *prepared.splits.test, *feature.shipped_demos]
+    longest = max((len(render_input(spec, Example(id=x.id, inputs=x.inputs, outputs={}))) for x in usable), default=0)
+    longer = max(0, longest - max(len(render_input(spec, e)) for e in examples))  # sample inputs longer than the examples'
+    inc = spec.incumbent.model
+    per_sample = book.cost(inc, chars + longer, max_tokens) + trials * max(book.cost(m, chars + longer, max_tokens) for m in candidates)
+    return Phase("production samples (at most; n fits the cap left)", 1 + trials, n, n * (1 + trials), n * per_sample)
 
 
 def render_plan(console: Console, plan: Plan) -> None:

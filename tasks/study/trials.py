@@ -31,6 +31,7 @@ from offramp.tasks.feature.evaluate import Evaluation, combine, evaluate_config
 from offramp.tasks.feature.metrics import Metric, build_metric
 from offramp.tasks.feature.programs import Compiled, compile_key, compile_program
 from offramp.tasks.feature.prompts import shipped_prompt_demos
+from offramp.tasks.feature.samples import agreement_metric
 from offramp.tasks.feature.spec import Example, Feature
 from offramp.tasks.gateway import journal
 from offramp.tasks.gateway.llm import Budget, Gateway, GatewayConfig, LLMResult
@@ -93,6 +94,7 @@ class EvalJob(TrialJob):
     demos: tuple[Example, ...] = ()
     program: dict | None = None
     purpose: str = "eval"  # `composite`: a composite's member answering on its behalf (not the trial's own answer)
+    served: bool = False  # production samples: score agreement with the served answer (tasks/feature/samples.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +118,9 @@ def evaluate_examples(job: EvalJob) -> Outcome[Evaluation]:
     def on_result(_: int, result: LLMResult) -> None:
         notify("call_done", trial_id=job.trial_id, error=result.error is not None, cache_hit=result.cache_hit)
 
+    metric = agreement_metric(job.feature) if job.served else build_metric(job.feature)
     evaluation = evaluate_config(
-        job.feature.spec, build_metric(job.feature), job.config, job.examples, gateway, demos=list(job.demos),
+        job.feature.spec, metric, job.config, job.examples, gateway, demos=list(job.demos),
         program=job.program, study_id=job.study_id, trial_id=job.trial_id, seed=job.seed, on_result=on_result,
         purpose=job.purpose,
     )
@@ -163,7 +166,7 @@ class StudyContext:
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.feature_ref = self.feature.model_copy(update={"examples": ()})  # what tasks get: no data rows
+        self.feature_ref = self.feature.model_copy(update={"examples": (), "samples": ()})  # what tasks get: no data rows
 
     def allocate_trial_id(self) -> int:
         with self.lock:
