@@ -14,7 +14,12 @@ from offramp.errors import UserError
 from offramp.search_spaces.schema import Config, Settings
 from offramp.tasks.feature.evaluate import evaluate_config
 from offramp.tasks.feature.judge import (
-    SELF, combine_orders, judge_answers, judged_verdicts, parse_five_point, parse_pairwise, parse_pass_fail,
+    SELF,
+    combine_orders,
+    judged_verdicts,
+    parse_five_point,
+    parse_pairwise,
+    parse_pass_fail,
 )
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_feature
@@ -225,7 +230,7 @@ def test_judge_calls_are_cached_journaled_as_judge_capped_and_stored(tmp_path, h
 ])
 def test_a_bad_judge_names_feature_yaml_and_the_field(tmp_path, judge, field, expected):
     root = make_text_feature(tmp_path / "f", judge)
-    with pytest.raises(UserError) as info:
+    with pytest.raises(UserError, match="feature.yaml") as info:
         load_feature(root)
     message = str(info.value)
     assert "feature.yaml" in message and f"`{field}" in message and expected in message
