@@ -269,3 +269,79 @@ def test_spec_hash_of_a_feature_without_judge_is_unchanged(tmp_path):
     dumped["incumbent"].pop("endpoint", None)
     dumped["data"].pop("unlabeled", None)
     assert feature.spec.spec_hash() == content_hash(dumped, compact=False)
+
+
+def judged_space(path: Path, strategies: dict | None = None, priced: tuple[str, ...] = ("fake/judge",)) -> Path:
+    models = ["fake/good", "fake/meh"]
+    space = {
+        "name": "judged-space", "models": models, "strategies": strategies or {"incumbent": {}},
+        "settings": {"max_tokens": [32], "output_mode": ["text"]},
+        "prices": {m: {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6} for m in [*models, "fake/old", *priced]},
+    }
+    space["prices"]["fake/meh"] = {"input_cost_per_token": 1e-5, "output_cost_per_token": 2e-5}  # dearer than good
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    return path
+
+
+def test_preflight_checks_the_judge_price_and_refuses_optimizers_that_need_the_metric(tmp_path, home, fake):
+    from offramp.flows.params import MigrateParams
+    from offramp.tasks.study.plan import plan_study
+    from offramp.tasks.study.prepare import StudyInputs, preflight
+
+    feature = make_text_feature(tmp_path / "f", {"mode": "pairwise"})
+    with pytest.raises(UserError, match=r"field `metric.judge.model`.*fake/judge"):
+        preflight(StudyInputs(str(feature), space=str(judged_space(tmp_path / "s0.yaml", priced=()))))
+    with pytest.raises(UserError, match=r"strategies.few_shot.*metric.judge"):
+        preflight(StudyInputs(str(feature), space=str(judged_space(tmp_path / "s1.yaml", {"incumbent": {}, "few_shot": {"k": [2]}}))))
+    space = judged_space(tmp_path / "s2.yaml", {"incumbent": {}, "zero_shot": {}})
+    prepared = preflight(StudyInputs(str(feature), space=str(space)))
+    plan = plan_study(prepared, MigrateParams(feature_dir=str(feature), space=str(space), max_trials=3))
+    [judge] = [p for p in plan.phases if p.name.startswith("judge")]
+    assert judge.calls == 2 * 3 * (5 + 5)  # both orders, every trial's dev and test answers (the incumbent's: none)
+    assert judge.worst_usd == pytest.approx(judge.calls * plan.per_call_usd["fake/judge"]) and judge.worst_usd > 0
+    rubric = make_text_feature(tmp_path / "r", {"mode": "rubric", "criteria": ["kind", "short"]})
+    plan = plan_study(preflight(StudyInputs(str(rubric), space=str(space))),
+                      MigrateParams(feature_dir=str(rubric), space=str(space), max_trials=3))
+    [judge] = [p for p in plan.phases if p.name.startswith("judge")]
+    assert judge.calls == 2 * (3 + 1) * (5 + 5)  # one call per criterion, the incumbent's answers judged too
+
+
+def test_a_pairwise_judged_study_end_to_end(tmp_path, home, fake):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from offramp.flows.migrate_feature import migrate_feature
+    from offramp.flows.params import MigrateParams
+    from offramp.warehouse import warehouse_path
+
+    fake.add("old", answer=lambda m: "a reply")
+    fake.add("good", answer=lambda m: "GOOD reply to " + m[-1]["content"])
+    fake.add("meh", answer=lambda m: "A  Reply")  # the incumbent's answer, normalised: ties without a judge call
+    judge = fake.add("judge", answer=prefers_good)
+    feature = make_text_feature(tmp_path / "f", {"mode": "pairwise"})
+    space = judged_space(tmp_path / "space.yaml")
+    with prefect_test_harness(server_startup_timeout=120):
+        summary = migrate_feature(MigrateParams(feature_dir=str(feature), space=str(space), max_trials=2, trigger="cli"))
+    assert summary.status == "completed"
+    wh = Warehouse(warehouse_path())
+    sid = summary.study_id
+    _, trials = wh.fetch("select trial_id, role, split, model, quality from trials where study_id = ? order by trial_id", [sid])
+    quality = {(r[1] == "incumbent", r[2], r[3]): r[4] for r in trials}
+    assert quality[(True, "dev", "fake/old")] == 0.5 and quality[(True, "test", "fake/old")] == 0.5
+    assert quality[(False, "dev", "fake/good")] == 1.0 and quality[(False, "dev", "fake/meh")] == 0.5
+    _, [(selected,)] = wh.fetch("select selected_trial_id from studies where id = ?", [sid])
+    assert {r[0]: r[3] for r in trials}[selected] == "fake/good"
+    # judge calls: both orders for every answer of the good model (dev and test), none for the incumbent or the tie
+    _, calls = wh.fetch("select c.trial_id, t.model, t.split, count(*) from calls c join trials t using (study_id, trial_id) "
+                        "where c.study_id = ? and c.purpose = 'judge' group by all order by 1", [sid])
+    good = {r[0] for r in trials if r[3] == "fake/good"}
+    assert {r[0] for r in calls} == good and all(r[3] == 2 * 5 for r in calls)
+    assert judge.calls == 2 * 5 * len(good)
+    _, ledger = wh.fetch("select count(*) from ledger where study_id = ? and purpose = 'judge' and kind = 'answer'", [sid])
+    assert ledger == [(2 * 5 * len(good),)]
+    _, view = wh.fetch("select trial_id, outcome, count(*) from v_judgements where study_id = ? group by all", [sid])
+    by_trial = {(r[0], r[1]): r[2] for r in view}
+    for t in good:
+        assert by_trial[(t, "win")] == 10 and judged_verdicts(wh, sid, t) and all(
+            v.outcome == "win" for v in judged_verdicts(wh, sid, t).values())
+    meh = [r[0] for r in trials if r[3] == "fake/meh"]
+    assert all(by_trial[(t, "tie")] == 5 for t in meh)

@@ -106,10 +106,10 @@ def preflight(inputs: StudyInputs) -> Prepared:
     seed = feature.spec.splits.seed if inputs.seed is None else inputs.seed
     splits = split_examples(feature, max_examples=inputs.max_examples, seed=seed)  # the sizes fit the data
     inc = feature.spec.incumbent
+    check_judged(feature, space)
     check_train_size(feature, space, Config(model=inc.model, instructions=inc.instructions, settings=inc.settings),
                      len(splits.train))
     open_storage(inputs.optuna_storage)
-    check_judged(feature, space)
     price_sources = {m: prices.source(m) for m in dict.fromkeys([incumbent, *space.models, *space.optimizer_models(),
                                                                   *([judge] if judge else [])])}
     policy, source = resolve_policy(inputs)
