@@ -15,6 +15,7 @@ from typing import Any
 
 from offramp.errors import NoSuchStudy
 from offramp.search_spaces.strategies import strategy_class, strategy_names
+from offramp.tasks.evidence.judged import judge_lines, unparsed_total
 from offramp.tasks.evidence.latency import latency_note
 from offramp.tasks.evidence.policy import SelectionPolicy
 from offramp.warehouse import Warehouse
@@ -78,6 +79,7 @@ class StudyReport:
     cap_changes: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every raise: from, to, when
     tuned: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # offramp's own models: labels learned from, cost
     composites: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # branch counts per composite trial
+    judged: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # metric.judge: per judged trial (report_judge)
 
     @property
     def study_id(self) -> str:
@@ -232,6 +234,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         money=(_rows(wh, "report_money", study_id) or [{}])[0], cap_changes=_rows(wh, "report_cap_changes", study_id),
         tuned=_rows(wh, "report_tuned", study_id),
         composites=_rows(wh, "report_composites", study_id),
+        judged=_rows(wh, "report_judge", study_id),
     )
 
 
@@ -329,6 +332,9 @@ def markdown(r: StudyReport) -> str:
                          f"{fmt(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {fmt(x['p_value'])} |")
     if r.composites:
         lines += ["", "Composite candidates (which branch answered how often):", ""] + [f"- {x}" for x in r.composite_lines()]
+    if r.judged:
+        lines += ["", f"Judge (metric.judge; {unparsed_total(r.judged)} judge answers did not parse; an unjudged answer scores 0):", ""]
+        lines += [f"- {x}" for x in judge_lines(r.judged)]
     warnings = r.unparsed_warnings()
     if warnings:
         lines += ["", "Answers that could not be parsed (they score 0):", ""] + [f"- {w}" for w in warnings]
@@ -409,6 +415,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
             "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.model_lines()) + "</ul>" if r.models or r.tuned else "",
             f"<p><b>Failed trials:</b> {html.escape(r.failed_summary() or '')}</p>" if r.failed else "",
             f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts,
+            "<h2>Judge</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in judge_lines(r.judged)) + "</ul>" if r.judged else "",
             "<h2>Composite candidates: branches taken</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.composite_lines())
             + "</ul>" if r.composites else "", "<h2>Flips (held-out split)</h2>"]
     if r.flips:
