@@ -90,6 +90,7 @@ def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
     before_endpoints = spec.model_dump(mode="json")
     assert before_endpoints["incumbent"].pop("endpoint") is None  # a plain id: hashed without the new field
     assert before_endpoints["data"].pop("unlabeled") is None  # likewise a feature without unlabeled inputs
+    assert before_endpoints["metric"].pop("judge") is None  # and a feature without a judge metric
     assert spec.spec_hash() == _old(before_endpoints)
     state = {"demos": [{"text": "où est ma carte", "queue": "cards"}], "signature": {"instructions": "Route it."}}
     assert program_hash(state) == _old(state, 16)
