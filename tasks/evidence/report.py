@@ -335,6 +335,7 @@ def markdown(r: StudyReport) -> str:
     if r.judged:
         lines += ["", f"Judge (metric.judge; {unparsed_total(r.judged)} judge answers did not parse; an unjudged answer scores 0):", ""]
         lines += [f"- {x}" for x in judge_lines(r.judged)]
+        lines += ["", f"Every judge answer: `SELECT * FROM v_judgements WHERE study_id = '{r.study_id}' ORDER BY trial_id, example_id`"]
     warnings = r.unparsed_warnings()
     if warnings:
         lines += ["", "Answers that could not be parsed (they score 0):", ""] + [f"- {w}" for w in warnings]
