@@ -354,3 +354,16 @@ def test_a_pairwise_judged_study_end_to_end(tmp_path, home, fake):
     assert "0 judge answers did not parse" in line
     some_good = min(good)
     assert f"- trial {some_good} (" in text and "5 won, 0 tied, 0 lost" in text and "in 10 judge calls" in text
+
+
+def test_a_judge_model_may_be_a_declared_endpoint(tmp_path, home, fake):
+    from offramp.tasks.study.prepare import StudyInputs, preflight
+
+    declared = {"id": "openai/judge-9", "name": "my-judge", "api_base": "http://127.0.0.1:9/v1",
+                "price": {"input_cost_per_token": 1e-6, "output_cost_per_token": 1e-6}}
+    root = make_text_feature(tmp_path / "f", {"mode": "rubric", "model": declared})
+    feature = load_feature(root)
+    judge = feature.spec.metric.judge
+    assert judge.model == "my-judge" and judge.endpoint.api_base == "http://127.0.0.1:9/v1"
+    prepared = preflight(StudyInputs(str(root), space=str(judged_space(tmp_path / "s.yaml", priced=()))))
+    assert prepared.endpoints["my-judge"].id == "openai/judge-9"  # the gateway routes and prices the judge by its name
