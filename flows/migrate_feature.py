@@ -145,7 +145,8 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     incumbent = Config(model=inc.model, instructions=inc.instructions, settings=inc.settings)
     candidate_models = [m for m in space.models if m != inc.model]
     storage = open_storage(inputs.optuna_storage)
-    started = ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models)
+    judge = [spec.metric.judge.model] if spec.metric.judge else []  # a judge metric's model is called too
+    started = ensure_local_models([inc.model, *candidate_models, *space.optimizer_models(), *judge], params.start_local_models)
 
     wh = Warehouse(warehouse_path())
     study_id, found = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)

@@ -92,6 +92,7 @@ def test_stored_hashes_match_the_formula_they_were_made_with(tmp_path):
     assert before_endpoints["data"].pop("unlabeled") is None  # likewise a feature without unlabeled inputs
     assert before_endpoints["data"].pop("slice_files") == []  # likewise a feature without slice files
     assert before_endpoints["data"].pop("samples") is None  # likewise a feature without production samples
+    assert before_endpoints["metric"].pop("judge") is None  # and a feature without a judge metric
     assert spec.spec_hash() == _old(before_endpoints)
     state = {"demos": [{"text": "où est ma carte", "queue": "cards"}], "signature": {"instructions": "Route it."}}
     assert program_hash(state) == _old(state, 16)

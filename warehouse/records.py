@@ -405,6 +405,22 @@ def _cache_lookups(entries: Sequence[CacheEntry]) -> dict[str, tuple]:
             for e in entries}
 
 
+def store_judgements(wh: Warehouse, rows: Sequence[dict[str, Any]]) -> None:
+    """Store a judge's verdicts (table `judgements`), in order with the calls stored before them."""
+    rows = list(rows)
+    if rows:
+        wh.defer(lambda con: insert_rows(con, "insert_judgements", rows))
+
+
+def trial_judgements(wh: Warehouse, study_id: str, trial_id: int) -> list[dict[str, Any]]:
+    """A judged trial's verdicts, one dict per judge answer (see `queries/trial_judgements.sql`)."""
+    wh.ensure_schema()
+    with wh.reader() as con:
+        cur = con.execute(query("trial_judgements"), {"study_id": study_id, "trial_id": trial_id})
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
 def trial_answers(wh: Warehouse, study_id: str, trial_id: int) -> dict[str, tuple[float | None, Any]]:
     """example_id -> (score, parsed prediction) of a trial's evaluation calls."""
     with wh.reader() as con:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from offramp.search_spaces.schema import Config
 from offramp.tasks.evidence.bootstrap import percentile_bootstrap
+from offramp.tasks.feature.judge import judge_answers
 from offramp.tasks.feature.metrics import Metric, macro_f1_statistic
 from offramp.tasks.feature.prompts import parse_answer, render_messages, response_format
 from offramp.tasks.feature.spec import Example, FeatureSpec
@@ -37,6 +39,7 @@ class Evaluation:
     predictions: list[dict | None]
     scores: list[float]
     results: list[LLMResult]
+    judgements: list[dict] = dataclasses.field(default_factory=list)  # a judge metric's verdicts (table `judgements`)
 
 
 def bootstrap_interval(
@@ -103,7 +106,7 @@ def aggregate(
             parse_failure_rate=None, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
             spend_usd=spend, error=f"every call failed; first error: {first_error}",
         )
-    golds = [e.outputs[metric.field] for e in examples]
+    golds = [e.outputs.get(metric.field) for e in examples]  # a judged feature may have no gold
     preds = [None if p is None else p.get(metric.field) for p in predictions]
     quality = metric.aggregate(scores, golds, preds)
     statistic = macro_f1_statistic(golds, preds, metric.labels or ()) if metric.corpus_level else None
@@ -134,18 +137,25 @@ def evaluate_config(
     purpose: str = "eval",
     seed: int = 0,
     on_result: Callable[[int, LLMResult], None] | None = None,
+    references: Any = None,
 ) -> Evaluation:
     """Run `config` on `examples` through the gateway and score every answer. `demos` feed the
-    `incumbent` strategy's shipped prompt; `program` is a DSPy strategy's compiled state."""
+    `incumbent` strategy's shipped prompt; `program` is a DSPy strategy's compiled state. A judge
+    metric scores the answers with judge calls through the same gateway (purpose `judge`);
+    a pairwise judge compares them with `references` (tasks/feature/judge.py `judge_answers`)."""
     render, parse, model = prompt_runner(spec, config, demos or [], program)
     requests = [gateway.stamp(r) for r in build_requests(spec, config, render, examples, model)]
     results = gateway.complete_many(requests, on_result=on_result)
     settings_json = json.dumps(config.settings.model_dump(mode="json"), sort_keys=True)
-    predictions, scores, calls = [], [], []
-    for example, request, result in zip(examples, requests, results):
-        prediction = parse(result.text) if result.error is None else None
-        score = metric.score(example.outputs, prediction)
-        predictions.append(prediction)
+    predictions = [parse(result.text) if result.error is None else None for result in results]
+    judged = None
+    if metric.judge is not None:
+        judged = judge_answers(spec, metric.judge, examples, predictions, gateway, references=references, study_id=study_id,
+                               trial_id=trial_id)
+    scores, calls = [], []
+    for i, (example, request, result) in enumerate(zip(examples, requests, results)):
+        prediction = predictions[i]
+        score = judged.scores[i] if judged is not None else metric.score(example.outputs, prediction)
         scores.append(score)
         calls.append(
             call_record(
@@ -154,7 +164,10 @@ def evaluate_config(
             )
         )
     measurement = aggregate(metric, examples, results, predictions, scores, seed=seed)
-    return Evaluation(measurement=measurement, calls=calls, predictions=predictions, scores=scores, results=list(results))
+    if judged is None:
+        return Evaluation(measurement=measurement, calls=calls, predictions=predictions, scores=scores, results=list(results))
+    return Evaluation(measurement=measurement, calls=calls + judged.calls, predictions=predictions, scores=scores,
+                      results=list(results), judgements=judged.judgements)
 
 
 def combine(metric: Metric, examples: Sequence[Example], parts: Sequence[Evaluation], *, seed: int = 0) -> Evaluation:
@@ -164,5 +177,7 @@ def combine(metric: Metric, examples: Sequence[Example], parts: Sequence[Evaluat
     predictions = [x for p in parts for x in p.predictions]
     scores = [x for p in parts for x in p.scores]
     results = [x for p in parts for x in p.results]
+    judgements = [x for p in parts for x in p.judgements]
     measurement = aggregate(metric, examples, results, predictions, scores, seed=seed)
-    return Evaluation(measurement=measurement, calls=calls, predictions=predictions, scores=scores, results=results)
+    return Evaluation(measurement=measurement, calls=calls, predictions=predictions, scores=scores, results=results,
+                      judgements=judgements)

@@ -100,8 +100,11 @@ class Metric:
     score_fn: ScoreFn
     labels: tuple[str, ...] | None = None
     corpus_level: bool = False
+    judge: Any = None  # a JudgeSpec: a model scores the answers, in batches (tasks/feature/judge.py), not `score`
 
     def score(self, gold: dict[str, Any], prediction: dict[str, Any] | None) -> float:
+        if self.judge is not None:
+            raise ValueError(f"metric {self.name} is a judge: answers are scored by tasks/feature/judge.py, in batches")
         if prediction is None:
             return 0.0
         value = float(self.score_fn(gold, prediction))
@@ -158,12 +161,18 @@ def _import_user_metric(feature: Feature, dotted: str) -> ScoreFn:
     return fn
 
 
+def _judged(gold: dict[str, Any], prediction: dict[str, Any] | None) -> float:
+    raise ValueError("a judge metric scores answers in batches (tasks/feature/judge.py)")
+
+
 def build_metric(feature: Feature) -> Metric:
     """The metric a feature declares, ready to score."""
     spec = feature.spec.metric
     target = feature.spec.target
     name, field = spec.name or spec.function or "", target.name
     labels = tuple(target.labels) if target.labels else None
+    if spec.judge is not None:
+        return Metric(name=f"judge:{spec.judge.mode}", field=field, score_fn=_judged, labels=labels, judge=spec.judge)
     if spec.function:
         return Metric(name=spec.function, field=field, score_fn=_import_user_metric(feature, spec.function), labels=labels)
 

@@ -155,19 +155,73 @@ class DataSpec(_Frozen):
         return self
 
 
+class HumanJudgements(_Frozen):
+    """Judgements people made of the feature's answers (a JSONL file relative to feature.yaml),
+    to calibrate the judge against (used by the calibration step, not by scoring)."""
+
+    path: str = Field(min_length=1)
+
+
+class JudgeSpec(_Frozen):
+    """`metric.judge`: a model scores the answers (tasks/feature/judge.py). `rubric`: against the
+    `instructions` (and each of `criteria`, pass/fail); `pairwise`: the candidate's answer against
+    the incumbent's to the same input, asked in both orders. `model` is a litellm id, or a mapping
+    like `incumbent.model` accepts: then `model` is its name and `endpoint` the declaration."""
+
+    mode: Literal["rubric", "pairwise"]
+    model: str = Field(min_length=1)
+    endpoint: ModelEntry | None = None
+    instructions: str = Field(min_length=1)
+    criteria: list[Annotated[str, Field(min_length=1)]] | None = None
+    scale: Literal["pass_fail", "five_point"] = "pass_fail"
+    settings: dict[str, Any] = Field(default_factory=lambda: {"temperature": 0, "max_tokens": 16})
+    human_judgements: HumanJudgements | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declared_model(cls, raw: object) -> object:
+        if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+            [name], declared = split_model_entries([raw["model"]], "model", indexed=False)
+            raw = {**raw, "model": name, "endpoint": declared[name]}
+        return raw
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> JudgeSpec:
+        if self.mode == "pairwise" and self.criteria is not None:
+            raise ValueError("`criteria` is for mode `rubric` (each judged pass/fail); a pairwise judge picks the better "
+                             "answer by `instructions`: remove `criteria` or use mode: rubric")
+        if self.mode == "pairwise" and self.scale != "pass_fail":
+            raise ValueError("`scale` is for mode `rubric`; a pairwise judge answers A, B or tie: remove `scale`")
+        if self.criteria is not None and not self.criteria:
+            raise ValueError("`criteria` is empty: list at least one criterion, or remove it for one overall verdict")
+        if self.criteria and self.scale != "pass_fail":
+            raise ValueError("`criteria` are each judged pass/fail: use scale: pass_fail (five_point is for one overall verdict)")
+        unknown = sorted(set(self.settings) - {"temperature", "max_tokens", "top_p", "seed"})
+        if unknown:
+            raise ValueError(f"`settings` may hold temperature, max_tokens, top_p, seed; unknown: {unknown}")
+        return self
+
+    def calls_per_example(self) -> int:
+        """Judge calls per judged answer: 2 (both orders) pairwise, one per criterion (or 1) rubric."""
+        return 2 if self.mode == "pairwise" else len(self.criteria or [None])
+
+
 class MetricSpec(_Frozen):
-    """A built-in metric by `name`, or a user function `function: "module:callable"` (the feature
-    folder is importable) called as fn(gold: dict, prediction: dict | None) -> float in [0, 1]."""
+    """A built-in metric by `name`, a user function `function: "module:callable"` (the feature
+    folder is importable) called as fn(gold: dict, prediction: dict | None) -> float in [0, 1],
+    or a `judge` (a model scores the answers; no gold needed)."""
 
     name: Literal["exact_match", "label_accuracy", "macro_f1", "json_f1", "numeric_match"] | None = None
     function: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    judge: JudgeSpec | None = None
     field: str | None = None
     tolerance: float = Field(default=1e-6, ge=0)
 
     @model_validator(mode="after")
     def _one_of(self) -> MetricSpec:
-        if (self.name is None) == (self.function is None):
-            raise ValueError("give exactly one of `name` (a built-in metric) or `function` (\"module:callable\")")
+        if sum(x is not None for x in (self.name, self.function, self.judge)) != 1:
+            raise ValueError("give exactly one of `name` (a built-in metric), `function` (\"module:callable\") or `judge` "
+                             "(a model judges the answers)")
         return self
 
 
@@ -230,7 +284,9 @@ class FeatureSpec(_Frozen):
     @model_validator(mode="after")
     def _cross_checks(self) -> FeatureSpec:
         fields = {f.name for f in self.signature.inputs} | {f.name for f in self.signature.outputs}
-        missing = sorted(fields - set(self.data.columns))
+        # a judge needs no gold: the judged output's column may be left out
+        optional = {self.metric.field or self.signature.outputs[0].name} if self.metric.judge is not None else set()
+        missing = sorted(fields - set(self.data.columns) - optional)
         if missing:
             raise ValueError(f"data.columns must map every signature field to a column; missing: {missing}")
         extra = sorted(set(self.data.columns) - fields)
@@ -248,6 +304,11 @@ class FeatureSpec(_Frozen):
         return self
 
     @property
+    def has_gold(self) -> bool:
+        """Whether the examples carry the target's gold answer (a judged feature may omit its column)."""
+        return self.target.name in self.data.columns
+
+    @property
     def target(self) -> OutputField:
         """The output field the metric scores (the first output unless `metric.field` says otherwise)."""
         outputs = {f.name: f for f in self.signature.outputs}
@@ -263,6 +324,8 @@ class FeatureSpec(_Frozen):
             dumped["data"].pop("slice_files", None)
         if dumped["data"].get("samples") is None:  # likewise a feature without production samples
             dumped["data"].pop("samples", None)
+        if dumped["metric"].get("judge") is None:  # and a feature without a judge
+            dumped["metric"].pop("judge", None)
         return content_hash(dumped, compact=False)
 
 
@@ -351,7 +414,7 @@ def _examples(spec: FeatureSpec, spec_path: Path, path: Path, fmt: str, field: s
         examples.append(Example(
             id=str(row[spec.data.id_column]) if has_id else f"{path.stem}-{number}",
             inputs={f.name: row[spec.data.columns[f.name]] for f in spec.signature.inputs},
-            outputs={n: _coerce_output(f, row[spec.data.columns[n]], where) for n, f in outputs.items()},
+            outputs={n: _coerce_output(f, row[spec.data.columns[n]], where) for n, f in outputs.items() if n in spec.data.columns},
             slices={s: str(row[s]) for s in spec.data.slices} if data else {}, split=split,
         ))
     return examples
@@ -397,6 +460,10 @@ def load_feature(folder: Path | str) -> Feature:
     if len(set(ids)) != len(ids):
         raise UserError(f"{spec_path}: field `data.id_column`: example ids are not unique")
     examples = _tag_slice_files(spec, spec_path, root, examples)
+    judge = spec.metric.judge
+    if judge is not None and judge.human_judgements is not None and not (root / judge.human_judgements.path).is_file():
+        raise UserError(f"{spec_path}: field `metric.judge.human_judgements.path`: {(root / judge.human_judgements.path).resolve()} "
+                        "does not exist; expected a JSONL file of human judgements, relative to feature.yaml")
     shipped = _shipped_demos(spec, spec_path, examples)
     if shipped:  # the shipped prompt shows exactly these: its demo count is theirs
         inc = spec.incumbent

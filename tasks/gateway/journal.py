@@ -60,20 +60,22 @@ class Journal:
             os.fsync(self._handle.fileno())  # durable before the request goes out / the answer is used
             return self._seq
 
-    def _about(self, model: str, cache_key: str) -> dict[str, Any]:
-        return {"study_id": self.study_id, "trial_id": self.trial_id, "purpose": self.purpose, "model": model,
+    def _about(self, model: str, cache_key: str, purpose: str | None = None) -> dict[str, Any]:
+        return {"study_id": self.study_id, "trial_id": self.trial_id, "purpose": purpose or self.purpose, "model": model,
                 "cache_key": cache_key}
 
-    def intent(self, *, model: str, cache_key: str, worst_usd: float) -> int:
-        """Before a request is sent; returns the line number its outcome refers to."""
-        return self._append({"kind": "intent", **self._about(model, cache_key), "worst_usd": worst_usd})
+    def intent(self, *, model: str, cache_key: str, worst_usd: float, purpose: str | None = None) -> int:
+        """Before a request is sent; returns the line number its outcome refers to. `purpose`: the
+        call's own (a judge call made by an evaluation's gateway), else the gateway's."""
+        return self._append({"kind": "intent", **self._about(model, cache_key, purpose), "worst_usd": worst_usd})
 
     def answer(self, intent: int, *, model: str, cache_key: str, request: dict[str, Any] | None, text: str,
-               prompt_tokens: int | None, completion_tokens: int | None, cost_usd: float, latency_s: float) -> None:
+               prompt_tokens: int | None, completion_tokens: int | None, cost_usd: float, latency_s: float,
+               purpose: str | None = None) -> None:
         """A paid answer, before the caller gets it (`request` None: machine time offramp spent itself,
         e.g. training a tuned model: on the bill, not in the response cache)."""
         self._append({
-            "kind": "answer", "intent": intent, **self._about(model, cache_key), "request": request, "output_text": text,
+            "kind": "answer", "intent": intent, **self._about(model, cache_key, purpose), "request": request, "output_text": text,
             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost_usd": cost_usd,
             "latency_s": latency_s,
         })

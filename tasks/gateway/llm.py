@@ -62,6 +62,7 @@ class LLMRequest:
     settings: dict[str, Any]
     cache_salt: str | None = None  # tells apart deliberate repeats (DSPy rollouts); keyed, not sent
     served: str | None = None  # where it is served (`models.served_identity`, set by `Gateway.stamp`); keyed, not sent
+    purpose: str | None = None  # journaled as this call's purpose (e.g. `judge`) instead of the gateway's; not keyed
 
     @functools.cached_property
     def cache_key(self) -> str:
@@ -293,7 +294,8 @@ class Gateway:
             self.budget.reserve(worst)
         result = None
         try:
-            intent = self.journal.intent(model=request.model, cache_key=request.cache_key, worst_usd=worst) if self.journal else 0
+            intent = (self.journal.intent(model=request.model, cache_key=request.cache_key, worst_usd=worst, purpose=request.purpose)
+                      if self.journal else 0)
             result = self._call_unbudgeted(request)
             if self.journal is not None:
                 self._journal_outcome(intent, request, result)
@@ -311,7 +313,7 @@ class Gateway:
             intent, model=request.model, cache_key=request.cache_key,
             request={"model": request.model, "messages": request.messages, "settings": request.settings},
             text=result.text or "", prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-            cost_usd=result.cost_usd, latency_s=result.orig_latency_s or result.latency_s,
+            cost_usd=result.cost_usd, latency_s=result.orig_latency_s or result.latency_s, purpose=request.purpose,
         )
 
     def _call_unbudgeted(self, request: LLMRequest) -> LLMResult:

@@ -106,7 +106,7 @@ def build_composites(ctx: StudyContext, dev: Sequence[Example], labels: dict[int
         return [Trial.from_row(rows[c["trial_id"]], c["label"]) for c in existing if c["trial_id"] in rows]
     members = _members(ctx, dev, labels)
     metric = ctx.metric
-    golds = {e.id: e.outputs[metric.field] for e in dev}
+    golds = {e.id: e.outputs.get(metric.field) for e in dev}
     built = propose(metric, members, golds, seed=ctx.seed, slices=request_time_slices(ctx.feature.spec, dev),
                     learned=_learner(ctx, dev))
     return [_record_dev(ctx, b, limits) for b in built]
@@ -169,7 +169,7 @@ def _confirm(ctx: StudyContext, dev: Trial, c: Composite, configs: dict[int, Con
         m = TrialMeasurement.failed(len(test), status or "failed", error or f"{status}: the composite's members were not all answered")
     else:
         m = dataclasses.replace(
-            measure(ctx.metric, [e.outputs[ctx.metric.field] for e in test], routed, seed=ctx.seed),
+            measure(ctx.metric, [e.outputs.get(ctx.metric.field) for e in test], routed, seed=ctx.seed),
             spend_usd=sum(x.cost_usd for x in made), prompt_tokens=sum(x.prompt_tokens or 0 for x in made),
             completion_tokens=sum(x.completion_tokens or 0 for x in made),
         )
@@ -232,9 +232,11 @@ def _answers(ctx: StudyContext, trial_id: int, config: Config, examples: tuple[E
     outcome: Outcome = ctx.run(evaluate_examples, lambda gateway: EvalJob(
         name=f"composite trial {trial_id}: {config.model}", feature=ctx.feature_ref, config=config, examples=examples, demos=demos,
         program=program, study_id=ctx.study_id, trial_id=trial_id, seed=ctx.seed, gateway=gateway, purpose="composite",
+        references=ctx.judge_references("test", "composite"),  # members answer the test split for a composite
     ), trial_id=trial_id, purpose="composite")
     evaluation = outcome.value
     records.store_calls(ctx.wh, evaluation.calls, outcome.spent.paid)
+    records.store_judgements(ctx.wh, evaluation.judgements)
     stopping.check()  # answers cut short by a stop are stored, not used
     made += evaluation.calls
     return {

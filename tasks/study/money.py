@@ -10,7 +10,8 @@ reserve is the worst case (one token per prompt character, all `max_tokens` gene
 - the incumbent on the test split (its exact requests), and
 - `FRONT_RESERVE` front configs on the test split, each call priced at the dearest candidate
   model, its prompt `FRONT_PROMPT_FACTOR` times the incumbent's longest, its answer the space's
-  largest `max_tokens`.
+  largest `max_tokens`;
+- with a judge metric, its calls on those answers (tasks/feature/judge.py `judge_call_worst_usd`).
 It is an estimate for the front (a compiled program's prompt is not known before the search); a
 front config that needs more is stopped by the cap and the selection is made among the others.
 The incumbent's own evaluations (dev and test) are never cut by the cap: a cap too small for them
@@ -24,6 +25,7 @@ import dataclasses
 from offramp.errors import UserError
 from offramp.search_spaces.schema import Config, SearchSpace
 from offramp.tasks.feature.evaluate import build_requests, prompt_runner
+from offramp.tasks.feature.judge import judge_call_worst_usd
 from offramp.tasks.feature.prompts import shipped_prompt_demos
 from offramp.tasks.feature.spec import Example, Feature
 from offramp.tasks.gateway.prices import PriceBook, prompt_chars
@@ -70,6 +72,12 @@ def estimate_needs(
     prompt = FRONT_PROMPT_FACTOR * max(dev_chars, test_chars)
     max_tokens = max(space.settings.max_tokens)
     per_call = max((prices.cost(m, prompt, max_tokens) for m in space.models if m != incumbent.model), default=0.0)
+    judge = spec.metric.judge
+    if judge is not None:  # the judge's calls on every judged answer (the incumbent's too, for a rubric)
+        judged = judge.calls_per_example() * judge_call_worst_usd(spec, judge, prices, [*dev, *test], max_tokens)
+        per_call += judged
+        if judge.mode == "rubric":
+            dev_usd, test_usd = dev_usd + len(dev) * judged, test_usd + len(test) * judged
     return Needs(dev_usd, test_usd, FRONT_RESERVE * len(test) * per_call)
 
 

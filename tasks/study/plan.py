@@ -6,7 +6,8 @@ The worst case is an upper bound built the way the gateway bounds a call before 
 to the largest prompt a config of the space can send (the longest input, the most demos, DSPy's
 formatting) and to every call the study can make: the incumbent on dev and test, every search
 trial on all of dev (racing only ever stops one earlier), every trial on the front confirmed on
-test (at most all of them), and one compile per search trial, counted by `COMPILE_CALLS`.
+test (at most all of them), one compile per search trial, counted by `COMPILE_CALLS`, and, with a
+judge metric, its calls on every judged answer (2 per answer pairwise, one per criterion rubric).
 
 The time is an estimate from what was measured: the mean wall time of the model's past answered
 calls in the warehouse (retries included), else, for a bundled local model, its prompt and
@@ -24,6 +25,7 @@ from rich.table import Table
 from offramp.search_spaces.schema import Config, Strategy
 from offramp.tasks.evidence.power import study_power
 from offramp.tasks.evidence.verdicts import PowerRow, power_lines
+from offramp.tasks.feature.judge import judge_call_worst_usd
 from offramp.tasks.feature.prompts import output_contract, render_answer, render_input
 from offramp.tasks.feature.spec import Example
 from offramp.tasks.gateway.prices import BUNDLED, PriceBook
@@ -111,7 +113,7 @@ def _prompt_chars(prepared: Prepared, incumbent: Config) -> int:
     examples = [*prepared.splits.train, *prepared.splits.dev, *prepared.splits.test, *feature.shipped_demos]
     longest_input = max(len(render_input(spec, e)) for e in examples)
     longest_demo = max((len(render_input(spec, e)) + len(render_answer(spec, incumbent, e))
-                        for e in [*prepared.splits.train, *feature.shipped_demos]), default=0)
+                        for e in [*prepared.splits.train, *feature.shipped_demos]), default=0) if spec.has_gold else 0
     demos = max([incumbent.settings.demos, *(s.k or 0 for s in prepared.space.strategy_variants())])
     return (len(incumbent.instructions) + len(output_contract(spec, incumbent)) + DSPY_FORMAT_CHARS
             + demos * (longest_demo + 40) + longest_input)
@@ -171,6 +173,14 @@ def plan_study(prepared: Prepared, params) -> Plan:
     ]
     if feature.samples and feature.spec.data.samples is not None:
         phases.append(_samples_phase(prepared, book, chars, max_tokens, candidates, trials))
+    judge = feature.spec.metric.judge
+    if judge is not None:  # every judged answer: 2 calls (pairwise), one per criterion (rubric); the incumbent's too (rubric)
+        per_answer = judge.calls_per_example()
+        answers = trials * (n_dev + n_test) + (n_dev + n_test if judge.mode == "rubric" else 0)
+        one = judge_call_worst_usd(feature.spec, judge, book, [*prepared.splits.dev, *prepared.splits.test], max_tokens)
+        per_call[judge.model] = max(per_call.get(judge.model, 0.0), one)
+        phases.append(Phase(f"judge ({judge.mode}, {per_answer} call(s) per answer)", trials + (1 if judge.mode == "rubric" else 0),
+                            n_dev + n_test, answers * per_answer, answers * per_answer * one))
     prompt_tokens = chars // 4  # for time, a typical ~4 characters per token (the price keeps its bound of 1)
     return Plan(
         study=f"{feature.spec.name}: off {inc.model}, {len(candidates)} candidate model(s), space {space.name!r}",

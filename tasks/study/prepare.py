@@ -92,6 +92,12 @@ def preflight(inputs: StudyInputs) -> Prepared:
             _check_model(model, prices)
         except UserError as exc:
             problems.append(str(exc))
+    judge = judge_model(feature)
+    if judge is not None:
+        try:
+            _check_model(judge, prices)
+        except UserError as exc:
+            problems.append(f"{feature.spec_path}: field `metric.judge.model`: {exc}")
     if problems:
         raise UserError(" ".join(problems))
     space = _with_replacement(space, inputs.replacement_model, incumbent, prices)
@@ -100,10 +106,12 @@ def preflight(inputs: StudyInputs) -> Prepared:
     seed = feature.spec.splits.seed if inputs.seed is None else inputs.seed
     splits = split_examples(feature, max_examples=inputs.max_examples, seed=seed)  # the sizes fit the data
     inc = feature.spec.incumbent
+    check_judged(feature, space)
     check_train_size(feature, space, Config(model=inc.model, instructions=inc.instructions, settings=inc.settings),
                      len(splits.train))
     open_storage(inputs.optuna_storage)
-    price_sources = {m: prices.source(m) for m in dict.fromkeys([incumbent, *space.models, *space.optimizer_models()])}
+    price_sources = {m: prices.source(m) for m in dict.fromkeys([incumbent, *space.models, *space.optimizer_models(),
+                                                                  *([judge] if judge else [])])}
     policy, source = resolve_policy(inputs)
     return Prepared(feature, space, overrides, seed, splits, endpoints, price_sources, policy, source)
 
@@ -142,6 +150,12 @@ def _endpoints(space: SearchSpace, space_file: str, feature: Feature) -> dict[st
     must be set (in this process: a deployment's worker must have it too); its value is never kept."""
     endpoints = dict(space.endpoints)
     inc = feature.spec.incumbent
+    judge = feature.spec.metric.judge
+    if judge is not None and judge.endpoint is not None:
+        if judge.model in endpoints and endpoints[judge.model] != judge.endpoint:
+            raise UserError(f"{feature.spec_path}: field `metric.judge.model`: {judge.model!r} is declared differently in "
+                            f"search space {space_file}; give one of them another `name`")
+        endpoints[judge.model] = judge.endpoint
     if inc.endpoint is not None:
         if inc.model in endpoints and endpoints[inc.model] != inc.endpoint:
             raise UserError(f"{feature.spec_path}: field `incumbent.model`: {inc.model!r} is declared differently in "
@@ -150,6 +164,7 @@ def _endpoints(space: SearchSpace, space_file: str, feature: Feature) -> dict[st
     for name, entry in endpoints.items():
         if entry.api_key_env and not os.environ.get(entry.api_key_env):
             where = f"{feature.spec_path}: field `incumbent.model`" if name == inc.model and inc.endpoint else (
+                f"{feature.spec_path}: field `metric.judge.model`" if judge is not None and name == judge.model else
                 f"search space {space_file}: field `models` ({name})")
             raise UserError(f"{where}: environment variable {entry.api_key_env} (its `api_key_env`) is not set; "
                             f"export the key of {name!r} in it (keys are read from the environment only)")
@@ -196,6 +211,29 @@ def check_train_size(feature: Feature, space: SearchSpace, incumbent: Config, n_
         if needed > n_train:
             raise UserError(f"{feature.spec_path}: field `splits.train`: {n_train} train examples, but {strategy.label()} "
                             f"of the search space needs {needed}")
+
+
+def judge_model(feature: Feature) -> str | None:
+    """The model of the feature's judge metric, if it has one."""
+    judge = feature.spec.metric.judge
+    return None if judge is None else judge.model
+
+
+def check_judged(feature: Feature, space: SearchSpace) -> None:
+    """A judged feature (`metric.judge`): its DSPy strategies that optimise against the metric
+    (few_shot, mipro, gepa) are refused (a judge scores in batches through the study's gateway,
+    not inside DSPy's optimizers: not built); without gold answers nothing can show demos."""
+    if feature.spec.metric.judge is None:
+        return
+    for strategy in space.strategy_variants():
+        if strategy.kind.compiles and not strategy.kind.own_model:
+            raise UserError(f"search space {space.name!r}: field `strategies.{strategy.name}`: it optimises the prompt against "
+                            f"the metric, and {feature.spec_path}'s metric is a judge (field `metric.judge`), which DSPy "
+                            "optimizers cannot call here; use incumbent or zero_shot strategies for judged features")
+    if not feature.spec.has_gold and (feature.spec.incumbent.settings.demos or feature.shipped_demos):
+        raise UserError(f"{feature.spec_path}: field `incumbent.settings.demos`: demos show gold answers, and the data has no "
+                        f"column for `{feature.spec.target.name}` (judged without gold); set demos: 0 (and no `incumbent.demos`) "
+                        "or map the column in `data.columns`")
 
 
 @task(cache_policy=NO_CACHE)

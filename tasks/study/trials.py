@@ -28,6 +28,7 @@ from prefect.cache_policies import NO_CACHE
 from offramp import stopping
 from offramp.search_spaces.schema import Config
 from offramp.tasks.feature.evaluate import Evaluation, combine, evaluate_config
+from offramp.tasks.feature.judge import SELF, incumbent_references
 from offramp.tasks.feature.metrics import Metric, build_metric
 from offramp.tasks.feature.programs import Compiled, compile_key, compile_program
 from offramp.tasks.feature.prompts import shipped_prompt_demos
@@ -95,6 +96,7 @@ class EvalJob(TrialJob):
     program: dict | None = None
     purpose: str = "eval"  # `composite`: a composite's member answering on its behalf (not the trial's own answer)
     served: bool = False  # production samples: score agreement with the served answer (tasks/feature/samples.py)
+    references: Any = None  # a pairwise judge's reference answers (`judge_references`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +124,7 @@ def evaluate_examples(job: EvalJob) -> Outcome[Evaluation]:
     evaluation = evaluate_config(
         job.feature.spec, metric, job.config, job.examples, gateway, demos=list(job.demos),
         program=job.program, study_id=job.study_id, trial_id=job.trial_id, seed=job.seed, on_result=on_result,
-        purpose=job.purpose,
+        purpose=job.purpose, references=job.references,
     )
     return Outcome(evaluation, Spent.of(gateway))
 
@@ -164,6 +166,7 @@ class StudyContext:
     next_trial_id: int = 0
     endpoint_down: str | None = None  # an endpoint a task found down (its breaker open): the study stops
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    references: dict[str, dict] = dataclasses.field(default_factory=dict)  # split -> the incumbent's answers (pairwise judge)
 
     def __post_init__(self) -> None:
         self.feature_ref = self.feature.model_copy(update={"examples": (), "samples": ()})  # what tasks get: no data rows
@@ -173,6 +176,21 @@ class StudyContext:
             trial_id = self.next_trial_id
             self.next_trial_id += 1
             return trial_id
+
+    def judge_references(self, split: str, role: str) -> Any:
+        """What a pairwise judge compares a trial's answers with: the incumbent's answers on the same
+        split (SELF for the incumbent itself); None without a pairwise judge."""
+        judge = self.metric.judge
+        if judge is None or judge.mode != "pairwise":
+            return None
+        if role == "incumbent":
+            return SELF
+        if split not in self.references:
+            found = incumbent_references(self.wh, self.study_id, split)
+            if found is None:
+                raise RuntimeError(f"a pairwise judge needs the incumbent's answers on {split} first; it has no trial there")
+            self.references[split] = found
+        return self.references[split]
 
     @property
     def budget_exhausted(self) -> bool:
@@ -289,8 +307,10 @@ def run_stage(ctx: StudyContext, run: TrialRun, fraction: float) -> Evaluation |
         outcome: Outcome[Evaluation] = ctx.run(evaluate_examples, lambda gateway: EvalJob(
             name=run.stage_name(fraction), feature=ctx.feature_ref, config=run.config, examples=new, demos=tuple(run.demos),
             program=run.program, study_id=ctx.study_id, trial_id=run.trial_id, seed=ctx.seed, gateway=gateway,
+            references=ctx.judge_references(run.split, run.role),
         ), trial_id=run.trial_id, capped=run.role != "incumbent")
         records.store_calls(ctx.wh, outcome.value.calls, outcome.spent.paid)
+        records.store_judgements(ctx.wh, outcome.value.judgements)
         stopping.check()  # a stage cut short by a stop is not a measurement: its calls are stored, that is all
         run.parts.append(outcome.value)
         run.evaluated = upto
