@@ -208,27 +208,42 @@ def _exit_if_unfinished(summary) -> None:
         raise typer.Exit(STUDY_UNFINISHED_EXIT)
 
 
+# The bundled demos: feature folder -> (the model it retires, its search space, dev/test cap, trials).
+DEMOS = {
+    "bank-support-routing": ("local/smollm2-135m", "local-zoo", 40, 10),
+    "math-tutor": ("local/smollm2-135m", None, 24, 6),  # None: the feature's own `search_space`
+}
+
+
 @app.command()
 def demo(
-    max_examples: Annotated[int, typer.Option("--max-examples", min=1, help="dev and test size cap")] = 40,
-    max_trials: Annotated[int, typer.Option("--max-trials", min=1, help="search trials")] = 10,
+    feature: Annotated[str, typer.Option(
+        "--feature", help="the bundled feature to migrate: bank-support-routing (labels, gold answers) or math-tutor "
+        "(free text, no gold: judged pairwise, calibrated, with a production sample)")] = "bank-support-routing",
+    max_examples: Annotated[Optional[int], typer.Option(
+        "--max-examples", min=1, help="dev and test size cap (default: 40 for bank-support-routing, 24 for math-tutor)")] = None,
+    max_trials: Annotated[Optional[int], typer.Option(
+        "--max-trials", min=1, help="search trials (default: 10 for bank-support-routing, 6 for math-tutor)")] = None,
     keep_models: Annotated[bool, typer.Option("--keep-models", help="leave the model servers running")] = False,
     policy: PolicyOption = None,
     dry_run: DryRunOption = False,
 ) -> None:
-    """Offline, on the real local models: migrate the bundled bank-support-routing feature off its
-    retiring model (SmolLM2 135M) and print the front and the chosen config."""
+    """Offline, on the real local models: migrate a bundled feature off its retiring model
+    (SmolLM2 135M) and print the front and the chosen config."""
     from offramp.flows.params import GatewayParams, MigrateParams
     from offramp.tasks.gateway import local_models
     from offramp.warehouse import state_dir
 
     home = state_dir()
-    bundled = resources.files("offramp.features") / "bank-support-routing"
+    if feature not in DEMOS:
+        raise _usage(f"--feature must be one of {', '.join(DEMOS)}, not {feature!r}")
+    deprecated, space, default_examples, default_trials = DEMOS[feature]
+    bundled = resources.files("offramp.features") / feature
 
     def demo_params(**extra) -> MigrateParams:
         return _checked("demo", lambda: MigrateParams(
-            feature_dir=str(bundled), deprecated_model="local/smollm2-135m", space="local-zoo", max_examples=max_examples,
-            max_trials=max_trials, trigger="demo", gateway=GatewayParams(concurrency=2), policy_file=_policy_path(policy), **extra,
+            feature_dir=str(bundled), deprecated_model=deprecated, space=space, max_examples=max_examples or default_examples,
+            max_trials=max_trials or default_trials, trigger="demo", gateway=GatewayParams(concurrency=2), policy_file=_policy_path(policy), **extra,
         ))
 
     if dry_run:  # no model server started
