@@ -32,7 +32,7 @@ from offramp import stopping
 from offramp.errors import BudgetExceeded, EndpointDown, UserError
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
-from offramp.tasks.evidence.discovered import discover_front
+from offramp.tasks.evidence.discovered import discover_front, discover_samples
 from offramp.tasks.evidence.judge import confirm_front
 from offramp.tasks.evidence.power import record_power, study_power
 from offramp.tasks.evidence.report import failed_trials, publish
@@ -42,6 +42,7 @@ from offramp.tasks.gateway import journal, local_models
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
+from offramp.tasks.study.calibrate import calibrate_judge
 from offramp.tasks.study.composite_trials import build_composites, confirm_composite, confirmable
 from offramp.tasks.study.money import Needs, cap_spent_notice, check_cap, estimate_needs, resolve_cap
 from offramp.tasks.study.prepare import (
@@ -255,15 +256,17 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
                 return confirm_composite(ctx, by_id[dev_id], configs, splits.test)
             return baseline(by_id[dev_id].role, "test", configs[dev_id], splits.test, dev_id)
 
+        difference = calibrate_judge(ctx, log=logger.info)  # a judged feature: its judge vs the human judgements
         selection, test_by_source, not_confirmed = confirm_front(  # only what can still win is confirmed on test
             wh, study_id, feature, splits.test, incumbent_dev, incumbent_test, summary.front + mixed, by_id, confirm,
-            prepared.policy, seed, policy_source=prepared.policy_source)
+            prepared.policy, seed, policy_source=prepared.policy_source, difference=difference)
         discover_front(wh, study_id, feature, splits.test, incumbent_test, test_by_source, seed)  # the long tail's bad corners
         summary.front += [dev_id for dev_id in test_by_source if dev_id not in summary.front]
         summary.trials += list(test_by_source.values())
         summary.status, summary.error, selection = _judged_with_failures(wh, study_id, selection)
         if summary.status == "completed":  # production samples vs what the incumbent served (tasks/study/samples.py)
             run_samples_stage(ctx, incumbent, incumbent_dev, configs, test_by_source, by_id, log=logger.info)
+            discover_samples(wh, study_id, feature, seed)  # where production traffic disagrees with what was served
         summary.selection = (selection.to_dict() | ({"left_out": left_out} if left_out else {})
                              | ({"not_confirmed": {str(k): v for k, v in not_confirmed.items()}} if not_confirmed else {}))
         journal.ingest(wh, state_dir(), study_id, remove_own=True)

@@ -354,6 +354,8 @@ def test_a_pairwise_judged_study_end_to_end(tmp_path, home, fake):
     text = markdown(load_report(wh, sid))
     [line] = [x for x in text.splitlines() if x.startswith("Judge (metric.judge")]
     assert "0 judge answers did not parse" in line
+    [calibration] = [x for x in text.splitlines() if x.startswith("Judge calibration")]
+    assert "no human judgements" in calibration and "assumes a perfect judge" in calibration
     some_good = min(good)
     assert f"- trial {some_good} (" in text and "5 won, 0 tied, 0 lost" in text and "in 10 judge calls" in text
 

@@ -412,6 +412,26 @@ def store_judgements(wh: Warehouse, rows: Sequence[dict[str, Any]]) -> None:
         wh.defer(lambda con: insert_rows(con, "insert_judgements", rows))
 
 
+def store_judge_calibration(wh: Warehouse, row: dict[str, Any]) -> None:
+    """A study's judge against the human judgements (table `judge_calibrations`, one row per study)."""
+    wh.defer(lambda con: con.execute(query("insert_judge_calibration"), row))
+
+
+def rows(wh: Warehouse, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of query `queries/<name>.sql`, one dict each."""
+    wh.ensure_schema()
+    with wh.reader() as con:
+        cur = con.execute(query(name), params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def judge_calibration(wh: Warehouse, study_id: str) -> dict[str, Any] | None:
+    """The study's judge calibration row, if measured."""
+    found = rows(wh, "judge_calibration", {"study_id": study_id})
+    return found[0] if found else None
+
+
 def trial_judgements(wh: Warehouse, study_id: str, trial_id: int) -> list[dict[str, Any]]:
     """A judged trial's verdicts, one dict per judge answer (see `queries/trial_judgements.sql`)."""
     wh.ensure_schema()

@@ -39,6 +39,9 @@ from scipy import stats
 
 from offramp.tasks.evidence.bootstrap import percentile_bootstrap
 
+# (incumbent scores, candidate scores) of a set of examples -> (diff, low, high): e.g. a judge-calibrated one
+Difference = Callable[[np.ndarray, np.ndarray], tuple[float, float, float]]
+
 MCNEMAR_EXACT = "mcnemar_exact"
 PAIRED_PERMUTATION = "paired_permutation"
 
@@ -189,7 +192,7 @@ def paired_permutation_p(
 def compare_paired(
     examples: Sequence[PairedExample], *, seed: int = 0, resamples: int = 2000,
     correct_threshold: float = 1.0,
-    difference: Callable[[np.ndarray, np.ndarray], tuple[float, float, float]] | None = None,
+    difference: Difference | None = None,
 ) -> Comparison:
     """Compare the candidate with the incumbent on the same examples, overall and per slice.
 
@@ -251,7 +254,7 @@ def compare_paired(
 def _summarize(
     field: str | None, value: str | None, inc: np.ndarray, cand: np.ndarray, *, test: str,
     seed: int, resamples: int, threshold: float,
-    difference: Callable[[np.ndarray, np.ndarray], tuple[float, float, float]] | None = None,
+    difference: Difference | None = None,
 ) -> SliceComparison:
     """Paired statistics of one set of examples."""
     if difference is None:

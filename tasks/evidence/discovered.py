@@ -15,7 +15,7 @@ from offramp.tasks.evidence.compare import PairedExample
 from offramp.tasks.evidence.discover import DEFAULT_RULE, ComparedInput, Discovery, DiscoveryRule, discover_slices
 from offramp.tasks.evidence.judge import paired
 from offramp.tasks.feature.spec import Example, Feature
-from offramp.warehouse import Warehouse
+from offramp.warehouse import Warehouse, records
 from offramp.warehouse.discovered import store_discovery
 from offramp.warehouse.records import Trial
 
@@ -86,3 +86,21 @@ def discover_front(wh: Warehouse, study_id: str, feature: Feature, test_examples
                                                                 test.trial_id)))
                 for dev_id, test in test_by_source.items() if test.status == "completed"}
     return store_discoveries(wh, study_id, "test", by_trial, seed=seed)
+
+
+def discover_samples(wh: Warehouse, study_id: str, feature: Feature, seed: int) -> dict[int, Discovery]:
+    """Discovered slices of the production sample (`source='samples'`): for each config that answered
+    it, the inputs where its answer differs from what the incumbent served (label, number, JSON:
+    agreement below 1) or, for a judged text target, where the pairwise judge preferred the served
+    answer in both orders (a loss). Samples have no gold: `lost` is known only for a judged target."""
+    judged = feature.spec.target.type == "text"
+    by_trial: dict[int, tuple[int | None, list[ComparedInput]]] = {}
+    for row in records.rows(wh, "sample_answers_compared", {"study_id": study_id}):
+        agreement = float(row["agreement"] or 0.0)
+        lost = agreement == 0.0 if judged else None
+        item = ComparedInput(example_id=row["sample_id"], text=row["input_text"] or "", lost=lost,
+                             disagrees=bool(lost) if judged else agreement < 1.0,
+                             incumbent_answer=json.loads(row["served"]) if row["served"] else None,
+                             candidate_answer=json.loads(row["prediction"]) if row["prediction"] else None)
+        by_trial.setdefault(row["source_trial_id"], (None, []))[1].append(item)
+    return store_discoveries(wh, study_id, "samples", by_trial, seed=seed) if by_trial else {}

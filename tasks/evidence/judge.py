@@ -7,7 +7,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Sequence
 
-from offramp.tasks.evidence.compare import Comparison, PairedExample, compare_paired
+from offramp.tasks.evidence.compare import Comparison, Difference, PairedExample, compare_paired
 from offramp.tasks.evidence.confirm import chosen, confirmation_order, settled
 from offramp.tasks.evidence.policy import Candidate, Selection, SelectionPolicy, select_release
 from offramp.tasks.evidence.verdicts import SliceVerdict
@@ -82,10 +82,11 @@ def candidate(dev_id: int, label: str, test: TrialMeasurement, comparison: Compa
 def judge_front(
     wh: Warehouse, study_id: str, feature: Feature, test_examples: tuple[Example, ...], incumbent_test: Trial,
     test_by_source: dict[int, Trial], dev_by_id: dict[int, Trial], policy: SelectionPolicy, seed: int,
-    policy_source: str | None = None,
+    policy_source: str | None = None, difference: Difference | None = None,
 ) -> tuple[Selection, dict[int, Comparison]]:
     """Paired comparisons of each front config with the incumbent (stored), then the selection.
-    The study records the policy it applied: `policy_source` (its file, if any), hash and values."""
+    The study records the policy it applied: `policy_source` (its file, if any), hash and values.
+    `difference`: a judged feature's intervals, corrected for the judge's errors (tasks/study/calibrate.py)."""
     comparisons: dict[int, Comparison] = {}
     rows: list[dict] = []
     flips: list[dict] = []
@@ -94,7 +95,8 @@ def judge_front(
         if test.status != "completed":
             continue
         comparison = compare_paired(
-            paired(wh, study_id, feature, test_examples, incumbent_test.trial_id, test.trial_id), seed=seed
+            paired(wh, study_id, feature, test_examples, incumbent_test.trial_id, test.trial_id), seed=seed,
+            difference=difference,
         )
         comparisons[dev_id] = comparison
         more_rows, more_flips = _rows(study_id, dev_id, test.trial_id, comparison)
@@ -109,7 +111,7 @@ def judge_front(
 def confirm_front(
     wh: Warehouse, study_id: str, feature: Feature, test_examples: tuple[Example, ...], incumbent_dev: Trial, incumbent_test: Trial,
     front: Sequence[int], dev_by_id: dict[int, Trial], confirm: Callable[[int], Trial], policy: SelectionPolicy, seed: int,
-    policy_source: str | None = None,
+    policy_source: str | None = None, difference: Difference | None = None,
 ) -> tuple[Selection, dict[int, Trial], dict[int, str]]:
     """Confirm on test only the front configs that can still win (tasks.evidence.confirm), cheapest
     first, judging as it goes; `confirm(dev_id)` runs one on the test split. Returns the selection,
@@ -122,7 +124,8 @@ def confirm_front(
         selection = None
         if incumbent_test.status != "completed" or policy.prefer != "cheapest":
             continue
-        selection, candidates = _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source)
+        selection, candidates = _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed,
+                                       policy_source, difference)
         chosen_test = chosen(selection, candidates)
         if n + 1 < len(order) and settled(chosen_test, [dev_by_id[j].measurement for j in order[n + 1:]], policy):
             for j in order[n + 1:]:
@@ -131,7 +134,8 @@ def confirm_front(
                               f"could not be preferred (prefer: cheapest)")
             break
     if selection is None and incumbent_test.status == "completed":
-        selection, _ = _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source)
+        selection, _ = _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed,
+                                       policy_source, difference)
     if not tests and skipped:  # nothing could be non-inferior: name the best on dev, as the least bad
         best = max(skipped, key=lambda i: (dev_by_id[i].measurement.quality or 0.0, -i))
         selection = dataclasses.replace(selection, recommended_trial_id=best, reason=(
@@ -141,7 +145,7 @@ def confirm_front(
     return selection, tests, skipped
 
 
-def _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source):
+def _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source, difference):
     """judge_front, with the candidates it judged (rebuilt from its comparisons)."""
     selection, comparisons = judge_front(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed,
                                          policy_source=policy_source)

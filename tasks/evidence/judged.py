@@ -22,3 +22,22 @@ def judge_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def unparsed_total(rows: list[dict[str, Any]]) -> int:
     return sum(int(x["unparsed"] or 0) for x in rows)
+
+
+CORRECTED = ("the paired intervals vs the incumbent (overall and per slice) are corrected for the judge's errors: its "
+             "confusion with the people on these items unmixes its verdicts (Rogan-Gladen; for pairwise, the win/tie/loss "
+             "confusion inverse), bootstrapped over the examples and the items; this assumes the judge errs alike on every "
+             "config's answers")
+
+
+def calibration_line(row: dict[str, Any] | None) -> str | None:
+    """The judge's calibration in one line (table `judge_calibrations`; None: not a judged study)."""
+    if row is None:
+        return None
+    if not row["n"]:
+        return f"Judge calibration: no human judgements (metric.judge.human_judgements): {row['summary']}"
+    line = f"Judge calibration ({row['path']}): {row['summary']}. "
+    if row["kappa"] is None or row["kappa"] <= 0:
+        return line + ("The judge is no better than chance on them: its verdicts say nothing a person would stand by, so "
+                       "every corrected interval is the whole range (a stronger judge, or clearer instructions, is needed)")
+    return line + CORRECTED[0].upper() + CORRECTED[1:]

@@ -16,7 +16,7 @@ from typing import Any
 from offramp.errors import NoSuchStudy
 from offramp.search_spaces.strategies import strategy_class, strategy_names
 from offramp.tasks.evidence.discovered_report import discovered_lines
-from offramp.tasks.evidence.judged import judge_lines, unparsed_total
+from offramp.tasks.evidence.judged import calibration_line, judge_lines, unparsed_total
 from offramp.tasks.evidence.latency import latency_note
 from offramp.tasks.evidence.policy import SelectionPolicy
 from offramp.tasks.evidence.samples_report import sample_lines
@@ -94,6 +94,7 @@ class StudyReport:
     samples: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # per samples trial: agreement with what was served
     sample_stage: dict[str, Any] | None = None  # the samples stage: n chosen and why (tasks/study/samples.py)
     judged: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # metric.judge: per judged trial (report_judge)
+    calibration: dict[str, Any] | None = None  # metric.judge vs the human judgements (judge_calibrations)
 
     @property
     def study_id(self) -> str:
@@ -251,7 +252,7 @@ def load_report(wh: Warehouse, study_id: str) -> StudyReport:
         power=_rows(wh, "report_slice_power", study_id),
         discovery=_rows(wh, "report_discovery", study_id), discovered=_rows(wh, "report_discovered", study_id),
         samples=_rows(wh, "report_samples", study_id), sample_stage=(_rows(wh, "report_sample_stage", study_id) or [None])[0],
-        judged=_rows(wh, "report_judge", study_id),
+        judged=_rows(wh, "report_judge", study_id), calibration=(_rows(wh, "judge_calibration", study_id) or [None])[0],
     )
 
 
@@ -360,6 +361,8 @@ def markdown(r: StudyReport) -> str:
     if r.judged:
         lines += ["", f"Judge (metric.judge; {unparsed_total(r.judged)} judge answers did not parse; an unjudged answer scores 0):", ""]
         lines += [f"- {x}" for x in judge_lines(r.judged)]
+        if r.calibration is not None:
+            lines += ["", calibration_line(r.calibration) or ""]
         lines += ["", f"Every judge answer: `SELECT * FROM v_judgements WHERE study_id = '{r.study_id}' ORDER BY trial_id, example_id`"]
     warnings = r.unparsed_warnings()
     if warnings:
@@ -442,7 +445,8 @@ def write_html(r: StudyReport, path: Path) -> Path:
             "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.model_lines()) + "</ul>" if r.models or r.tuned else "",
             f"<p><b>Failed trials:</b> {html.escape(r.failed_summary() or '')}</p>" if r.failed else "",
             f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts,
-            "<h2>Judge</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in judge_lines(r.judged)) + "</ul>" if r.judged else "",
+            "<h2>Judge</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in judge_lines(r.judged)) + "</ul>"
+            + f"<p>{html.escape(calibration_line(r.calibration) or '')}</p>" if r.judged else "",
             "<h2>Composite candidates: branches taken</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.composite_lines())
             + "</ul>" if r.composites else "", "<h2>Flips (held-out split)</h2>"]
     if r.flips:

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from offramp.tasks.evidence.judged import calibration_line, judge_lines
 from offramp.tasks.evidence.report import StudyReport, fmt
 from offramp.tasks.evidence.samples_report import sample_lines
 from offramp.tasks.evidence.verdicts import PowerRow, power_lines, verdict_interval, verdict_text
@@ -59,6 +60,10 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(f"[bold red]Failed trials:[/] {escape(r.failed_summary() or '')}", soft_wrap=True)
     for v in sel.get("verdicts", []):
         console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+    for line in judge_lines(r.judged):  # a judged feature: how the answers were judged, and the judge vs people
+        console.print(f"[cyan]judge[/] {escape(line)}", soft_wrap=True)
+    if r.calibration is not None:
+        console.print(escape(calibration_line(r.calibration) or ""), soft_wrap=True)
     for line in r.discovered_lines():
         console.print(escape(line), soft_wrap=True)
     for line in r.composite_lines():

@@ -287,9 +287,10 @@ def load_samples(spec: FeatureSpec, spec_path: Path, root: Path) -> tuple[Sample
 # ------------------------------------------------------------------ agreement with what was served
 def comparable(feature: Feature) -> str | None:
     """Why the samples cannot be compared by agreement (a `text` target needs a judge), else None."""
-    if feature.spec.target.type == "text":
-        return ("the target is free text: agreement with the served answer needs the pairwise judge against a reference "
-                "(metric.judge), which this offramp does not have yet")
+    judge = feature.spec.metric.judge
+    if feature.spec.target.type == "text" and (judge is None or judge.mode != "pairwise"):
+        return ("the target is free text: comparing an answer with the served one needs a pairwise judge "
+                "(metric.judge with mode: pairwise)")
     return None
 
 

@@ -12,8 +12,10 @@ production inputs (`data.samples`), and each answer is compared with what the in
   agreement with what was served (same label, number within `metric.tolerance`, or json_f1;
   `tasks/feature/samples.agreement_metric`) with a 95% bootstrap interval. The incumbent's own
   re-run gives the replay-drift baseline: how often the incumbent today agrees with itself then.
-- Text targets need a judge against the served answer: `run_samples_stage(judge=...)` takes one
-  (a `ServedJudge`); without it the stage is skipped with the reason stored.
+- Text targets: the feature's pairwise judge (`metric.judge`, mode pairwise) compares each answer
+  with the served one, both orders, as it compares a candidate with the incumbent on test (win 1,
+  tie 0.5, loss 0; `tasks/feature/judge.py`); its calls are purpose `judge`, on the cap. Without a
+  pairwise judge the stage is skipped with the reason stored.
 Stored: `sample_stages` (n and why), `sample_answers` (per trial and sample), view `v_sample_agreement`.
 Composites (cascades, routers) are not run on samples.
 """
@@ -24,9 +26,11 @@ import dataclasses
 import json
 import random
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from offramp.search_spaces.schema import Config
-from offramp.tasks.feature.evaluate import bootstrap_interval, build_requests, prompt_runner
+from offramp.tasks.feature.evaluate import build_requests, prompt_runner
+from offramp.tasks.feature.judge import judge_call_worst_usd
 from offramp.tasks.feature.programs import compile_key
 from offramp.tasks.feature.prompts import render_input, shipped_prompt_demos
 from offramp.tasks.feature.sample_spec import Sample
@@ -38,10 +42,6 @@ from offramp.warehouse import records, samples as sample_rows
 from offramp.warehouse.records import Trial
 
 RESERVE_FRACTION = 0.10  # of what is left of the cap, kept back (a resume's overhead, a later judge)
-
-# A judge of text answers against the served ones: (inputs, answers, served answers) -> scores in [0, 1].
-ServedJudge = Callable[[Sequence[str], Sequence[str | None], Sequence[str]], list[float]]
-
 
 @dataclasses.dataclass(frozen=True)
 class SampleSize:
@@ -135,10 +135,17 @@ def entries(ctx: StudyContext, incumbent: Config, incumbent_dev: Trial, configs:
 
 
 def worst_case(feature: Feature, entry: Entry, examples: Sequence[Example], prices: PriceBook) -> list[float]:
-    """Each example's worst-case price for this config, as the gateway bounds a call before paying it."""
+    """Each example's worst-case price for this config, as the gateway bounds a call before paying it
+    (a text target: with the pairwise judge's calls against the served answer)."""
     render, _, model = prompt_runner(feature.spec, entry.config, list(entry.demos), entry.program)
-    return [prices.cost(r.model, prompt_chars(r.messages), int(r.settings.get("max_tokens") or 4096))
-            for r in build_requests(feature.spec, entry.config, render, examples, model)]
+    requests = build_requests(feature.spec, entry.config, render, examples, model)
+    judge = feature.spec.metric.judge
+    judging = 0.0
+    if judge is not None and feature.spec.target.type == "text":
+        answer_tokens = int(entry.config.settings.max_tokens or 4096)
+        judging = judge.calls_per_example() * judge_call_worst_usd(feature.spec, judge, prices, examples, answer_tokens)
+    return [prices.cost(r.model, prompt_chars(r.messages), int(r.settings.get("max_tokens") or 4096)) + judging
+            for r in requests]
 
 
 def _left(ctx: StudyContext) -> float | None:
@@ -149,8 +156,7 @@ def _left(ctx: StudyContext) -> float | None:
 
 
 def run_samples_stage(ctx: StudyContext, incumbent: Config, incumbent_dev: Trial, configs: dict[int, Config],
-                      confirmed: dict[int, Trial], dev_by_id: dict[int, Trial], *, judge: ServedJudge | None = None,
-                      log: Callable[[str], None] | None = None) -> dict | None:
+                      confirmed: dict[int, Trial], dev_by_id: dict[int, Trial], *, log: Callable[[str], None] | None = None) -> dict | None:
     """Run the samples stage (see the module docstring); returns the stage's row (None: the feature
     has no `data.samples`). A stage already recorded for the study (a resume) is not run again."""
     feature, spec = ctx.feature, ctx.feature.spec
@@ -176,7 +182,7 @@ def run_samples_stage(ctx: StudyContext, incumbent: Config, incumbent_dev: Trial
     if ctx.budget_exhausted:
         return done("skipped: the spend cap was reached before the stage (a call was refused); raise --max-spend "
                     "(with --raise-cap) to compare with production traffic")
-    not_comparable = comparable(feature) if judge is None else None
+    not_comparable = comparable(feature)
     if not_comparable:
         return done(f"skipped: {not_comparable}")
     if not order:
@@ -195,7 +201,7 @@ def run_samples_stage(ctx: StudyContext, incumbent: Config, incumbent_dev: Trial
     sample = order[:size.n]
     sample_rows.start_stage(ctx.wh, ctx.study_id)
     for entry in chosen:
-        trial = _answer(ctx, entry, sample, judge)
+        trial = _answer(ctx, entry, sample)
         if trial.status != "completed" and entry.role == "incumbent":
             reason += f". The incumbent's re-run did not complete ({trial.measurement.error}): the stage stopped there"
             break
@@ -206,28 +212,23 @@ def run_samples_stage(ctx: StudyContext, incumbent: Config, incumbent_dev: Trial
     return done(reason, status="ran", n_chosen=size.n, configs=len(chosen), worst_usd=size.worst_usd)
 
 
-def _answer(ctx: StudyContext, entry: Entry, sample: Sequence[Sample], judge: ServedJudge | None) -> Trial:
-    """One config answers the sample: a trial (split 'samples'), its calls, its answers and agreement."""
+def _answer(ctx: StudyContext, entry: Entry, sample: Sequence[Sample]) -> Trial:
+    """One config answers the sample: a trial (split 'samples'), its calls, its answers and agreement
+    (a text target: the pairwise judge's score against what was served)."""
     examples = as_examples(sample)
+    judged = ctx.feature.spec.target.type == "text"
+    references: dict[str, Any] | None = {s.id: s.served for s in sample} if judged else None
     run = TrialRun(ctx.allocate_trial_id(), entry.role, "samples", entry.config, examples, source_trial_id=entry.dev_id)
     start(ctx, run)  # records the trial; the demos or the program (found in the warehouse: no compile)
     outcome: Outcome = ctx.run(evaluate_examples, lambda gateway: EvalJob(
         name=f"trial {run.trial_id} {run.role} samples: {entry.config.model}", feature=ctx.feature_ref, config=entry.config,
         examples=examples, demos=tuple(run.demos), program=run.program, study_id=ctx.study_id, trial_id=run.trial_id,
-        seed=ctx.seed, gateway=gateway, served=True,
+        seed=ctx.seed, gateway=gateway, served=not judged, references=references,
     ), trial_id=run.trial_id)
     evaluation = outcome.value
     scores = list(evaluation.scores)
-    if judge is not None and ctx.feature.spec.target.type == "text":
-        field = ctx.feature.spec.target.name
-        scores = judge([render_input(ctx.feature.spec, e) for e in examples],
-                       [None if p is None else p.get(field) for p in evaluation.predictions],
-                       [str((s.served or {}).get(field, "")) for s in sample])
-        low, high = bootstrap_interval(scores, seed=ctx.seed)
-        measurement = dataclasses.replace(evaluation.measurement, quality=sum(scores) / len(scores), quality_ci_low=low,
-                                          quality_ci_high=high)
-        evaluation = dataclasses.replace(evaluation, scores=scores, measurement=measurement)
     records.store_calls(ctx.wh, evaluation.calls, outcome.spent.paid)
+    records.store_judgements(ctx.wh, evaluation.judgements)
     run.parts.append(evaluation)
     run.evaluated = len(examples)
     status = "stopped_by_budget" if ctx.budget_exhausted else "provider_down" if ctx.endpoint_down else None

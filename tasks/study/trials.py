@@ -196,7 +196,7 @@ class StudyContext:
     def budget_exhausted(self) -> bool:
         return self.budget is not None and self.budget.exhausted
 
-    def run(self, task_fn: Any, make_job: Callable[[GatewayConfig], Any], *, trial_id: int, purpose: str = "eval",
+    def run(self, task_fn: Any, make_job: Callable[[GatewayConfig], Any], *, trial_id: int | None, purpose: str = "eval",
             capped: bool = True) -> Any:
         """Run a task with a grant of the spend cap (`capped=False`: no limit, only counted), on the
         flow's task runner; settle what it spent and ingest its journal (the ledger, the paid answers)."""

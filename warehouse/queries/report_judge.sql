@@ -13,6 +13,6 @@ SELECT j.trial_id, t.split, t.role, t.model, t.strategy, min(j.mode) AS mode, mi
        count(DISTINCT j.example_id) FILTER (WHERE j.verdict IS NULL) AS unjudged
 FROM judgements j
 LEFT JOIN trials t ON t.study_id = j.study_id AND t.trial_id = j.trial_id
-WHERE j.study_id = $study_id
+WHERE j.study_id = $study_id AND j.trial_id IS NOT NULL  -- the calibration items: table judge_calibrations
 GROUP BY j.trial_id, t.split, t.role, t.model, t.strategy
 ORDER BY j.trial_id;
