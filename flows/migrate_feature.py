@@ -25,18 +25,19 @@ import optuna
 from prefect import flow, get_run_logger
 from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
+from prefect.states import Cancelled, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from offramp import stopping
 from offramp.errors import BudgetExceeded, EndpointDown, UserError
+from offramp.flows.outcome import final_state
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
 from offramp.tasks.evidence.judge import confirm_front
 from offramp.tasks.evidence.report import failed_trials, publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
-from offramp.tasks.gateway import journal, local_models
+from offramp.tasks.gateway import journal, model_leases
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
@@ -131,8 +132,21 @@ def _in_process_runner() -> bool:
 @flow(name="migrate-feature", flow_run_name=_run_name, log_prints=False)
 def migrate_feature(params: MigrateParams) -> StudySummary:
     """Migrate one feature off a retiring model: the incumbent as baseline, a multi-objective
-    search on dev, the front confirmed on the held-out test split, a selection, a report. Stopped
-    on request (`offramp.stopping`), the run ends CANCELLED (the caller gets CancelledRun)."""
+    search on dev, the front confirmed on the held-out test split, a selection, a report. The run
+    ends COMPLETED, its state named and worded by the decision (`flows/outcome.py`); stopped on
+    request (`offramp.stopping`), it ends CANCELLED (the caller gets CancelledRun). However it ends,
+    the local model servers it started (and no other study uses) are stopped."""
+    holder = f"{flow_run.id or 'run'}-{uuid.uuid4().hex[:8]}"
+    try:
+        outcome = _migrate(params, holder)
+    finally:
+        stopped = model_leases.release(state_dir(), holder)
+        if stopped:
+            get_run_logger().info("stopped the local model servers this run started: %s", ", ".join(stopped))
+    return outcome if isinstance(outcome, State) else final_state(outcome)
+
+
+def _migrate(params: MigrateParams, holder: str) -> StudySummary | State:
     logger = get_run_logger()
     inputs = study_inputs(params)
     prepared = prepare(inputs)
@@ -142,7 +156,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     incumbent = Config(model=inc.model, instructions=inc.instructions, settings=inc.settings)
     candidate_models = [m for m in space.models if m != inc.model]
     storage = open_storage(inputs.optuna_storage)
-    started = ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models)
+    started = ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models, holder)
 
     wh = Warehouse(warehouse_path())
     study_id, found = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
@@ -291,12 +305,11 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
 def _interrupted(wh: Warehouse, study_id: str, exc: BaseException, started_models: list[str]) -> None:
     """A stop request (SIGINT/SIGTERM; Ctrl-C or Prefect's SIGTERM when the flow runs in the main
     thread): every thread stops at its next call, the study and its running trials are recorded as
-    interrupted (a rerun resumes them), and the local model servers this run started are stopped."""
+    interrupted (a rerun resumes them); the flow then stops the local model servers it started
+    (`model_leases.release`, unless another study still uses them)."""
     signum = getattr(exc, "signum", None) or getattr(exc, "signal", None) or (2 if isinstance(exc, KeyboardInterrupt) else 15)
     stopping.request(signum)
     records.interrupt_study(wh, study_id, f"stopped by {stopping.signal_name(signum)}; the same command resumes it")
-    if started_models:
-        local_models.down(started_models, state_dir())
     notify("study_interrupted", study_id=study_id, signal=stopping.signal_name(signum))
 
 

@@ -38,7 +38,8 @@ def render_report(console: Console, r: StudyReport) -> None:
             st.add_row(str(x["trial_id"]), f"{x['slice_field']}={x['slice_value']}", str(x["n"]), fmt(x["incumbent_quality"]),
                        fmt(x["candidate_quality"]), f"{x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}]")
         console.print(st)
-    regressed = [f for f in r.flips if f["direction"] == "regressed" and f["trial_id"] == sel.get("trial_id", sel.get("recommended_trial_id"))]
+    shown = sel.get("trial_id") if sel.get("trial_id") is not None else sel.get("recommended_trial_id")  # the key exists, None
+    regressed = [f for f in r.flips if f["direction"] == "regressed" and f["trial_id"] == shown]
     if regressed:
         console.print(f"Right -> wrong under trial {regressed[0]['trial_id']} ({len(regressed)}), e.g.:")
         for f in regressed[:3]:
