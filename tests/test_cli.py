@@ -119,7 +119,7 @@ def test_sql_json_keeps_json_columns_json_and_lines_prints_one_field_per_line(ho
         lines = result.stdout.splitlines()
         assert lines[0] == "-- row 1 --"
         assert lines[1:] == ["              id = s1", "         feature = f", f"deprecated_model = {long_text}",
-                             '           space = {"models":["a","b"],"n":2}']
+                             '           space = {"models": ["a", "b"], "n": 2}']
     result = offramp("sql", "select 1 as x", "--format", "wide", home=home)
     assert result.returncode == 2 and "table, csv, json or lines" in result.stderr
 
