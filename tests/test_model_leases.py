@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from offramp.tasks.gateway import local_models as lm
-from offramp.tasks.gateway import model_leases
+from offramp.tasks.gateway import local_models as lm, model_leases
 
 
 def stand_in(alias: str, home: Path) -> subprocess.Popen:
