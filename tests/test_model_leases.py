@@ -90,7 +90,7 @@ def test_the_flow_stops_the_servers_it_started_when_it_fails(tmp_path: Path, hom
     feature = make_feature(tmp_path / "feature")
     space = make_space(tmp_path / "space.yaml", ["local/qwen2.5-0.5b", "local/smollm2-135m"])
     params = MigrateParams(feature_dir=str(feature), space=str(space), trigger="cli", max_trials=2, max_spend_usd=1e-9)
-    with prefect_test_harness(server_startup_timeout=120), pytest.raises(UserError):
+    with prefect_test_harness(server_startup_timeout=120), pytest.raises(UserError, match="is too small for this study"):
         migrate_feature(params)
     started = [p for p in procs if p is not users]
     assert len(started) == 1  # smollm2-135m: started by the study
