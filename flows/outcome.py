@@ -46,6 +46,5 @@ def final_state(summary: Any) -> State:
     """The flow run's final state for `summary` (its data), and the decision as a log line."""
     name, message = decision(summary)
     message = message if len(message) <= MESSAGE_CHARS else message[: MESSAGE_CHARS - 1] + "…"
-    log = get_run_logger()
-    (log.info if name == "Completed" else log.warning)("decision (%s): %s", name, message)
+    get_run_logger().info("decision (%s): %s", name, message)  # INFO: the CLI prints the report instead
     return Completed(data=summary, name=name, message=message)
