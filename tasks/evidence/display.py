@@ -1,8 +1,10 @@
 """Numbers as a person reads them in the Prefect UI's table artifact (and anywhere a cell is narrow):
 quality with 3 decimals, dollars with 3 significant digits (never in e-notation), seconds with 2.
-The UI's artifact table cells do not wrap (`white-space: nowrap; overflow: hidden; text-overflow:
-ellipsis`), so a cell must be short: raw floats (`0.030229600694444445`) and a dozen columns
-pushed the table past the page and cut the cells off."""
+Why the table was clipped (Prefect 3.8's UI CSS): a table artifact's cells never wrap (`.p-table-data
+{white-space: nowrap; overflow: hidden; text-overflow: ellipsis}`) and the table scrolls sideways
+inside its box (`.p-table{overflow: auto hidden}`), so twelve columns of raw floats
+(`0.030229600694444445`) made it wider than the page and cut the right-hand columns (cost, latency,
+front, selected) off at the page's edge. Short cells in fewer columns fit."""
 
 from __future__ import annotations
 
