@@ -156,7 +156,7 @@ def _migrate(params: MigrateParams, holder: str) -> StudySummary | State:
     incumbent = Config(model=inc.model, instructions=inc.instructions, settings=inc.settings)
     candidate_models = [m for m in space.models if m != inc.model]
     storage = open_storage(inputs.optuna_storage)
-    started = ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models, holder)
+    ensure_local_models([inc.model, *candidate_models, *space.optimizer_models()], params.start_local_models, holder)
 
     wh = Warehouse(warehouse_path())
     study_id, found = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
@@ -279,10 +279,10 @@ def _migrate(params: MigrateParams, holder: str) -> StudySummary | State:
         notify("study_finished", summary=summary)
         return summary
     except stopping.Interrupted as exc:  # a stop requested by offramp's CLI: the run ends CANCELLED, not crashed
-        _interrupted(wh, study_id, exc, started)
+        _interrupted(wh, study_id, exc)
         return Cancelled(message=f"{exc}; the same command resumes the study")  # the caller gets CancelledRun
     except (KeyboardInterrupt, TerminationSignal) as exc:  # the flow in the main thread: Prefect's own handling
-        _interrupted(wh, study_id, exc, started)
+        _interrupted(wh, study_id, exc)
         raise
     except EndpointDown as exc:
         # the evidence so far is kept and reported; the same command resumes the study when the endpoint is back
@@ -302,7 +302,7 @@ def _migrate(params: MigrateParams, holder: str) -> StudySummary | State:
     return summary
 
 
-def _interrupted(wh: Warehouse, study_id: str, exc: BaseException, started_models: list[str]) -> None:
+def _interrupted(wh: Warehouse, study_id: str, exc: BaseException) -> None:
     """A stop request (SIGINT/SIGTERM; Ctrl-C or Prefect's SIGTERM when the flow runs in the main
     thread): every thread stops at its next call, the study and its running trials are recorded as
     interrupted (a rerun resumes them); the flow then stops the local model servers it started
