@@ -140,9 +140,13 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     try:
         outcome = _migrate(params, holder)
     finally:
-        stopped = model_leases.release(state_dir(), holder)
-        if stopped:
-            get_run_logger().info("stopped the local model servers this run started: %s", ", ".join(stopped))
+        try:
+            stopped = model_leases.release(state_dir(), holder)
+        except Exception as exc:  # noqa: BLE001 - never hides how the study ended; `offramp models down` stops them
+            get_run_logger().warning("could not stop the local model servers this run started: %s", exc)
+        else:
+            if stopped:
+                get_run_logger().info("stopped the local model servers this run started: %s", ", ".join(stopped))
     return outcome if isinstance(outcome, State) else final_state(outcome)
 
 
