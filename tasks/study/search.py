@@ -136,7 +136,7 @@ def configs_by_trial_id(space: SearchSpace, incumbent: Config, candidate_models:
     from its Optuna params."""
     out = {}
     for t in study.get_trials(deepcopy=False):
-        trial_id = t.user_attrs.get("offramp_trial_id")
-        if trial_id is not None and t.params:
+        trial_id = t.user_attrs.get("offramp_trial_id")  # a failed trial carries it too (for the dashboard): not a config
+        if trial_id is not None and t.params and t.state != optuna.trial.TrialState.FAIL:
             out[trial_id] = config_from_params(t.params, space, incumbent, candidate_models)
     return out
