@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
 import sys
@@ -266,20 +265,27 @@ def demo(
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="one SQL statement (read-only)")],
-    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json | lines (one field per line, for wide rows)")] = "table",
+    vertical: Annotated[bool, typer.Option("--vertical", "-x", help="same as --format lines")] = False,
 ) -> None:
     """Query the warehouse, read-only (works while a study is writing). The query can read the
-    warehouse only: no file is written (COPY ... TO, EXPORT DATABASE) or read, nothing attached."""
+    warehouse only: no file is written (COPY ... TO, EXPORT DATABASE) or read, nothing attached.
+    JSON columns stay JSON in `--format json`; `--format lines` prints every field of a row whole."""
+    from offramp.flows.sql_output import as_json, as_lines
     from offramp.warehouse import Warehouse, warehouse_path
 
-    if fmt not in ("table", "csv", "json"):
-        raise _usage(f"--format must be table, csv or json, not {fmt!r}")
+    fmt = "lines" if vertical else fmt
+    if fmt not in ("table", "csv", "json", "lines"):
+        raise _usage(f"--format must be table, csv, json or lines, not {fmt!r}")
     import duckdb
 
     try:
-        columns, rows = Warehouse(warehouse_path(), read_only=True).fetch(query)  # locked down: no file written or read
+        columns, types, rows = Warehouse(warehouse_path(), read_only=True).fetch_typed(query)  # locked down: no file written or read
     except duckdb.Error as exc:
         raise _usage(f"query failed: {exc}") from None
+    if fmt == "lines":
+        sys.stdout.write(as_lines(columns, rows))
+        return
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -287,7 +293,7 @@ def sql(
         writer.writerows(rows)
         sys.stdout.write(buffer.getvalue())
     elif fmt == "json":
-        sys.stdout.write(json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1) + "\n")
+        sys.stdout.write(as_json(columns, types, rows))
     else:
         table = Table(*columns)
         for row in rows:

@@ -4,7 +4,8 @@
   parameters are templated from the event's payload. Prefect renders each template and parses
   the result as JSON, so: `event.id` needs `| string` (a UUID is not JSON), and an optional
   payload key needs `| default(none)` (a missing key fails the render, and then NO run is created,
-  only a server warning). Also the form for manual runs from the UI.
+  only a server warning). Also the form for manual runs from the UI: the deployment's default
+  parameters (and the form's field defaults) carry the limits `serve` was given, as triggered runs do.
 - `watch-deprecations/daily`: the watch on a cron schedule (06:00 UTC by default).
 """
 
@@ -38,6 +39,26 @@ def trigger_parameters(defaults: dict[str, Any] | None = None) -> dict[str, Any]
     return {"params": {**(defaults or {}), **EVENT_TEMPLATES}}
 
 
+def form_parameters(defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The deployment's own default parameters: the limits `offramp serve` was given (trials, spend
+    cap, policy file), so a run started from the UI's form gets the same limits as an
+    event-triggered one (Prefect fills the form with them; without them it showed MigrateParams'
+    defaults: 16 trials, no cap)."""
+    set_ = {k: v for k, v in (defaults or {}).items() if v is not None}
+    trigger_parameters(set_)  # the same check: only MigrateParams fields
+    return {"params": set_}
+
+
+def _schema_defaults(deployment, defaults: dict[str, Any]) -> None:
+    """The form's field defaults (MigrateParams in the parameter schema) set to `defaults` too, so
+    the form shows them even where it reads the schema rather than the deployment's parameters."""
+    schema = deployment._parameter_openapi_schema  # Prefect builds it from the flow's signature
+    fields = (schema.definitions or {}).get("MigrateParams", {}).get("properties", {})
+    for name, value in defaults.items():
+        if name in fields:
+            fields[name]["default"] = value
+
+
 def build(
     *,
     watch: WatchParams,
@@ -60,9 +81,11 @@ def build(
             match={"prefect.resource.id": "offramp.feature.*"},
             parameters=trigger_parameters(migrate_defaults),
         )],
+        parameters=form_parameters(migrate_defaults),
         tags=["offramp"],
         entrypoint_type=EntrypointType.MODULE_PATH,  # a worker imports offramp; it needs no checkout
     )
+    _schema_defaults(migrate, form_parameters(migrate_defaults)["params"])
     watcher = watch_deprecations.to_deployment(
         name=WATCH_DEPLOYMENT,
         description="Find features whose model retires within the horizon; emit one event per feature and model.",

@@ -25,11 +25,12 @@ import optuna
 from prefect import flow, get_run_logger
 from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
-from prefect.states import Cancelled
+from prefect.states import Cancelled, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from offramp import stopping
 from offramp.errors import BudgetExceeded, EndpointDown, UserError
+from offramp.flows.outcome import final_state
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
 from offramp.tasks.evidence.discovered import discover_front, discover_samples
@@ -38,7 +39,7 @@ from offramp.tasks.evidence.power import record_power, study_power
 from offramp.tasks.evidence.report import failed_trials, publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
-from offramp.tasks.gateway import journal, local_models
+from offramp.tasks.gateway import journal, model_leases
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.gateway.prices import PriceBook
 from offramp.tasks.search.ask_tell import DIRECTIONS, Limits
@@ -135,8 +136,25 @@ def _in_process_runner() -> bool:
 @flow(name="migrate-feature", flow_run_name=_run_name, log_prints=False)
 def migrate_feature(params: MigrateParams) -> StudySummary:
     """Migrate one feature off a retiring model: the incumbent as baseline, a multi-objective
-    search on dev, the front confirmed on the held-out test split, a selection, a report. Stopped
-    on request (`offramp.stopping`), the run ends CANCELLED (the caller gets CancelledRun)."""
+    search on dev, the front confirmed on the held-out test split, a selection, a report. The run
+    ends COMPLETED, its state named and worded by the decision (`flows/outcome.py`); stopped on
+    request (`offramp.stopping`), it ends CANCELLED (the caller gets CancelledRun). However it ends,
+    the local model servers it started (and no other study uses) are stopped."""
+    holder = f"{flow_run.id or 'run'}-{uuid.uuid4().hex[:8]}"
+    try:
+        outcome = _migrate(params, holder)
+    finally:
+        try:
+            stopped = model_leases.release(state_dir(), holder)
+        except Exception as exc:  # noqa: BLE001 - never hides how the study ended; `offramp models down` stops them
+            get_run_logger().warning("could not stop the local model servers this run started: %s", exc)
+        else:
+            if stopped:
+                get_run_logger().info("stopped the local model servers this run started: %s", ", ".join(stopped))
+    return outcome if isinstance(outcome, State) else final_state(outcome)
+
+
+def _migrate(params: MigrateParams, holder: str) -> StudySummary | State:
     logger = get_run_logger()
     inputs = study_inputs(params)
     prepared = prepare(inputs)
@@ -147,7 +165,7 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     candidate_models = [m for m in space.models if m != inc.model]
     storage = open_storage(inputs.optuna_storage)
     judge = [spec.metric.judge.model] if spec.metric.judge else []  # a judge metric's model is called too
-    started = ensure_local_models([inc.model, *candidate_models, *space.optimizer_models(), *judge], params.start_local_models)
+    ensure_local_models([inc.model, *candidate_models, *space.optimizer_models(), *judge], params.start_local_models, holder)
 
     wh = Warehouse(warehouse_path())
     study_id, found = choose_study_id(wh, f"{spec.name}-{study_key(params, prepared)}", params.new_study)
@@ -280,10 +298,10 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         notify("study_finished", summary=summary)
         return summary
     except stopping.Interrupted as exc:  # a stop requested by offramp's CLI: the run ends CANCELLED, not crashed
-        _interrupted(wh, study_id, exc, started)
+        _interrupted(wh, study_id, exc)
         return Cancelled(message=f"{exc}; the same command resumes the study")  # the caller gets CancelledRun
     except (KeyboardInterrupt, TerminationSignal) as exc:  # the flow in the main thread: Prefect's own handling
-        _interrupted(wh, study_id, exc, started)
+        _interrupted(wh, study_id, exc)
         raise
     except EndpointDown as exc:
         # the evidence so far is kept and reported; the same command resumes the study when the endpoint is back
@@ -303,15 +321,14 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
     return summary
 
 
-def _interrupted(wh: Warehouse, study_id: str, exc: BaseException, started_models: list[str]) -> None:
+def _interrupted(wh: Warehouse, study_id: str, exc: BaseException) -> None:
     """A stop request (SIGINT/SIGTERM; Ctrl-C or Prefect's SIGTERM when the flow runs in the main
     thread): every thread stops at its next call, the study and its running trials are recorded as
-    interrupted (a rerun resumes them), and the local model servers this run started are stopped."""
+    interrupted (a rerun resumes them); the flow then stops the local model servers it started
+    (`model_leases.release`, unless another study still uses them)."""
     signum = getattr(exc, "signum", None) or getattr(exc, "signal", None) or (2 if isinstance(exc, KeyboardInterrupt) else 15)
     stopping.request(signum)
     records.interrupt_study(wh, study_id, f"stopped by {stopping.signal_name(signum)}; the same command resumes it")
-    if started_models:
-        local_models.down(started_models, state_dir())
     notify("study_interrupted", study_id=study_id, signal=stopping.signal_name(signum))
 
 

@@ -98,6 +98,32 @@ def test_sql_formats_and_read_only(home):
     assert n == 1
 
 
+def test_sql_json_keeps_json_columns_json_and_lines_prints_one_field_per_line(home):
+    """Issue 13: `--format json` must not double-encode a JSON column (`space`, `params`, `selection`);
+    `--format lines` / `--vertical` prints each field of a wide row on its own line, whole."""
+    home.mkdir(parents=True)
+    from offramp.warehouse import Warehouse, records
+
+    wh = Warehouse(home / "warehouse.duckdb")
+    long_text = "a model id that is long " * 8
+    records.start_study(wh, study_id="s1", feature="f", deprecated_model=long_text, incumbent_model="m", trigger="cli",
+                        space_name="x", space={"models": ["a", "b"], "n": 2}, params={"max_trials": 16}, seed=0)
+    result = offramp("sql", "select id, space, params, deprecated_model, space->'n' as n from studies", "--format", "json", home=home)
+    assert result.returncode == 0, result.stderr
+    [row] = json.loads(result.stdout)
+    assert row["space"] == {"models": ["a", "b"], "n": 2} and row["params"] == {"max_trials": 16} and row["n"] == 2
+    assert row["deprecated_model"] == long_text  # text stays text
+    for option in (["--format", "lines"], ["--vertical"]):
+        result = offramp("sql", "select id, feature, deprecated_model, space from studies", *option, home=home)
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert lines[0] == "-- row 1 --"
+        assert lines[1:] == ["              id = s1", "         feature = f", f"deprecated_model = {long_text}",
+                             '           space = {"models": ["a", "b"], "n": 2}']
+    result = offramp("sql", "select 1 as x", "--format", "wide", home=home)
+    assert result.returncode == 2 and "table, csv, json or lines" in result.stderr
+
+
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 

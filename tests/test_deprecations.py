@@ -217,7 +217,10 @@ def test_prefect_yaml_matches_the_deployments_offramp_serve_builds():
     migrate, watch = by_name[MIGRATE_DEPLOYMENT], by_name[WATCH_DEPLOYMENT]
     assert migrate["entrypoint"] == "offramp.flows.migrate_feature.migrate_feature"
     [trigger] = migrate["triggers"]
-    assert trigger["expect"] == [EVENT] and trigger["parameters"]["params"] == EVENT_TEMPLATES
+    limits = migrate["parameters"]["params"]  # the form's limits; the trigger repeats them (issue 13)
+    assert limits["max_trials"] >= 1 and limits["max_spend_usd"] > 0
+    assert trigger["expect"] == [EVENT] and trigger["parameters"]["params"] == {**limits, **EVENT_TEMPLATES}
+    assert MigrateParams.model_validate({**limits, "feature_dir": "f"}).max_spend_usd == limits["max_spend_usd"]
     assert watch["entrypoint"] == "offramp.flows.watch_deprecations.watch_deprecations"
     assert watch["schedules"][0]["cron"] == DEFAULT_CRON
     WatchParams.model_validate(watch["parameters"]["params"])

@@ -120,7 +120,7 @@ def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
     env, _ = setting(root / "serve", api)
     offramp = runner(env)
     serve_log = (root / "serve" / "serve.log").open("w+")
-    serve = subprocess.Popen([*OFFRAMP, "serve", "--max-trials", "3"], cwd=ROOT, env=env, stdout=serve_log,
+    serve = subprocess.Popen([*OFFRAMP, "serve", "--max-trials", "3", "--max-spend", "4.5"], cwd=ROOT, env=env, stdout=serve_log,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         client = httpx.Client(base_url=api, timeout=10)
@@ -134,6 +134,11 @@ def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
         assert watch and watch["schedules"] and watch["schedules"][0]["schedule"]["cron"] == "0 6 * * *"
         form = migrate["parameter_openapi_schema"]  # the UI's run form: MigrateParams, feature_dir required
         assert form["required"] == ["params"] and "feature_dir" in form["definitions"]["MigrateParams"]["required"]
+        # a run from the form gets serve's limits, as a triggered run does (issue 13): the deployment's
+        # default parameters carry them, and so do the form's field defaults
+        assert migrate["parameters"] == {"params": {"max_trials": 3, "max_spend_usd": 4.5}}
+        fields = form["definitions"]["MigrateParams"]["properties"]
+        assert fields["max_trials"]["default"] == 3 and fields["max_spend_usd"]["default"] == 4.5
         automations = client.post("/automations/filter", json={}).json()
         assert any(a["actions"][0].get("deployment_id") == migrate["id"] for a in automations)
 
@@ -149,6 +154,9 @@ def test_a_deprecation_event_starts_a_migration_on_a_served_deployment(server):
         [run] = wait_for("the triggered migrate-feature run", completed_runs(client, migrate["id"], Path(serve_log.name)), 300, [serve])
         assert run["name"] == "migrate tiny-routing off fake/old"
         assert run["parameters"]["params"]["trigger"] == "event"
+        assert run["parameters"]["params"]["max_trials"] == 3 and run["parameters"]["params"]["max_spend_usd"] == 4.5
+        # the run's final state carries the decision (issue 13): a named COMPLETED state with a message
+        assert run["state"]["message"].startswith(("Selected trial", "No config is safe to ship"))
         event_id = run["parameters"]["params"]["event_id"]
 
         artifacts = client.post("/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}).json()
@@ -181,6 +189,8 @@ def test_prefect_yaml_deploys_to_a_work_pool_and_a_worker_runs_the_triggered_mig
     automations = [a for a in client.post("/automations/filter", json={}).json()
                    if a["actions"][0].get("deployment_id") == migrate["id"]]
     assert len(automations) == 1  # serve's trigger for the same deployment was replaced, not doubled
+    assert migrate["parameters"] == {"params": {"max_trials": 16, "max_spend_usd": 5.0}}  # prefect.yaml's limits, for the form
+    assert automations[0]["actions"][0]["parameters"]["params"]["max_spend_usd"] == 5.0  # and for triggered runs
     before = {run["id"] for run in client.post("/flow_runs/filter", json={}).json()}
 
     worker_log = (root / "worker" / "worker.log").open("w+")

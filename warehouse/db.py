@@ -364,6 +364,13 @@ class Warehouse:
             columns = [d[0] for d in cursor.description] if cursor.description else []
             return columns, cursor.fetchall()
 
+    def fetch_typed(self, sql: str) -> tuple[list[str], list[str], list[tuple]]:
+        """Run one read query; return (column names, their DuckDB types as text, e.g. 'JSON', rows)."""
+        with self.reader() as con:
+            cursor = con.execute(sql)
+            described = cursor.description or []
+            return [d[0] for d in described], [str(d[1]) for d in described], cursor.fetchall()
+
 
 _AT_EXIT: dict[Path, Warehouse] = {}
 

@@ -388,15 +388,25 @@ def markdown(r: StudyReport) -> str:
 
 
 def front_table(r: StudyReport) -> list[dict[str, Any]]:
-    """Rows for the Prefect table artifact: every dev trial, front and selection marked."""
-    selected = r.selection.get("trial_id")
-    return [
-        {"trial": t.trial_id, "role": t.role, "config": t.label, "status": t.status,
-         "quality": t.measurement.quality, "ci_low": t.measurement.quality_ci_low, "ci_high": t.measurement.quality_ci_high,
-         "cost_per_1k_usd": t.measurement.cost_per_1k_usd, "p95_latency_s": t.measurement.latency_p95_s, "error_rate": t.measurement.error_rate,
-         "on_front": bool(r.on_front(t)), "selected": t.trial_id == selected}
-        for t in r.trials if t.split == "dev"
-    ]
+    """Rows for the Prefect table artifact: every dev trial, front and selection marked, numbers
+    formatted for a person (`display`; the raw numbers are in v_trials) in few, short columns."""
+    from offramp.tasks.evidence import display
+
+    selected, least_bad = r.selection.get("trial_id"), r.selection.get("recommended_trial_id")
+    rows = []
+    for t in r.trials:
+        if t.split != "dev":
+            continue
+        m = t.measurement
+        front = ("selected" if t.trial_id == selected else "least bad" if t.trial_id == least_bad and selected is None
+                 else "front" if r.on_front(t) else "")
+        rows.append({"trial": t.trial_id, "role": t.role, "config": t.label,
+                     "status": "" if t.status == "completed" else f"pruned at {t.stage:.0%} of dev" if t.status == "pruned" and t.stage
+                     else t.status,
+                     "quality [95% CI]": display.quality(m.quality, m.quality_ci_low, m.quality_ci_high),
+                     "$ / 1k": display.usd(m.cost_per_1k_usd), "p95": display.seconds(m.latency_p95_s),
+                     "errors": display.share(m.error_rate), "front": front})
+    return rows
 
 
 def write_html(r: StudyReport, path: Path) -> Path:

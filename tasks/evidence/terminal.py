@@ -45,7 +45,8 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(st)
     for line in power_lines([PowerRow(**row) for row in r.power]):
         console.print(escape(line), soft_wrap=True)
-    regressed = [f for f in r.flips if f["direction"] == "regressed" and f["trial_id"] == sel.get("trial_id", sel.get("recommended_trial_id"))]
+    shown = sel.get("trial_id") if sel.get("trial_id") is not None else sel.get("recommended_trial_id")  # the key exists, None
+    regressed = [f for f in r.flips if f["direction"] == "regressed" and f["trial_id"] == shown]
     if regressed:
         console.print(f"Right -> wrong under trial {regressed[0]['trial_id']} ({len(regressed)}), e.g.:")
         for f in regressed[:3]:

@@ -210,11 +210,11 @@ def run_search(
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     stop = stop or ("budget" if isinstance(exc, BudgetExceeded) else "provider_down")
                     continue
-                if trial_attrs is not None and outcome.measurement is not None:
+                if trial_attrs is not None:
                     outcome = dataclasses.replace(outcome, attrs=trial_attrs(outcome.number))
                 if on_outcome:
                     on_outcome(outcome)
-                _tell(study, trial, outcome, limits)
+                _tell(study, trial, outcome, limits, stages)
                 outcomes.append(outcome)
             if stop:
                 stopped_by = stop
@@ -255,8 +255,9 @@ def _ask_new(
     study: optuna.Study, space: SearchSpace, incumbent: Config, models: Sequence[str], sampler: SamplerName,
     seed: int, seen: set[str], points: _Points,
 ) -> tuple[optuna.Trial, Config] | None:
-    """Ask for a config not measured yet. A repeat is told FAIL (marked `duplicate`: not counted,
-    not on the front; its answers would all come from the cache anyway); after DUPLICATE_ASKS
+    """Ask for a config not measured yet. A repeat is told PRUNED, not FAIL (nothing failed: it is
+    marked `duplicate`, says which config it repeats, is not counted and never on the front; its
+    answers would all come from the cache anyway); after DUPLICATE_ASKS
     repeats an untried config is enqueued, chosen at random (seeded). None: the space is exhausted."""
     for attempt in range(DUPLICATE_ASKS + 1):
         study.sampler = make_sampler(sampler, seed + 7919 * attempt)
@@ -271,21 +272,39 @@ def _ask_new(
             trial.set_user_attr("config", config.label())
             return trial, config
         trial.set_user_attr("duplicate", True)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        trial.set_user_attr("config", config.label())
+        trial.set_user_attr("offramp", f"skipped: repeats {config.label()} (already measured)")
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     return None
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, limits: Limits) -> None:
+def readable(outcome: TrialOutcome, stages: Sequence[float] | None = None) -> str:
+    """One line for optuna-dashboard's user attributes: offramp's trial id, its role and how far
+    the racing got, e.g. `trial 5 (candidate): pruned at stage 1/3 (20% of dev)`."""
+    attrs = outcome.attrs
+    head = f"trial {attrs['offramp_trial_id']}" if attrs.get("offramp_trial_id") is not None else "trial"
+    head += f" ({attrs['role']})" if attrs.get("role") else ""
+    at = f"{outcome.stage:.0%} of dev"
+    if stages and outcome.stage in stages:
+        at = f"stage {list(stages).index(outcome.stage) + 1}/{len(stages)} ({at})"
+    what = {"complete": "measured on" if outcome.feasible else "infeasible (a hard limit) on", "pruned": "pruned at",
+            "failed": "failed at", "stopped": "stopped at"}[outcome.state]
+    return f"{head}: {what} {at}"
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome, limits: Limits,
+          stages: Sequence[float] | None = None) -> None:
     o = outcome.measurement
     trial.set_user_attr("evaluated", True)  # a FAIL without it was interrupted, not measured
+    for key, value in outcome.attrs.items():  # links to the warehouse: offramp_trial_id, role, ...
+        trial.set_user_attr(key, value)
+    trial.set_user_attr("stage", outcome.stage)
+    trial.set_user_attr("offramp", readable(outcome, stages))
     if outcome.state == "failed" or o is None:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return
-    trial.set_user_attr("stage", outcome.stage)
     trial.set_user_attr("feasible", outcome.feasible)
     trial.set_user_attr("latency_noise", latency_noise(o))
-    for key, value in outcome.attrs.items():
-        trial.set_user_attr(key, value)
     for key, value in limits.violations(o).items():
         trial.set_constraint(key, value)
     if outcome.state == "pruned":
@@ -300,7 +319,8 @@ def _finished(study: optuna.Study) -> int:
     states = optuna.trial.TrialState
     return sum(
         1 for t in study.get_trials(deepcopy=False)
-        if t.state in (states.COMPLETE, states.PRUNED) or (t.state == states.FAIL and t.user_attrs.get("evaluated"))
+        if (t.state in (states.COMPLETE, states.PRUNED) and not t.user_attrs.get("duplicate"))
+        or (t.state == states.FAIL and t.user_attrs.get("evaluated"))
     )
 
 

@@ -22,7 +22,7 @@ from offramp.search_spaces.schema import Config, ModelEntry, Price, SearchSpace,
 from offramp.tasks.evidence.policy import SelectionPolicy, load_policy
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import Feature, Splits, load_feature, split_examples
-from offramp.tasks.gateway import local_models
+from offramp.tasks.gateway import local_models, model_leases
 from offramp.tasks.gateway.llm import LOCAL_PREFIX
 from offramp.tasks.gateway.models import model_identity, routable
 from offramp.tasks.gateway.plugins import load_plugins
@@ -237,10 +237,13 @@ def check_judged(feature: Feature, space: SearchSpace) -> None:
 
 
 @task(cache_policy=NO_CACHE)
-def ensure_local_models(models: list[str], start: bool) -> list[str]:
+def ensure_local_models(models: list[str], start: bool, holder: str | None = None) -> list[str]:
     """Start the local model servers the study needs and are not up (unless `start` is off: then
-    refuse). Returns the aliases started."""
+    refuse). Returns the aliases started. With `holder`, the study leases the servers it uses
+    first (`model_leases`): `model_leases.release` at its end stops those it started."""
     aliases = sorted({m[len(LOCAL_PREFIX) :] for m in models if m.startswith(LOCAL_PREFIX)})
+    if holder is not None:
+        model_leases.hold(aliases, state_dir(), holder)
     running = {s.alias for s in local_models.status(state_dir()) if s.healthy}
     missing = [a for a in aliases if a not in running]
     if missing and not start:
@@ -248,6 +251,7 @@ def ensure_local_models(models: list[str], start: bool) -> list[str]:
     if missing:
         get_run_logger().info("starting local model servers: %s", missing)
         local_models.up(missing, state_dir())
+        model_leases.mark_started(missing, state_dir())
     return missing
 
 

@@ -64,7 +64,7 @@ def search_study(
 
     def attrs(number: int) -> dict:
         run = runs[number]
-        return {"offramp_study_id": ctx.study_id, "offramp_trial_id": run.trial_id, "program_hash": run.program_hash}
+        return {"offramp_study_id": ctx.study_id, "offramp_trial_id": run.trial_id, "role": run.role, "program_hash": run.program_hash}
 
     def on_outcome(outcome: TrialOutcome) -> None:
         run = runs.get(outcome.number)
@@ -87,7 +87,8 @@ def search_study(
         state = "complete" if row["status"] == "completed" else "pruned"
         return TrialOutcome(
             number, config, state, TrialMeasurement.from_row(row), bool(row["feasible"]), row["stage"],
-            attrs={"offramp_study_id": ctx.study_id, "offramp_trial_id": row["trial_id"], "program_hash": row["program_hash"]},
+            attrs={"offramp_study_id": ctx.study_id, "offramp_trial_id": row["trial_id"], "role": row["role"],
+                   "program_hash": row["program_hash"]},
         )
 
     result = run_search(
@@ -135,7 +136,7 @@ def configs_by_trial_id(space: SearchSpace, incumbent: Config, candidate_models:
     from its Optuna params."""
     out = {}
     for t in study.get_trials(deepcopy=False):
-        trial_id = t.user_attrs.get("offramp_trial_id")
-        if trial_id is not None and t.params:
+        trial_id = t.user_attrs.get("offramp_trial_id")  # a failed trial carries it too (for the dashboard): not a config
+        if trial_id is not None and t.params and t.state != optuna.trial.TrialState.FAIL:
             out[trial_id] = config_from_params(t.params, space, incumbent, candidate_models)
     return out
