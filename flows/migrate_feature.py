@@ -4,8 +4,8 @@ prepare (feature, space, prices, storage; the local models it needs) -> fixed-se
 the incumbent on dev (its outputs are the behavioural snapshot) -> multi-objective search with
 Optuna (naive swaps first, cheapest first, then sampled configs; trials raced on growing slices of
 dev; budgets: trials, wall time, USD) -> front (quality, cost, p95 latency within noise tied; feasible
-trials only) -> incumbent and the front configs that can still win on the held-out test split
-(tasks.evidence.confirm) -> paired comparisons and the selection -> report.
+trials only, none no better than the trivial answer) -> incumbent, the front configs that can still win
+and every naive swap on the held-out test split (tasks.evidence.confirm) -> paired comparisons and the selection -> report.
 
 This module composes; the work is in `offramp.tasks`. Trials are tasks inside this one flow
 (`evaluate_examples`, `compile_strategy`: values in, values out, so the flow's task runner may be
@@ -32,10 +32,11 @@ from offramp import stopping
 from offramp.errors import BudgetExceeded, EndpointDown, UserError
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
-from offramp.tasks.evidence.judge import confirm_front
+from offramp.tasks.evidence.judge import confirm_front, label_report
 from offramp.tasks.evidence.report import failed_trials, publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
+from offramp.tasks.feature.trivial import trivial_baseline
 from offramp.tasks.gateway import journal, local_models
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.gateway.prices import PriceBook
@@ -214,9 +215,12 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
         if incumbent_dev.status != "completed":
             raise RuntimeError(f"the incumbent could not be evaluated on dev: {incumbent_dev.measurement.error}")
         ctx.share = 1.0 / params.parallel
+        trivial = trivial_baseline(spec, ctx.metric, splits.train, splits.dev)  # the floor of the front
+        logger.info("%s: a config must beat it to enter the front", trivial.describe())
         settings = SearchSettings(
             max_trials=params.max_trials, max_wall_s=params.max_wall_s, racing=params.racing, parallel=params.parallel,
-            sampler=params.sampler, limits=Limits(max_error_rate=params.max_error_rate, max_latency_p95_s=params.max_latency_p95_s),
+            sampler=params.sampler, limits=Limits(max_error_rate=params.max_error_rate, max_latency_p95_s=params.max_latency_p95_s,
+                                                  trivial_quality=trivial.quality),
         )
         summary.stopped_by = search_study(ctx, settings, space, incumbent, candidate_models, splits.dev, study,
                                            incumbent_dev=incumbent_dev.measurement)
@@ -246,14 +250,17 @@ def migrate_feature(params: MigrateParams) -> StudySummary:
                 return confirm_composite(ctx, by_id[dev_id], configs, splits.test)
             return baseline(by_id[dev_id].role, "test", configs[dev_id], splits.test, dev_id)
 
-        selection, test_by_source, not_confirmed = confirm_front(  # only what can still win is confirmed on test
+        naive = [t.trial_id for t in summary.trials if t.role == "naive_swap" and t.split == "dev" and t.status in ("completed", "pruned")]
+        selection, test_by_source, not_confirmed = confirm_front(  # what can still win, and every naive swap, on test
             wh, study_id, feature, splits.test, incumbent_dev, incumbent_test, summary.front + mixed, by_id, confirm,
-            prepared.policy, seed, policy_source=prepared.policy_source)
-        summary.front += [dev_id for dev_id in test_by_source if dev_id not in summary.front]
+            prepared.policy, seed, policy_source=prepared.policy_source, naive_swaps=naive)
+        summary.front += [dev_id for dev_id in test_by_source if dev_id in mixed and dev_id not in summary.front]
         summary.trials += list(test_by_source.values())
         summary.status, summary.error, selection = _judged_with_failures(wh, study_id, selection)
+        labels = label_report(wh, study_id, feature, splits.test, incumbent_dev, incumbent_test, test_by_source, by_id)
         summary.selection = (selection.to_dict() | ({"left_out": left_out} if left_out else {})
-                             | ({"not_confirmed": {str(k): v for k, v in not_confirmed.items()}} if not_confirmed else {}))
+                             | ({"not_confirmed": {str(k): v for k, v in not_confirmed.items()}} if not_confirmed else {})
+                             | {"trivial": trivial.to_dict()} | ({"labels": labels} if labels else {}))
         journal.ingest(wh, state_dir(), study_id, remove_own=True)
         records.finish_study(wh, study_id, status=summary.status, selected_trial_id=selection.trial_id,
                              selection=summary.selection, stopped_by=summary.stopped_by, error=summary.error)

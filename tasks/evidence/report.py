@@ -321,12 +321,15 @@ def markdown(r: StudyReport) -> str:
         lines.append(f"- trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
     for trial_id, why in sel.get("not_confirmed", {}).items():  # tasks/evidence/confirm.py: it could not have won
         lines.append(f"- trial {trial_id} ({r.trial(int(trial_id)).label}): {why}")
-    worst = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:8]
+    from offramp.tasks.evidence import reviewer  # it renders with this module's model
+
+    worst = reviewer.slice_drops(r, 8)
     if worst:
         lines += ["", "Largest slice drops (test):", "", "| trial | slice | n | incumbent | candidate | diff (95% CI) | p |", "|---|---|---|---|---|---|---|"]
         for x in worst:
             lines.append(f"| {x['trial_id']} | {x['slice_field']}={x['slice_value']} | {x['n']} | {fmt(x['incumbent_quality'])} | "
                          f"{fmt(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {fmt(x['p_value'])} |")
+    lines += reviewer.markdown_lines(r)
     if r.composites:
         lines += ["", "Composite candidates (which branch answered how often):", ""] + [f"- {x}" for x in r.composite_lines()]
     warnings = r.unparsed_warnings()
@@ -369,6 +372,8 @@ def write_html(r: StudyReport, path: Path) -> Path:
     colour), incumbent and naive swaps marked; slice deltas with intervals; the flips."""
     import plotly.graph_objects as go
 
+    from offramp.tasks.evidence import reviewer  # it renders with this module's model
+
     dev = [t for t in r.trials if t.split == "dev" and t.measurement.quality is not None]
     fig = go.Figure()
     groups = [("candidates", [t for t in dev if t.role == "candidate" and not r.on_front(t)], "circle-open", 9),
@@ -408,7 +413,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
             f"<p><b>{html.escape(r.left_out)}</b></p>" if r.left_out else "",
             "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.model_lines()) + "</ul>" if r.models or r.tuned else "",
             f"<p><b>Failed trials:</b> {html.escape(r.failed_summary() or '')}</p>" if r.failed else "",
-            f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts,
+            f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts, *reviewer.html_parts(r),
             "<h2>Composite candidates: branches taken</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.composite_lines())
             + "</ul>" if r.composites else "", "<h2>Flips (held-out split)</h2>"]
     if r.flips:

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from offramp.tasks.evidence import reviewer
 from offramp.tasks.evidence.report import StudyReport, fmt
 
 
@@ -31,7 +32,7 @@ def render_report(console: Console, r: StudyReport) -> None:
             fmt(o and o["p_value"]), fmt(o and o["agreement_rate"], 2), fmt(t.measurement.cost_per_1k_usd, 5), fmt(t.measurement.latency_p95_s), verdict,
         )
     console.print(table)
-    slices = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:6]
+    slices = reviewer.slice_drops(r, 6)  # the decision's config's slices always among them
     if slices:
         st = Table("trial", "slice", "n", "incumbent", "candidate", "diff [95% CI]", title="Largest slice drops (test)")
         for x in slices:
@@ -53,6 +54,7 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(f"[bold red]Failed trials:[/] {escape(r.failed_summary() or '')}", soft_wrap=True)
     for v in sel.get("verdicts", []):
         console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+    reviewer.render_terminal(console, r)
     for line in r.composite_lines():
         console.print(f"[cyan]composite[/] {escape(line)}", soft_wrap=True)
     for warning in r.unparsed_warnings():

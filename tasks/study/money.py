@@ -10,7 +10,9 @@ reserve is the worst case (one token per prompt character, all `max_tokens` gene
 - the incumbent on the test split (its exact requests), and
 - `FRONT_RESERVE` front configs on the test split, each call priced at the dearest candidate
   model, its prompt `FRONT_PROMPT_FACTOR` times the incumbent's longest, its answer the space's
-  largest `max_tokens`.
+  largest `max_tokens`, and
+- every naive swap on the test split (each is confirmed, whether or not it can win: the answer to
+  "would just swapping the model do?"): the incumbent's exact test requests on each candidate model.
 It is an estimate for the front (a compiled program's prompt is not known before the search); a
 front config that needs more is stopped by the cap and the selection is made among the others.
 The incumbent's own evaluations (dev and test) are never cut by the cap: a cap too small for them
@@ -40,11 +42,12 @@ class Needs:
     incumbent_dev: float
     incumbent_test: float
     front_test: float
+    naive_test: float = 0.0  # every naive swap on the test split
 
     @property
     def reserve(self) -> float:
         """Held back from the search: the test phase."""
-        return self.incumbent_test + self.front_test
+        return self.incumbent_test + self.front_test + self.naive_test
 
     @property
     def total(self) -> float:
@@ -59,18 +62,20 @@ def estimate_needs(
     spec = feature.spec
     render, _, _ = prompt_runner(spec, incumbent, shipped_prompt_demos(feature, train, incumbent.settings.demos, seed), None)
 
-    def incumbent_usd(examples: tuple[Example, ...]) -> tuple[float, int]:
+    def incumbent_usd(examples: tuple[Example, ...], model: str = incumbent.model) -> tuple[float, int]:
         requests = build_requests(spec, incumbent, render, examples)
         chars = [prompt_chars(r.messages) for r in requests]
         max_tokens = int(incumbent.settings.max_tokens)
-        return sum(prices.cost(incumbent.model, c, max_tokens) for c in chars), max(chars, default=0)
+        return sum(prices.cost(model, c, max_tokens) for c in chars), max(chars, default=0)
 
     dev_usd, dev_chars = incumbent_usd(dev)
     test_usd, test_chars = incumbent_usd(test)
     prompt = FRONT_PROMPT_FACTOR * max(dev_chars, test_chars)
     max_tokens = max(space.settings.max_tokens)
-    per_call = max((prices.cost(m, prompt, max_tokens) for m in space.models if m != incumbent.model), default=0.0)
-    return Needs(dev_usd, test_usd, FRONT_RESERVE * len(test) * per_call)
+    candidates = [m for m in dict.fromkeys(space.models) if m != incumbent.model]
+    per_call = max((prices.cost(m, prompt, max_tokens) for m in candidates), default=0.0)
+    naive_usd = sum(incumbent_usd(test, m)[0] for m in candidates)  # a naive swap sends the incumbent's requests
+    return Needs(dev_usd, test_usd, FRONT_RESERVE * len(test) * per_call, naive_usd)
 
 
 def resolve_cap(
@@ -102,7 +107,7 @@ def check_cap(cap: float | None, spent: float, needs: Needs, *, incumbent_done: 
     if cap < needed:
         raise UserError(
             f"option --max-spend: ${cap:.4f} is too small for this study: the incumbent's evaluation and the held-out "
-            f"confirmation of up to {FRONT_RESERVE} front configs need up to ${needed:.4f} (worst case"
+            f"confirmation of up to {FRONT_RESERVE} front configs and every naive swap need up to ${needed:.4f} (worst case"
             f"{f', ${spent:.4f} already spent' if spent else ''}); give --max-spend {needed:.4f} or more"
         )
 
