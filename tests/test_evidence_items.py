@@ -238,3 +238,15 @@ def test_the_front_floor_naive_swaps_promote_and_label_evidence(study, tmp_path)
         assert "Trivial baseline" in text and f"trial {zero.trial_id}" in text
         assert "Would just swapping the model do?" in text and "COLLAPSE" in text and "precision / recall" in text
     assert re.search(rf"\| {dear.trial_id} \| fake/dear \| .* \| no \| 1.000 \| \+0\.\d+ ", md)
+
+
+def test_the_cap_reserves_every_naive_swap_on_test(tmp_path, home):
+    from offramp.flows.migrate_feature import _needs, study_inputs
+    from offramp.tasks.study.prepare import preflight
+
+    feature = make_feature(tmp_path / "feature")
+    space = make_space(tmp_path / "space.yaml", ["fake/good", "fake/sloppy"])  # prices: x1, x2; the incumbent fake/old x3
+    needs = _needs(preflight(study_inputs(MigrateParams(feature_dir=str(feature), space=str(space)))))
+    # a naive swap sends the incumbent's exact test requests to its model: priced x1 and x2 against the incumbent's x3
+    assert needs.naive_test == pytest.approx(needs.incumbent_test * (1 + 2) / 3)
+    assert needs.reserve == pytest.approx(needs.incumbent_test + needs.front_test + needs.naive_test)

@@ -317,7 +317,7 @@ def markdown(r: StudyReport) -> str:
         lines += [f"**Failed trials:** {r.failed_summary()}", ""]
     if r.unfinished:
         lines += [f"**Not finished:** {r.unfinished}", ""]
-    for v in sel.get("verdicts", []):
+    for v in [v for v in sel.get("verdicts", []) if not v.get("reference")]:  # references: the naive-swap section
         lines.append(f"- trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
     for trial_id, why in sel.get("not_confirmed", {}).items():  # tasks/evidence/confirm.py: it could not have won
         lines.append(f"- trial {trial_id} ({r.trial(int(trial_id)).label}): {why}")

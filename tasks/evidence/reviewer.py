@@ -72,9 +72,11 @@ def naive_section(r: StudyReport) -> Section | None:
         rows.append([str(t.trial_id), t.model, f"{fmt(t.measurement.quality)} ({t.status})", "yes" if r.on_front(t) else "no",
                      fmt(test and test.measurement.quality),
                      "-" if o is None else f"{o['diff']:+.3f} [{o['diff_ci_low']:+.3f}, {o['diff_ci_high']:+.3f}]", verdict])
+    notes = [f"trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}"
+             for v in r.selection.get("verdicts", []) if v.get("reference")]
     return Section("Would just swapping the model do? Naive swaps (the incumbent's prompt and settings on another model), "
                    "held-out test split", ["trial", "model", "dev quality", "on front", "test quality", "vs incumbent [95% CI]", "verdict"],
-                   rows)
+                   rows, notes)
 
 
 def label_sections(r: StudyReport) -> list[Section]:

@@ -52,7 +52,7 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(f"[bold yellow]Not finished:[/] {escape(r.unfinished)}", soft_wrap=True)
     if r.failed:
         console.print(f"[bold red]Failed trials:[/] {escape(r.failed_summary() or '')}", soft_wrap=True)
-    for v in sel.get("verdicts", []):
+    for v in [v for v in sel.get("verdicts", []) if not v.get("reference")]:  # references: the naive-swap section
         console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
     reviewer.render_terminal(console, r)
     for line in r.composite_lines():
