@@ -46,14 +46,14 @@ def trivial_section(r: StudyReport) -> Section | None:
         return None
     floor = trivial["quality"]
     answer = trivial.get("answer")
-    kept_off = [t for t in r.trials if t.split == "dev" and t.role in ("candidate", "naive_swap") and t.status == "completed"
+    kept_off = [t for t in r.trials if t.split == "dev" and t.role in ("candidate", "naive_swap") and t.status in ("completed", "pruned")
                 and t.measurement.quality is not None
                 and max(t.measurement.quality_ci_high if t.measurement.quality_ci_high is not None else t.measurement.quality,
-                        t.measurement.quality) <= floor]
+                        t.measurement.quality) <= floor]  # pruned: racing stopped it at the stage that showed it
     said = f"always answering {answer}" if answer is not None else "no trivial answer"
+    off = ", ".join(f"trial {t.trial_id}" + (" (stopped early)" if t.status == "pruned" else "") for t in kept_off)
     notes = [f"Trivial baseline: {said} scores {floor:.3f} on dev ({trivial['rule']}). A config whose dev quality interval does "
-             f"not exceed it never enters the front" + (f"; kept off: {', '.join(f'trial {t.trial_id}' for t in kept_off)}." if kept_off
-                                                     else "; none was kept off.")]
+             f"not exceed it never enters the front" + (f"; kept off: {off}." if kept_off else "; none was kept off.")]
     return Section("Trivial baseline", [], [], notes)
 
 
