@@ -56,11 +56,11 @@ def chosen(selection: Selection, candidates: Sequence[Candidate]) -> TrialMeasur
     return next((c.test for c in candidates if c.trial_id == selection.trial_id), None)
 
 
-REFERENCE = "naive swap, confirmed as a reference (would just swapping the model do?); never selected"
+REFERENCE = "a naive swap confirmed as a reference, to answer 'would just swapping the model do?'; never selected"
 
 
 def reference_verdict(c: Candidate, policy: SelectionPolicy) -> dict:
     """A naive swap's verdict under the policy, marked as a reference (not a selection candidate)."""
     problems = violations(c, policy)
     return {"trial_id": c.trial_id, "config": c.label, "accepted": not problems, "reference": True,
-            "why": ("; ".join(problems) if problems else "would meet every constraint") + f" ({REFERENCE})"}
+            "why": ("; ".join(problems) if problems else "would meet every constraint") + f"; {REFERENCE}"}

@@ -31,6 +31,7 @@ QUERIES = {
     "models": "SELECT * FROM v_model_health WHERE study_id = '{id}'",
     "endpoints": "SELECT * FROM study_models WHERE study_id = '{id}'",
     "composites": "SELECT * FROM composites WHERE study_id = '{id}'",
+    "labels": "SELECT * FROM v_label_metrics WHERE study_id = '{id}'",  # label targets: also v_label_confusion, v_label_collapse
 }
 
 

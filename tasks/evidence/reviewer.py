@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
 from typing import Any
 
 from offramp.tasks.evidence.report import StudyReport, fmt
@@ -50,7 +51,7 @@ def trivial_section(r: StudyReport) -> Section | None:
                 and t.measurement.quality is not None
                 and max(t.measurement.quality_ci_high if t.measurement.quality_ci_high is not None else t.measurement.quality,
                         t.measurement.quality) <= floor]  # pruned: racing stopped it at the stage that showed it
-    said = f"always answering {answer}" if answer is not None else "no trivial answer"
+    said = f"always answering {json.dumps(answer, sort_keys=True, default=str)}" if answer is not None else "no trivial answer"
     off = ", ".join(f"trial {t.trial_id}" + (" (stopped early)" if t.status == "pruned" else "") for t in kept_off)
     notes = [f"Trivial baseline: {said} scores {floor:.3f} on dev ({trivial['rule']}). A config whose dev quality interval does "
              f"not exceed it never enters the front" + (f"; kept off: {off}." if kept_off else "; none was kept off.")]
