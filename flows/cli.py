@@ -326,7 +326,7 @@ def report(
 def promote(
     study_id: Annotated[str, typer.Argument(help="the study whose config to pin")],
     trial: Annotated[Optional[int], typer.Option("--trial", help="a dev trial of the study (default: its selection)")] = None,
-    force: Annotated[bool, typer.Option("--force", help="promote a trial that is not on the front")] = False,
+    force: Annotated[bool, typer.Option("--force", help="promote a trial that is not on the front or that the policy did not accept")] = False,
     releases_dir: Annotated[Optional[Path], typer.Option("--releases-dir", help="default: $OFFRAMP_RELEASES or ./releases")] = None,
 ) -> None:
     """Pin a study's chosen config as the feature's current release (releases/<feature>.json)."""

@@ -4,8 +4,8 @@ prepare (feature, space, prices, storage; the local models it needs) -> fixed-se
 the incumbent on dev (its outputs are the behavioural snapshot) -> multi-objective search with
 Optuna (naive swaps first, cheapest first, then sampled configs; trials raced on growing slices of
 dev; budgets: trials, wall time, USD) -> front (quality, cost, p95 latency within noise tied; feasible
-trials only) -> incumbent and the front configs that can still win on the held-out test split
-(tasks.evidence.confirm) -> paired comparisons and the selection -> report.
+trials only, none no better than the trivial answer) -> incumbent, the front configs that can still win
+and every naive swap on the held-out test split (tasks.evidence.confirm) -> paired comparisons and the selection -> report.
 
 This module composes; the work is in `offramp.tasks`. Trials are tasks inside this one flow
 (`evaluate_examples`, `compile_strategy`: values in, values out, so the flow's task runner may be
@@ -34,11 +34,12 @@ from offramp.flows.outcome import final_state
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import Config
 from offramp.tasks.evidence.discovered import discover_front, discover_samples
-from offramp.tasks.evidence.judge import confirm_front
+from offramp.tasks.evidence.judge import confirm_front, label_report
 from offramp.tasks.evidence.power import record_power, study_power
 from offramp.tasks.evidence.report import failed_trials, publish
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
+from offramp.tasks.feature.trivial import trivial_baseline
 from offramp.tasks.gateway import journal, model_leases
 from offramp.tasks.gateway.llm import Budget, GatewayConfig
 from offramp.tasks.gateway.prices import PriceBook
@@ -242,9 +243,12 @@ def _migrate(params: MigrateParams, holder: str) -> StudySummary | State:
         if inc_dev_quality is None:  # the assumed discordance, replaced by what the incumbent measured
             record_power(wh, study_id, study_power(splits.test, prepared.policy, incumbent_dev.measurement.quality), logger)
         ctx.share = 1.0 / params.parallel
+        trivial = trivial_baseline(spec, ctx.metric, splits.train, splits.dev)  # the floor of the front
+        logger.info("%s: a config must beat it to enter the front", trivial.describe())
         settings = SearchSettings(
             max_trials=params.max_trials, max_wall_s=params.max_wall_s, racing=params.racing, parallel=params.parallel,
-            sampler=params.sampler, limits=Limits(max_error_rate=params.max_error_rate, max_latency_p95_s=params.max_latency_p95_s),
+            sampler=params.sampler, limits=Limits(max_error_rate=params.max_error_rate, max_latency_p95_s=params.max_latency_p95_s,
+                                                  trivial_quality=trivial.quality),
         )
         summary.stopped_by = search_study(ctx, settings, space, incumbent, candidate_models, splits.dev, study,
                                            incumbent_dev=incumbent_dev.measurement)
@@ -275,18 +279,21 @@ def _migrate(params: MigrateParams, holder: str) -> StudySummary | State:
             return baseline(by_id[dev_id].role, "test", configs[dev_id], splits.test, dev_id)
 
         difference = calibrate_judge(ctx, log=logger.info)  # a judged feature: its judge vs the human judgements
-        selection, test_by_source, not_confirmed = confirm_front(  # only what can still win is confirmed on test
+        naive = [t.trial_id for t in summary.trials if t.role == "naive_swap" and t.split == "dev" and t.status in ("completed", "pruned")]
+        selection, test_by_source, not_confirmed = confirm_front(  # what can still win, and every naive swap, on test
             wh, study_id, feature, splits.test, incumbent_dev, incumbent_test, summary.front + mixed, by_id, confirm,
-            prepared.policy, seed, policy_source=prepared.policy_source, difference=difference)
+            prepared.policy, seed, policy_source=prepared.policy_source, naive_swaps=naive, difference=difference)
         discover_front(wh, study_id, feature, splits.test, incumbent_test, test_by_source, seed)  # the long tail's bad corners
-        summary.front += [dev_id for dev_id in test_by_source if dev_id not in summary.front]
+        summary.front += [dev_id for dev_id in test_by_source if dev_id in mixed and dev_id not in summary.front]
         summary.trials += list(test_by_source.values())
         summary.status, summary.error, selection = _judged_with_failures(wh, study_id, selection)
+        labels = label_report(wh, study_id, feature, splits.test, incumbent_dev, incumbent_test, test_by_source, by_id)
         if summary.status == "completed":  # production samples vs what the incumbent served (tasks/study/samples.py)
             run_samples_stage(ctx, incumbent, incumbent_dev, configs, test_by_source, by_id, log=logger.info)
             discover_samples(wh, study_id, feature, seed)  # where production traffic disagrees with what was served
         summary.selection = (selection.to_dict() | ({"left_out": left_out} if left_out else {})
-                             | ({"not_confirmed": {str(k): v for k, v in not_confirmed.items()}} if not_confirmed else {}))
+                             | ({"not_confirmed": {str(k): v for k, v in not_confirmed.items()}} if not_confirmed else {})
+                             | {"trivial": trivial.to_dict()} | ({"labels": labels} if labels else {}))
         journal.ingest(wh, state_dir(), study_id, remove_own=True)
         records.finish_study(wh, study_id, status=summary.status, selected_trial_id=selection.trial_id,
                              selection=summary.selection, stopped_by=summary.stopped_by, error=summary.error)

@@ -87,7 +87,8 @@ def test_flow_stores_study_trials_calls_and_selects(harness, home, fake, tmp_pat
         "select trial_id, slice_field, slice_value, n, diff, diff_ci_low, better from v_regressions where study_id = ?",
         [summary.study_id])
     skipped = {int(k) for k in selection.get("not_confirmed", {})}  # front configs that could not have won (confirm.py)
-    assert {r[0] for r in regressions} == set(summary.front) - skipped and selected not in skipped
+    naive = {r[0] for r in dev if r[1] == "naive_swap" and r[2] in ("completed", "pruned")}  # always confirmed (references)
+    assert {r[0] for r in regressions} == (set(summary.front) - skipped) | naive and selected not in skipped
     overall = [r for r in regressions if r[1] == "(all)" and r[0] == selected]
     assert overall and overall[0][3] == 20 and overall[0][6]  # selected: clearly better than the incumbent
     assert {r[2] for r in regressions if r[1] == "group"} == {"g1", "g2"}

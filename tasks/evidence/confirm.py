@@ -7,7 +7,10 @@ not confirmed (the report names them and why):
 - under `prefer: cheapest`, once a confirmed config is accepted, every config whose dev cost is above
   the accepted one's test cost by more than COST_SLACK (the cost of a config moves between splits
   only with its examples' lengths): it could be accepted too, never preferred.
-So the front is confirmed cheapest first, and the confirmation stops when it is settled. Other rules
+So the front is confirmed cheapest first, and the confirmation stops when it is settled. Every naive
+swap (the incumbent's prompt and settings on a candidate model) is confirmed afterwards if it was
+not yet, whether or not it can win: it answers "would just swapping the model do?" and is a
+reference, judged under the policy (`reference_verdict`) and never selected. Other rules
 (`not_worse`) and preferences (`fastest`: latency is noisy; `quality`, `knee`: need every candidate)
 confirm the whole front, as before. bench/search_efficiency.py measures what this saves and whether
 the decision changes (the `can_win` rows of its decision table).
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from offramp.tasks.evidence.policy import Candidate, Selection, SelectionPolicy
+from offramp.tasks.evidence.policy import Candidate, Selection, SelectionPolicy, violations
 from offramp.warehouse.records import TrialMeasurement
 
 COST_SLACK = 0.05
@@ -51,3 +54,13 @@ def settled(chosen_test: TrialMeasurement | None, left: Sequence[TrialMeasuremen
 def chosen(selection: Selection, candidates: Sequence[Candidate]) -> TrialMeasurement | None:
     """The selected candidate's test measurement (None: nothing selected)."""
     return next((c.test for c in candidates if c.trial_id == selection.trial_id), None)
+
+
+REFERENCE = "a naive swap confirmed as a reference, to answer 'would just swapping the model do?'; never selected"
+
+
+def reference_verdict(c: Candidate, policy: SelectionPolicy) -> dict:
+    """A naive swap's verdict under the policy, marked as a reference (not a selection candidate)."""
+    problems = violations(c, policy)
+    return {"trial_id": c.trial_id, "config": c.label, "accepted": not problems, "reference": True,
+            "why": ("; ".join(problems) if problems else "would meet every constraint") + f"; {REFERENCE}"}

@@ -8,7 +8,8 @@ import json
 from collections.abc import Callable, Sequence
 
 from offramp.tasks.evidence.compare import Comparison, Difference, PairedExample, compare_paired
-from offramp.tasks.evidence.confirm import chosen, confirmation_order, settled
+from offramp.tasks.evidence.confirm import chosen, confirmation_order, reference_verdict, settled
+from offramp.tasks.evidence.labels import Answered, label_evidence
 from offramp.tasks.evidence.policy import Candidate, Selection, SelectionPolicy, select_release
 from offramp.tasks.evidence.verdicts import SliceVerdict
 from offramp.tasks.feature.prompts import render_input
@@ -82,9 +83,11 @@ def candidate(dev_id: int, label: str, test: TrialMeasurement, comparison: Compa
 def judge_front(
     wh: Warehouse, study_id: str, feature: Feature, test_examples: tuple[Example, ...], incumbent_test: Trial,
     test_by_source: dict[int, Trial], dev_by_id: dict[int, Trial], policy: SelectionPolicy, seed: int,
-    policy_source: str | None = None, difference: Difference | None = None,
+    policy_source: str | None = None, references: Sequence[int] = (), difference: Difference | None = None,
 ) -> tuple[Selection, dict[int, Comparison]]:
-    """Paired comparisons of each front config with the incumbent (stored), then the selection.
+    """Paired comparisons of each confirmed config with the incumbent (stored), then the selection.
+    `references` (naive swaps confirmed only to answer "would just swapping the model do?") are
+    compared, stored and judged under the policy like the others, never selected.
     The study records the policy it applied: `policy_source` (its file, if any), hash and values.
     `difference`: a judged feature's intervals, corrected for the judge's errors (tasks/study/calibrate.py)."""
     comparisons: dict[int, Comparison] = {}
@@ -103,7 +106,11 @@ def judge_front(
         candidates.append(candidate(dev_id, dev_by_id[dev_id].label, test.measurement, comparison))
         rows += with_verdicts(more_rows, candidates[-1].slice_verdicts(policy))
         flips += more_flips
-    selection = select_release(incumbent_test.measurement.quality, candidates, policy)
+    selectable = [c for c in candidates if c.trial_id not in references]
+    selection = select_release(incumbent_test.measurement.quality, selectable, policy)
+    extra = [reference_verdict(c, policy) for c in candidates if c.trial_id in references]
+    if extra:
+        selection = dataclasses.replace(selection, verdicts=[*selection.verdicts, *extra])
     records.store_evidence(wh, study_id, rows, flips, policy.identity(policy_source))
     return selection, comparisons
 
@@ -111,13 +118,16 @@ def judge_front(
 def confirm_front(
     wh: Warehouse, study_id: str, feature: Feature, test_examples: tuple[Example, ...], incumbent_dev: Trial, incumbent_test: Trial,
     front: Sequence[int], dev_by_id: dict[int, Trial], confirm: Callable[[int], Trial], policy: SelectionPolicy, seed: int,
-    policy_source: str | None = None, difference: Difference | None = None,
+    policy_source: str | None = None, naive_swaps: Sequence[int] = (), difference: Difference | None = None,
 ) -> tuple[Selection, dict[int, Trial], dict[int, str]]:
     """Confirm on test only the front configs that can still win (tasks.evidence.confirm), cheapest
-    first, judging as it goes; `confirm(dev_id)` runs one on the test split. Returns the selection,
-    the test trials by dev trial, and the front configs not confirmed with why."""
+    first, judging as it goes; `confirm(dev_id)` runs one on the test split. Then every naive swap
+    (`naive_swaps`: their dev trials) not confirmed yet, whether or not it can win: a reference that
+    answers "would just swapping the model do?" (compared and judged, never selected). Returns the
+    selection, the test trials by dev trial, and the front configs not confirmed with why."""
     order, skipped = confirmation_order({i: dev_by_id[i].measurement for i in front}, incumbent_dev.measurement, policy)
     tests: dict[int, Trial] = {}
+    references: list[int] = []
     selection = None
     for n, dev_id in enumerate(order):
         tests[dev_id] = confirm(dev_id)
@@ -125,7 +135,7 @@ def confirm_front(
         if incumbent_test.status != "completed" or policy.prefer != "cheapest":
             continue
         selection, candidates = _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed,
-                                       policy_source, difference)
+                                       policy_source, difference=difference)
         chosen_test = chosen(selection, candidates)
         if n + 1 < len(order) and settled(chosen_test, [dev_by_id[j].measurement for j in order[n + 1:]], policy):
             for j in order[n + 1:]:
@@ -133,10 +143,16 @@ def confirm_front(
                               f"per 1k on test and this config costs ${dev_by_id[j].measurement.cost_per_1k_usd:.5f} on dev: it "
                               f"could not be preferred (prefer: cheapest)")
             break
+    for dev_id in naive_swaps:
+        if dev_id not in tests:
+            tests[dev_id] = confirm(dev_id)
+            references.append(dev_id)
+            skipped.pop(dev_id, None)  # confirmed after all: its verdict says what it is
+            selection = None
     if selection is None and incumbent_test.status == "completed":
-        selection, _ = _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed,
-                                       policy_source, difference)
-    if not tests and skipped:  # nothing could be non-inferior: name the best on dev, as the least bad
+        selection, _ = _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source,
+                              references, difference)
+    if not [t for t in tests if t not in references] and skipped:  # nothing could be non-inferior: name the best on dev, as the least bad
         best = max(skipped, key=lambda i: (dev_by_id[i].measurement.quality or 0.0, -i))
         selection = dataclasses.replace(selection, recommended_trial_id=best, reason=(
             f"no front config meets the policy: none can be shown non-inferior, even at the top of its dev quality interval "
@@ -145,8 +161,27 @@ def confirm_front(
     return selection, tests, skipped
 
 
-def _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source, difference):
+def _judge(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed, policy_source, references=(),
+           difference=None):
     """judge_front, with the candidates it judged (rebuilt from its comparisons)."""
     selection, comparisons = judge_front(wh, study_id, feature, test_examples, incumbent_test, tests, dev_by_id, policy, seed,
-                                         policy_source=policy_source)
+                                         policy_source=policy_source, references=references, difference=difference)
     return selection, [candidate(i, dev_by_id[i].label, tests[i].measurement, c) for i, c in comparisons.items()]
+
+def label_report(
+    wh: Warehouse, study_id: str, feature: Feature, test_examples: tuple[Example, ...], incumbent_dev: Trial, incumbent_test: Trial,
+    tests: dict[int, Trial], dev_by_id: dict[int, Trial],
+) -> dict | None:
+    """Per-label precision and recall, confusion with the incumbent and collapse warnings of the
+    incumbent and every config confirmed on test (tasks.evidence.labels); None unless the target is a label."""
+    target = feature.spec.target
+    if target.type != "label" or incumbent_test.status != "completed":
+        return None
+
+    def answered(dev: Trial, test: Trial) -> Answered:
+        return Answered(dev.trial_id, dev.label, dev.role,
+                        {i: p for i, (_, p) in records.trial_answers(wh, study_id, test.trial_id).items()})
+
+    confirmed = [answered(dev_by_id[i], t) for i, t in sorted(tests.items()) if t.status == "completed"]
+    return label_evidence(target.name, target.labels, {e.id: e.outputs.get(target.name) for e in test_examples},
+                          answered(incumbent_dev, incumbent_test), confirmed)

@@ -37,6 +37,7 @@ QUERIES = {
     "composites": "SELECT * FROM composites WHERE study_id = '{id}'",
     "discovered": "SELECT * FROM v_discovered_slices WHERE study_id = '{id}'",
     "samples": "SELECT * FROM v_sample_agreement WHERE study_id = '{id}'",
+    "labels": "SELECT * FROM v_label_metrics WHERE study_id = '{id}'",  # label targets: also v_label_confusion, v_label_collapse
 }
 
 
@@ -338,11 +339,13 @@ def markdown(r: StudyReport) -> str:
         lines += [f"**Failed trials:** {r.failed_summary()}", ""]
     if r.unfinished:
         lines += [f"**Not finished:** {r.unfinished}", ""]
-    for v in sel.get("verdicts", []):
+    for v in [v for v in sel.get("verdicts", []) if not v.get("reference")]:  # references: the naive-swap section
         lines.append(f"- trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
     for trial_id, why in sel.get("not_confirmed", {}).items():  # tasks/evidence/confirm.py: it could not have won
         lines.append(f"- trial {trial_id} ({r.trial(int(trial_id)).label}): {why}")
-    worst = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:8]
+    from offramp.tasks.evidence import reviewer  # it renders with this module's model
+
+    worst = reviewer.slice_drops(r, 8)
     if worst:
         lines += ["", "Largest slice drops (test; verdict on the interval adjusted for the slices judged; detectable: what the "
                   "split could tell before the study, see slice_power):", "",
@@ -355,6 +358,7 @@ def markdown(r: StudyReport) -> str:
     if r.power:
         lines += ["", *power_lines([PowerRow(**row) for row in r.power])]
     lines += r.discovered_lines()
+    lines += reviewer.markdown_lines(r)
     if r.composites:
         lines += ["", "Composite candidates (which branch answered how often):", ""] + [f"- {x}" for x in r.composite_lines()]
     lines += sample_lines(r.sample_stage, r.samples)
@@ -414,6 +418,8 @@ def write_html(r: StudyReport, path: Path) -> Path:
     colour), incumbent and naive swaps marked; slice deltas with intervals; the flips."""
     import plotly.graph_objects as go
 
+    from offramp.tasks.evidence import reviewer  # it renders with this module's model
+
     dev = [t for t in r.trials if t.split == "dev" and t.measurement.quality is not None]
     fig = go.Figure()
     groups = [("candidates", [t for t in dev if t.role == "candidate" and not r.on_front(t)], "circle-open", 9),
@@ -454,7 +460,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
             f"<p><b>{html.escape(r.left_out)}</b></p>" if r.left_out else "",
             "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.model_lines()) + "</ul>" if r.models or r.tuned else "",
             f"<p><b>Failed trials:</b> {html.escape(r.failed_summary() or '')}</p>" if r.failed else "",
-            f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts,
+            f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts, *reviewer.html_parts(r),
             "<h2>Judge</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in judge_lines(r.judged)) + "</ul>"
             + f"<p>{html.escape(calibration_line(r.calibration) or '')}</p>" if r.judged else "",
             "<h2>Composite candidates: branches taken</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.composite_lines())

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from offramp.tasks.evidence import reviewer
 from offramp.tasks.evidence.judged import calibration_line, judge_lines
 from offramp.tasks.evidence.report import StudyReport, fmt
 from offramp.tasks.evidence.samples_report import sample_lines
@@ -34,7 +35,7 @@ def render_report(console: Console, r: StudyReport) -> None:
             fmt(o and o["p_value"]), fmt(o and o["agreement_rate"], 2), fmt(t.measurement.cost_per_1k_usd, 5), fmt(t.measurement.latency_p95_s), verdict,
         )
     console.print(table)
-    slices = sorted((x for x in r.regressions if x["slice_field"] != "(all)"), key=lambda x: x["diff"])[:6]
+    slices = reviewer.slice_drops(r, 6)  # the decision's config's slices always among them
     if slices:
         st = Table("trial", "slice", "n", "incumbent", "candidate", "diff [95% CI]", "adjusted CI", "verdict", "detectable (pre-study)",
                    title="Largest slice drops (test)")
@@ -59,7 +60,7 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(f"[bold yellow]Not finished:[/] {escape(r.unfinished)}", soft_wrap=True)
     if r.failed:
         console.print(f"[bold red]Failed trials:[/] {escape(r.failed_summary() or '')}", soft_wrap=True)
-    for v in sel.get("verdicts", []):
+    for v in [v for v in sel.get("verdicts", []) if not v.get("reference")]:  # references: the naive-swap section
         console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
     for line in judge_lines(r.judged):  # a judged feature: how the answers were judged, and the judge vs people
         console.print(f"[cyan]judge[/] {escape(line)}", soft_wrap=True)
@@ -67,6 +68,7 @@ def render_report(console: Console, r: StudyReport) -> None:
         console.print(escape(calibration_line(r.calibration) or ""), soft_wrap=True)
     for line in r.discovered_lines():
         console.print(escape(line), soft_wrap=True)
+    reviewer.render_terminal(console, r)
     for line in r.composite_lines():
         console.print(f"[cyan]composite[/] {escape(line)}", soft_wrap=True)
     for line in sample_lines(r.sample_stage, r.samples):  # production samples vs what was served

@@ -5,14 +5,16 @@ swaps are enqueued first, cheapest first (`naive_order`: by the priced cost of o
 request, then by model id), never in the order a file lists the models: with a trial budget
 smaller than the model list, which swaps run must not depend on how the YAML was written. The
 models are Optuna's `model` choices in that same order, so the whole search is independent of
-the listing. Hard limits (error rate, p95 latency) are Optuna constraints, so an
-infeasible config never reaches `study.best_trials`.
+the listing. Hard limits (error rate, p95 latency, and quality above the trivial answer's:
+`tasks.feature.trivial`) are Optuna constraints, so an infeasible config never reaches
+`study.best_trials` nor the front.
 
 Racing (early stopping of hopeless trials): a trial is evaluated on growing fractions of dev
 (e.g. 20% -> 50% -> 100%; cached answers are reused between stages, so a completed trial costs
 the same as an unstaged one). After each partial stage, if even its optimistic point (the upper end of
 its quality interval, the lower end of its p95's interval, its observed cost: fixed prices make
-cost nearly exact) would be dominated by a trial already on the front, it stops: told to Optuna
+cost nearly exact) would be dominated by a trial already on the front, or the top of its quality
+interval does not beat the trivial answer (`Limits.trivial_quality`), it stops: told to Optuna
 as PRUNED, recorded with the calls it spent. Optuna has no pruner for multi-objective studies (optuna#3450); this is ours.
 
 Determinism: the sampler is re-seeded before every ask from (seed, number of finished trials),
@@ -45,17 +47,34 @@ SamplerName = Literal["tpe", "nsga2", "random"]
 
 @dataclasses.dataclass(frozen=True)
 class Limits:
-    """Hard limits: a config beyond them is infeasible (never on the front)."""
+    """Hard limits: a config beyond them is infeasible (never on the front). `trivial_quality`: the
+    dev quality of the feature's trivial answer (`tasks.feature.trivial`); a config whose dev quality
+    interval does not exceed it (its upper end <= the floor) is no better than answering every input
+    the same way: infeasible."""
 
     max_error_rate: float = 0.2
     max_latency_p95_s: float | None = None
+    trivial_quality: float | None = None
 
     def violations(self, o: TrialMeasurement) -> dict[str, float]:
         """Optuna constraint values (`trial.set_constraint`): <= 0 is feasible."""
         values = {"error_rate": o.error_rate - self.max_error_rate}
         if self.max_latency_p95_s is not None:
             values["latency_p95_s"] = o.latency_p95_s - self.max_latency_p95_s
+        if self.trivial_quality is not None:
+            gap = self.trivial_quality - optimistic_quality(o)
+            values["trivial_quality"] = gap if gap < 0 else max(gap, 1e-9)  # equal to the floor: no better, infeasible
         return values
+
+    def no_better_than_trivial(self, o: TrialMeasurement) -> bool:
+        """Even at the top of its quality interval, it does not beat the trivial answer."""
+        return self.trivial_quality is not None and optimistic_quality(o) <= self.trivial_quality
+
+
+def optimistic_quality(o: TrialMeasurement) -> float:
+    """The upper end of a measurement's quality interval (its quality when it has none)."""
+    high = o.quality if o.quality_ci_high is None else max(o.quality_ci_high, o.quality or 0.0)
+    return high or 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +190,7 @@ def run_search(
             measurement = evaluate(config, trial.number, stage)
             if measurement is None:
                 return TrialOutcome(trial.number, config, "failed", None, False, stage)
-            if stage < 1.0 and hopeless(measurement, feasible_front(outcomes)):
+            if stage < 1.0 and (hopeless(measurement, feasible_front(outcomes)) or limits.no_better_than_trivial(measurement)):
                 return TrialOutcome(trial.number, config, "pruned", measurement, False, stage)
         assert measurement is not None
         feasible = all(v <= 0 for v in limits.violations(measurement).values())

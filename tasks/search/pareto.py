@@ -7,6 +7,12 @@ a reason to keep a config on the front. A point's `latency_noise` is the half-wi
 the combined noise, sqrt(noise_a^2 + noise_b^2) (independent measurements). Cost at fixed prices
 is not noisy in that sense (it moves with the tokens of the examples, which both configs answer):
 it is compared as measured.
+
+A config no better than the feature's trivial answer (`tasks.feature.trivial`: e.g. always the most
+frequent train label) is not a trade-off, however cheap and fast: with a `floor` (the trivial
+answer's dev quality), a point whose quality interval does not exceed it (upper end <= floor) is
+left out before the front is taken. In a study this is a hard limit (`Limits.trivial_quality`): such
+a trial is recorded infeasible, so `v_pareto_front` (feasible trials only) leaves it out too.
 """
 
 from __future__ import annotations
@@ -23,6 +29,12 @@ class Point:
     cost: float
     latency: float
     latency_noise: float = 0.0  # half-width of the p95's 95% interval (s)
+    quality_high: float | None = None  # upper end of the quality's 95% interval (None: the quality itself)
+
+    def beats(self, floor: float | None) -> bool:
+        """Whether its quality interval exceeds `floor` (None: no floor)."""
+        high = self.quality if self.quality_high is None else max(self.quality_high, self.quality)
+        return floor is None or high > floor
 
 
 def latency_margin(a: Point, b: Point) -> float:
@@ -39,7 +51,9 @@ def dominates(a: Point, b: Point) -> bool:
     return at_least and strictly
 
 
-def pareto_front(points: Sequence[Point]) -> list[Point]:
-    """The points no other point dominates (ties all kept), in input order. O(n^2): n is the
-    number of trials of one study (hundreds at most)."""
+def pareto_front(points: Sequence[Point], floor: float | None = None) -> list[Point]:
+    """The points no other point dominates (ties all kept), in input order, among those that beat
+    `floor` (the trivial answer's quality; None: all). O(n^2): n is the number of trials of one
+    study (hundreds at most)."""
+    points = [p for p in points if p.beats(floor)]
     return [p for p in points if not any(dominates(q, p) for q in points if q is not p)]

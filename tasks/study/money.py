@@ -11,7 +11,9 @@ reserve is the worst case (one token per prompt character, all `max_tokens` gene
 - `FRONT_RESERVE` front configs on the test split, each call priced at the dearest candidate
   model, its prompt `FRONT_PROMPT_FACTOR` times the incumbent's longest, its answer the space's
   largest `max_tokens`;
-- with a judge metric, its calls on those answers (tasks/feature/judge.py `judge_call_worst_usd`).
+- with a judge metric, its calls on those answers (tasks/feature/judge.py `judge_call_worst_usd`), and
+- every naive swap on the test split (each is confirmed, whether or not it can win: the answer to
+  "would just swapping the model do?"): the incumbent's exact test requests on each candidate model.
 It is an estimate for the front (a compiled program's prompt is not known before the search); a
 front config that needs more is stopped by the cap and the selection is made among the others.
 The incumbent's own evaluations (dev and test) are never cut by the cap: a cap too small for them
@@ -42,11 +44,12 @@ class Needs:
     incumbent_dev: float
     incumbent_test: float
     front_test: float
+    naive_test: float = 0.0  # every naive swap on the test split
 
     @property
     def reserve(self) -> float:
         """Held back from the search: the test phase."""
-        return self.incumbent_test + self.front_test
+        return self.incumbent_test + self.front_test + self.naive_test
 
     @property
     def total(self) -> float:
@@ -61,24 +64,26 @@ def estimate_needs(
     spec = feature.spec
     render, _, _ = prompt_runner(spec, incumbent, shipped_prompt_demos(feature, train, incumbent.settings.demos, seed), None)
 
-    def incumbent_usd(examples: tuple[Example, ...]) -> tuple[float, int]:
+    def incumbent_usd(examples: tuple[Example, ...], model: str = incumbent.model) -> tuple[float, int]:
         requests = build_requests(spec, incumbent, render, examples)
         chars = [prompt_chars(r.messages) for r in requests]
         max_tokens = int(incumbent.settings.max_tokens)
-        return sum(prices.cost(incumbent.model, c, max_tokens) for c in chars), max(chars, default=0)
+        return sum(prices.cost(model, c, max_tokens) for c in chars), max(chars, default=0)
 
     dev_usd, dev_chars = incumbent_usd(dev)
     test_usd, test_chars = incumbent_usd(test)
     prompt = FRONT_PROMPT_FACTOR * max(dev_chars, test_chars)
     max_tokens = max(space.settings.max_tokens)
-    per_call = max((prices.cost(m, prompt, max_tokens) for m in space.models if m != incumbent.model), default=0.0)
+    candidates = [m for m in dict.fromkeys(space.models) if m != incumbent.model]
+    per_call = max((prices.cost(m, prompt, max_tokens) for m in candidates), default=0.0)
     judge = spec.metric.judge
     if judge is not None:  # the judge's calls on every judged answer (the incumbent's too, for a rubric)
         judged = judge.calls_per_example() * judge_call_worst_usd(spec, judge, prices, [*dev, *test], max_tokens)
         per_call += judged
         if judge.mode == "rubric":
             dev_usd, test_usd = dev_usd + len(dev) * judged, test_usd + len(test) * judged
-    return Needs(dev_usd, test_usd, FRONT_RESERVE * len(test) * per_call)
+    naive_usd = sum(incumbent_usd(test, m)[0] for m in candidates)  # a naive swap sends the incumbent's requests
+    return Needs(dev_usd, test_usd, FRONT_RESERVE * len(test) * per_call, naive_usd)
 
 
 def resolve_cap(
@@ -110,7 +115,7 @@ def check_cap(cap: float | None, spent: float, needs: Needs, *, incumbent_done: 
     if cap < needed:
         raise UserError(
             f"option --max-spend: ${cap:.4f} is too small for this study: the incumbent's evaluation and the held-out "
-            f"confirmation of up to {FRONT_RESERVE} front configs need up to ${needed:.4f} (worst case"
+            f"confirmation of up to {FRONT_RESERVE} front configs and every naive swap need up to ${needed:.4f} (worst case"
             f"{f', ${spent:.4f} already spent' if spent else ''}); give --max-spend {needed:.4f} or more"
         )
 

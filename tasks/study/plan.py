@@ -6,7 +6,8 @@ The worst case is an upper bound built the way the gateway bounds a call before 
 to the largest prompt a config of the space can send (the longest input, the most demos, DSPy's
 formatting) and to every call the study can make: the incumbent on dev and test, every search
 trial on all of dev (racing only ever stops one earlier), every trial on the front confirmed on
-test (at most all of them), one compile per search trial, counted by `COMPILE_CALLS`, and, with a
+test (at most all of them; the naive swaps, confirmed whether or not they are on the front, are
+search trials too), one compile per search trial, counted by `COMPILE_CALLS`, and, with a
 judge metric, its calls on every judged answer (2 per answer pairwise, one per criterion rubric).
 
 The time is an estimate from what was measured: the mean wall time of the model's past answered
@@ -169,7 +170,7 @@ def plan_study(prepared: Prepared, params) -> Plan:
         Phase("compiles (DSPy strategies, estimated)", trials if compiles else 0, len(prepared.splits.train), trials * compiles,
               trials * compiles * worst_optimizer),
         Phase("incumbent on test", 1, n_test, n_test, n_test * per_call[inc.model]),
-        Phase("front on test (at most every trial)", trials, n_test, trials * n_test, trials * n_test * worst_candidate),
+        Phase("front on test (at most every trial; every naive swap among them)", trials, n_test, trials * n_test, trials * n_test * worst_candidate),
     ]
     if feature.samples and feature.spec.data.samples is not None:
         phases.append(_samples_phase(prepared, book, chars, max_tokens, candidates, trials))

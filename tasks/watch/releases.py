@@ -85,6 +85,20 @@ def _study(wh: Warehouse, study_id: str) -> tuple[str, dict, int | None, int]:
     return row[0], json.loads(row[1]), row[2], row[3]
 
 
+def _not_accepted(row: dict[str, Any], trial_id: int, selected: int | None) -> str | None:
+    """Why a trial the policy did not accept may not be promoted without --force (None: it was
+    selected, or accepted on the held-out split)."""
+    if trial_id == selected:
+        return None
+    selection = json.loads(row["selection"]) if row["selection"] else {}
+    verdict = next((v for v in selection.get("verdicts", []) if v["trial_id"] == trial_id), None)
+    if verdict is None:
+        return "was not confirmed on the held-out split, so the policy never accepted it"
+    if not verdict["accepted"]:
+        return f"was rejected by the study's policy: {verdict['why']}"
+    return None
+
+
 def _shipped_prompt(spec: FeatureSpec, config: Config, demos: list[Example]) -> dict[str, Any]:
     """The incumbent strategy's messages before the input (system + demo turns)."""
     probe = Example(id="probe", inputs={f.name: "" for f in spec.signature.inputs}, outputs={})
@@ -130,6 +144,12 @@ def promote(
             raise UserError(f"trial {trial_id} is not on the front of {study_id}: another config beats it on quality, cost "
                             "and latency. Use --force to promote it anyway.")
         warnings.append(f"trial {trial_id} is not on the front (forced)")
+    unaccepted = _not_accepted(row, trial_id, selected)
+    if unaccepted:
+        if not force:
+            raise UserError(f"trial {trial_id} of {study_id} {unaccepted}. Use --force to promote it anyway "
+                            f"(see `offramp report {study_id}`).")
+        warnings.append(f"trial {trial_id} {unaccepted} (forced)")
     if trial_id != selected:
         warnings.append(f"trial {trial_id} is not the study's selection ({selected}); the policy's verdict: see the report")
     with wh.reader() as con:
@@ -144,7 +164,7 @@ def promote(
         entry = _config_entry(row, spec, spec_path, params, seed)
     entry.update({
         "feature": feature_name, "action": "promote", "study_id": study_id, "trial_id": trial_id,
-        "forced": not row["on_front"],  # past the check above only with --force
+        "forced": not row["on_front"] or unaccepted is not None,  # past the checks above only with --force
         "metrics": {"dev_quality": row["quality"], "test_quality": row["test_quality"], "cost_per_1k_usd": row["cost_per_1k_usd"],
                     "latency_p95_s": row["latency_p95_s"], "test_diff_vs_incumbent": row["diff"],
                     "test_diff_ci": [row["diff_ci_low"], row["diff_ci_high"]]},

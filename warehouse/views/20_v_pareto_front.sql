@@ -1,6 +1,8 @@
 -- Per study: the candidate configs (dev split, completed, within the hard limits) that no other candidate beats on all of
 -- quality (max), cost per 1k requests (min) and p95 latency (min). The incumbent is the reference
 -- the study migrates away from, not a candidate, so it is not on the front. Ties are all kept.
+-- `feasible` is false for a trial beyond a hard limit, including one no better than the feature's trivial answer
+-- (the top of its dev quality interval <= the trivial answer's dev quality: tasks/feature/trivial.py, Limits.trivial_quality).
 -- p95 latency is measured: two p95s within their combined noise (the half-widths of their 95% bootstrap
 -- intervals, added in quadrature) are a tie, never a reason to stay on the front (tasks/search/pareto.py).
 CREATE OR REPLACE VIEW v_pareto_front AS
