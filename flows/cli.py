@@ -210,7 +210,7 @@ def _exit_if_unfinished(summary) -> None:
 # The bundled demos: feature folder -> (the model it retires, its search space, dev/test cap, trials).
 DEMOS = {
     "bank-support-routing": ("local/smollm2-135m", "local-zoo", 40, 10),
-    "math-tutor": ("local/smollm2-135m", None, 24, 6),  # None: the feature's own `search_space`
+    "math-tutor": ("local/smollm2-135m", None, 16, 4),  # None: the feature's own `search_space`
 }
 
 
@@ -220,9 +220,9 @@ def demo(
         "--feature", help="the bundled feature to migrate: bank-support-routing (labels, gold answers) or math-tutor "
         "(free text, no gold: judged pairwise, calibrated, with a production sample)")] = "bank-support-routing",
     max_examples: Annotated[Optional[int], typer.Option(
-        "--max-examples", min=1, help="dev and test size cap (default: 40 for bank-support-routing, 24 for math-tutor)")] = None,
+        "--max-examples", min=1, help="dev and test size cap (default: 40 for bank-support-routing, 16 for math-tutor)")] = None,
     max_trials: Annotated[Optional[int], typer.Option(
-        "--max-trials", min=1, help="search trials (default: 10 for bank-support-routing, 6 for math-tutor)")] = None,
+        "--max-trials", min=1, help="search trials (default: 10 for bank-support-routing, 4 for math-tutor)")] = None,
     keep_models: Annotated[bool, typer.Option("--keep-models", help="leave the model servers running")] = False,
     policy: PolicyOption = None,
     dry_run: DryRunOption = False,

@@ -157,7 +157,7 @@ def test_largest_slice_drops_always_show_the_least_bad_config():
     table = out.getvalue().split("Largest slice drops (test)")[1].split("Policy:")[0]
     assert re.search(r"│ 3\s+│ group=s0", table), table  # the least bad config's worst slice is in the table
     assert re.search(r"│ 7\s+│ group=s7", table)  # and the worst of the others
-    md = markdown(r).split("Largest slice drops (test):")[1]
+    md = markdown(r).split("Largest slice drops (test")[1]
     assert "| 3 | group=s0 |" in md and "| 3 | group=s1 |" in md
 
 

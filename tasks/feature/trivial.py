@@ -64,6 +64,9 @@ def quality_of(metric: Metric, answer: dict[str, Any], examples: Sequence[Exampl
 
 def trivial_baseline(spec: FeatureSpec, metric: Metric, train: Sequence[Example], dev: Sequence[Example]) -> Trivial:
     """The feature's trivial answer (chosen on train) and its quality on dev (see the module docstring)."""
+    if metric.judge is not None:  # scored by a judge, with calls: a trivial answer's score is not known without paying
+        return Trivial(None, 0.0, "a judged feature (metric.judge): a trivial answer's score would need judge calls, "
+                       "so the floor is 0")
     if not train or not dev:
         return Trivial(None, 0.0, "no train examples to draw a trivial answer from: the floor is 0" if not train
                        else "no dev examples: the floor is 0")

@@ -26,7 +26,8 @@ from rich.table import Table
 from offramp.search_spaces.schema import Config, Strategy
 from offramp.tasks.evidence.power import study_power
 from offramp.tasks.evidence.verdicts import PowerRow, power_lines
-from offramp.tasks.feature.judge import judge_call_worst_usd
+from offramp.tasks.feature.human_judgements import load_human_judgements
+from offramp.tasks.feature.judge import ANSWER_CHARS_PER_TOKEN, judge_call_worst_usd
 from offramp.tasks.feature.prompts import output_contract, render_answer, render_input
 from offramp.tasks.feature.spec import Example
 from offramp.tasks.gateway.prices import BUNDLED, PriceBook
@@ -182,6 +183,15 @@ def plan_study(prepared: Prepared, params) -> Plan:
         per_call[judge.model] = max(per_call.get(judge.model, 0.0), one)
         phases.append(Phase(f"judge ({judge.mode}, {per_answer} call(s) per answer)", trials + (1 if judge.mode == "rubric" else 0),
                             n_dev + n_test, answers * per_answer, answers * per_answer * one))
+        if judge.human_judgements is not None:  # the judge on the human-judged items, once (tasks/study/calibrate.py)
+            human = load_human_judgements(feature.root / judge.human_judgements.path, feature.spec, judge.mode,
+                                          judge.scale if judge.mode == "rubric" else None)
+            items = [Example(id=h.id, inputs=h.inputs, outputs={}) for h in human.items]
+            longest = max((len(str(x or "")) for h in human.items for x in (h.answer, h.answer_a, h.answer_b)), default=0)
+            each = judge_call_worst_usd(feature.spec, judge, book, items, -(-longest // ANSWER_CHARS_PER_TOKEN))
+            per_call[judge.model] = max(per_call.get(judge.model, 0.0), each)
+            phases.append(Phase("judge calibration (the human-judged items)", 1, len(items), len(items) * per_answer,
+                                len(items) * per_answer * each))
     prompt_tokens = chars // 4  # for time, a typical ~4 characters per token (the price keeps its bound of 1)
     return Plan(
         study=f"{feature.spec.name}: off {inc.model}, {len(candidates)} candidate model(s), space {space.name!r}",
@@ -204,7 +214,12 @@ def _samples_phase(prepared: Prepared, book: PriceBook, chars: int, max_tokens: 
     longer = max(0, longest - max(len(render_input(spec, e)) for e in examples))  # sample inputs longer than the examples'
     inc = spec.incumbent.model
     per_sample = book.cost(inc, chars + longer, max_tokens) + trials * max(book.cost(m, chars + longer, max_tokens) for m in candidates)
-    return Phase("production samples (at most; n fits the cap left)", 1 + trials, n, n * (1 + trials), n * per_sample)
+    judge, calls = spec.metric.judge, n * (1 + trials)
+    if judge is not None and spec.target.type == "text":  # each answer judged against the served one (both orders)
+        samples = [Example(id=x.id, inputs=x.inputs, outputs={}) for x in usable]
+        per_sample += (1 + trials) * judge.calls_per_example() * judge_call_worst_usd(spec, judge, book, samples, max_tokens)
+        calls += n * (1 + trials) * judge.calls_per_example()
+    return Phase("production samples (at most; n fits the cap left; with their judge calls)", 1 + trials, n, calls, n * per_sample)
 
 
 def render_plan(console: Console, plan: Plan) -> None:
