@@ -76,6 +76,14 @@ class Signature(_Frozen):
         return self
 
 
+def declared_model(raw: object) -> object:
+    """`model:` given as a mapping (an endpoint, as in a space's `models:`): its name, and `endpoint`."""
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        [name], declared = split_model_entries([raw["model"]], "model", indexed=False)
+        raw = {**raw, "model": name, "endpoint": declared[name]}
+    return raw
+
+
 class IncumbentConfig(_Frozen):
     """The shipped config. Its demos: `settings.demos: N` draws N examples from offramp's own train
     split (seeded); `demos:` gives the exact examples the shipped prompt holds instead: a list of
@@ -109,10 +117,7 @@ class IncumbentConfig(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _declared_model(cls, raw: object) -> object:
-        if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
-            [name], declared = split_model_entries([raw["model"]], "model", indexed=False)
-            raw = {**raw, "model": name, "endpoint": declared[name]}
-        return raw
+        return declared_model(raw)
 
 
 class DataFile(_Frozen):
@@ -180,10 +185,7 @@ class JudgeSpec(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _declared_model(cls, raw: object) -> object:
-        if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
-            [name], declared = split_model_entries([raw["model"]], "model", indexed=False)
-            raw = {**raw, "model": name, "endpoint": declared[name]}
-        return raw
+        return declared_model(raw)
 
     @model_validator(mode="after")
     def _mode_fields(self) -> JudgeSpec:
