@@ -61,7 +61,7 @@ def render_report(console: Console, r: StudyReport) -> None:
     if r.failed:
         console.print(f"[bold red]Failed trials:[/] {escape(r.failed_summary() or '')}", soft_wrap=True)
     for v in [v for v in sel.get("verdicts", []) if not v.get("reference")]:  # references: the naive-swap section
-        console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
+        console.print(f"  trial {v['trial_id']}: {'accepted' if v['accepted'] else 'rejected'}: {escape(v['why'])}", soft_wrap=True)
     for line in judge_lines(r.judged):  # a judged feature: how the answers were judged, and the judge vs people
         console.print(f"[cyan]judge[/] {escape(line)}", soft_wrap=True)
     if r.calibration is not None:
