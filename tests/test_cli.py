@@ -141,10 +141,13 @@ def _files(root: Path) -> dict[str, bytes]:
         ("select * from read_csv('{out}/secret.csv')", "file system operations are disabled"),
     ],
 )
-def test_sql_can_neither_write_nor_read_other_files(tmp_path, statement, expected):
+def test_sql_can_neither_write_nor_read_other_files(tmp_path, monkeypatch, statement, expected):
     """`offramp sql` reads the warehouse and nothing else: a query that would write a file (every
     prompt and answer in it), attach a database, install an extension or read another file fails
     with exit 2 and leaves every file as it was; a view still answers."""
+    # no reader snapshot: this process's writes below would refresh it a few seconds later, on a
+    # timer, while the files are compared (that is this process writing, not `offramp sql`)
+    monkeypatch.setenv("OFFRAMP_WAREHOUSE_SNAPSHOT", "false")
     home, out = tmp_path / "home", tmp_path / "out"
     home.mkdir()
     out.mkdir()
