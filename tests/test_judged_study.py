@@ -116,3 +116,44 @@ def test_a_judged_study_is_calibrated_on_people_and_compares_production_samples(
     [line] = [x for x in text.splitlines() if x.startswith("Judge calibration (human.jsonl)")]
     assert f"judge vs {N_HUMAN} human judgements" in line and "corrected for the judge's errors" in line
     assert "Production sample" in text
+
+
+def test_a_stop_during_the_samples_stage_interrupts_the_study_instead_of_scoring_refused_calls(tmp_path, home, fake):
+    """A stop request while the candidates answer the production sample: the study is interrupted
+    (resumable), not completed with the refused answers scored as losses; no stage row, no discovery
+    from the cut-short trial."""
+    from prefect.exceptions import CancelledRun
+    from prefect.testing.utilities import prefect_test_harness
+
+    from offramp import stopping
+    from offramp.flows.migrate_feature import migrate_feature
+    from offramp.flows.params import MigrateParams
+    from offramp.warehouse import warehouse_path
+
+    def good(messages):
+        if "logged message" in messages[-1]["content"]:
+            stopping.request()  # as a SIGINT would, while the first candidate answers the sample
+        return "GOOD reply to " + messages[-1]["content"]
+
+    fake.add("old", answer=lambda m: "a reply")
+    fake.add("good", answer=good)
+    fake.add("meh", answer=lambda m: "A  Reply")
+    fake.add("judge", answer=prefers_good)
+    root = make_text_feature(tmp_path / "f", {"mode": "pairwise"})
+    traffic(root)
+    spec = yaml.safe_load((root / "feature.yaml").read_text())
+    spec["data"]["samples"] = {"files": [{"path": "traffic.jsonl"}], "format": "openai_chat"}
+    (root / "feature.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    try:
+        with prefect_test_harness(server_startup_timeout=120), pytest.raises(CancelledRun, match="resumes the study"):
+            migrate_feature(MigrateParams(feature_dir=str(root), space=str(judged_space(tmp_path / "space.yaml")), max_trials=2,
+                                          trigger="cli"))
+    finally:
+        stopping.reset()
+    wh = Warehouse(warehouse_path())
+    _, [(status,)] = wh.fetch("select status from studies")
+    assert status == "interrupted"
+    _, stages = wh.fetch("select * from sample_stages")
+    assert stages == []  # the stage runs again (from the cache) when the study resumes
+    _, runs = wh.fetch("select * from slice_discovery where source = 'samples'")
+    assert runs == []

@@ -28,6 +28,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from offramp import stopping
 from offramp.search_spaces.schema import Config
 from offramp.tasks.feature.evaluate import build_requests, prompt_runner
 from offramp.tasks.feature.judge import judge_call_worst_usd
@@ -215,6 +216,7 @@ def run_samples_stage(ctx: StudyContext, incumbent: Config, incumbent_dev: Trial
 def _answer(ctx: StudyContext, entry: Entry, sample: Sequence[Sample]) -> Trial:
     """One config answers the sample: a trial (split 'samples'), its calls, its answers and agreement
     (a text target: the pairwise judge's score against what was served)."""
+    stopping.check()  # a stop request: no new samples trial
     examples = as_examples(sample)
     judged = ctx.feature.spec.target.type == "text"
     references: dict[str, Any] | None = {s.id: s.served for s in sample} if judged else None
@@ -229,6 +231,7 @@ def _answer(ctx: StudyContext, entry: Entry, sample: Sequence[Sample]) -> Trial:
     scores = list(evaluation.scores)
     records.store_calls(ctx.wh, evaluation.calls, outcome.spent.paid)
     records.store_judgements(ctx.wh, evaluation.judgements)
+    stopping.check()  # answers cut short by a stop are stored (their calls were paid), not used: the stage resumes
     run.parts.append(evaluation)
     run.evaluated = len(examples)
     status = "stopped_by_budget" if ctx.budget_exhausted else "provider_down" if ctx.endpoint_down else None
