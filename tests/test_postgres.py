@@ -138,7 +138,8 @@ def test_a_study_runs_to_completion_on_postgres(pg, study_files):
     assert f"STUDY {study_id} completed" in out
     assert not (home / "optuna.db").exists(), "the study used the default sqlite storage, not PostgreSQL"
     study = optuna.load_study(study_name=study_id, storage=url)  # the search's trials are in PostgreSQL
-    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                and not t.user_attrs.get("duplicate")]  # a re-proposed config ends PRUNED, marked duplicate
     # the space holds 6 configs (2 models x 3 strategies): the search tries each once
     assert len(finished) == query(home, SEARCHED)[0][0] == 6
     assert query(home, "select optuna_storage from studies")[0][0] == url
@@ -170,7 +171,8 @@ def test_a_study_killed_mid_search_resumes_on_postgres(pg, study_files):
     after = {r[0]: r for r in query(home, "select trial_id, status, quality from trials")}
     assert all(after[t[0]] == t for t in before), "a trial completed before the kill was lost or changed"
     study = optuna.load_study(study_name=study_id, storage=url)
-    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    finished = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+                and not t.user_attrs.get("duplicate")]  # a re-proposed config ends PRUNED, marked duplicate
     assert len(finished) == query(home, SEARCHED)[0][0] == 6  # the rest of the search was done, from PostgreSQL's record
     assert not (home / "optuna.db").exists()
 
