@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from offramp.errors import UserError
 from offramp.search_spaces.validation import read_utf8
+from offramp.tasks.feature.rows import jsonl_rows
 from offramp.tasks.feature.spec import FeatureSpec
 
 Mode = Literal["rubric", "pairwise"]
@@ -93,7 +93,7 @@ def load_human_judgements(path: Path | str, spec: FeatureSpec, mode: Mode, scale
         raise UserError(f"{path}: no such file; expected the human judgements file named by "
                         "`metric.judge.human_judgements.path` (JSONL or CSV, relative to feature.yaml)")
     names = [f.name for f in spec.signature.inputs]
-    rows = _csv(path, spec, names) if path.suffix.lower() == ".csv" else _jsonl(path)
+    rows = _csv(path, spec, names) if path.suffix.lower() == ".csv" else jsonl_rows(path)
     items: list[HumanJudgement] = []
     seen: dict[str, int] = {}
     kinds: dict[str, int] = {}
@@ -121,21 +121,6 @@ def load_human_judgements(path: Path | str, spec: FeatureSpec, mode: Mode, scale
 
 def _expected_verdict(scale: str) -> str:
     return '"pass" or "fail"' if scale == "pass_fail" else "an integer 1..5"
-
-
-def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    for line, text in enumerate(io.StringIO(read_utf8(path, error=UserError), newline=None), start=1):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: line {line} is not valid JSON ({exc.msg}); expected one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}: line {line} is a {type(row).__name__}; expected a JSON object")
-        rows.append((line, row))
-    return rows
 
 
 def _csv(path: Path, spec: FeatureSpec, names: list[str]) -> list[tuple[int, dict[str, Any]]]:

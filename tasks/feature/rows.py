@@ -14,11 +14,16 @@ from offramp.search_spaces.validation import read_utf8
 
 
 def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
-    text = read_utf8(path, error=UserError)
     if fmt == "csv":
-        return csv_rows(path, text)
+        return csv_rows(path, read_utf8(path, error=UserError))
+    return [row for _, row in jsonl_rows(path)]
+
+
+def jsonl_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) of every non-empty line of a JSONL file; a line that is not a JSON
+    object is refused naming the file and the line."""
     rows = []
-    for number, line in enumerate(io.StringIO(text, newline=None), start=1):
+    for number, line in enumerate(io.StringIO(read_utf8(path, error=UserError), newline=None), start=1):
         if not line.strip():
             continue
         try:
@@ -27,7 +32,7 @@ def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
             raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg}); expected one JSON object per line") from None
         if not isinstance(row, dict):
             raise UserError(f"{path}: line {number} is a {type(row).__name__}; expected a JSON object")
-        rows.append(row)
+        rows.append((number, row))
     return rows
 
 
