@@ -309,7 +309,8 @@ def report(
     """The migration report of a study: front, paired comparisons with the incumbent, slices,
     flips, the decision and why (the same facts as the HTML report and the Prefect artifact)."""
     from offramp.errors import NoSuchStudy
-    from offramp.tasks.evidence.report import load_report, write_html
+    from offramp.tasks.evidence.render import write_html
+    from offramp.tasks.evidence.report import load_report
     from offramp.tasks.evidence.terminal import render_report
     from offramp.warehouse import Warehouse, warehouse_path
 

@@ -36,7 +36,8 @@ from offramp.search_spaces.schema import Config
 from offramp.tasks.evidence.discovered import discover_front, discover_samples
 from offramp.tasks.evidence.judge import confirm_front, label_report
 from offramp.tasks.evidence.power import record_power, study_power
-from offramp.tasks.evidence.report import failed_trials, publish
+from offramp.tasks.evidence.render import publish
+from offramp.tasks.evidence.report import failed_trials
 from offramp.tasks.feature.metrics import build_metric
 from offramp.tasks.feature.spec import load_spec
 from offramp.tasks.feature.trivial import trivial_baseline

@@ -75,11 +75,11 @@ def test_migrate_prints_the_report_and_the_study_id(study):
     [row] = study.sql("select id, feature, status, incumbent_model, selected_trial_id from studies")
     assert row["id"] == study.id and row["feature"] == FEATURE and row["status"] == "completed"
     assert row["incumbent_model"] == "fake/old" and row["selected_trial_id"] is not None
-    assert f"Study {study.id}: feature {FEATURE}, off fake/old, status completed" in out
+    assert f"Study {study.id}: feature {FEATURE}, moving off fake/old (status completed)" in out
     dev = study.sql(f"select trial_id, role, model, status from trials where study_id = '{study.id}' and split = 'dev' order by trial_id")
     assert [r["role"] for r in dev] == ["incumbent", "naive_swap", "naive_swap", "candidate"]  # 3 search trials
     assert {r["model"] for r in dev[1:3]} == {"fake/good", "fake/cheap"} and {r["status"] for r in dev} == {"completed"}
-    verdicts = re.findall(r"^  trial (\d+): (accepted|rejected): (.*)$", out, flags=re.M)
+    verdicts = re.findall(r"^- trial (\d+) \((SELECTED|accepted|REJECTED[^)]*)\): (.*)$", out, flags=re.M)
     front = study.sql(f"select trial_id from v_pareto_front where study_id = '{study.id}'")
     assert sorted(int(t) for t, _, _ in verdicts) == sorted(r["trial_id"] for r in front)
     assert [int(t) for t, _, why in verdicts if "selected" in why] == [row["selected_trial_id"]]
@@ -91,9 +91,9 @@ def test_migrate_prints_the_report_and_the_study_id(study):
 def test_report_in_the_terminal_and_as_html(study, tmp_path):
     result = study.run("report", study.id)
     assert result.returncode == 0, result.stderr
-    assert f"Study {study.id}: feature {FEATURE}, off fake/old, status completed" in result.stdout
+    assert f"Study {study.id}: feature {FEATURE}, moving off fake/old (status completed)" in result.stdout
     [row] = study.sql(f"select selected_trial_id from studies where id = '{study.id}'")
-    assert re.search(rf"^  trial {row['selected_trial_id']}: accepted: .*selected", result.stdout, flags=re.M)
+    assert re.search(rf"^- trial {row['selected_trial_id']} \(SELECTED\): .*selected", result.stdout, flags=re.M)
     assert "Decision:" in result.stdout and "v_regressions" in result.stdout
 
     html = tmp_path / "out" / "report.html"
@@ -213,7 +213,7 @@ def test_the_report_says_when_a_strategy_gets_answers_it_cannot_parse(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     [row] = sql(home, "select trial_id, parse_failure_rate from trials where strategy = 'zero_shot' and split = 'dev'", tmp_path)
     assert row["parse_failure_rate"] == 1.0
-    found = re.search(rf"unparsed answers: trial {row['trial_id']} \(fake/plain, zero_shot, dev\): 100% of its answers could not "
+    found = re.search(rf"- trial {row['trial_id']} \(fake/plain, zero_shot, dev\): 100% of its answers could not "
                       r"be parsed, e\.g\. '(alpha|beta|gamma)'; it was read with the chat adapter: try `settings: adapter: "
                       r"\[plain\]` in the search space", flat(result.stdout))
     assert found, result.stdout[-3000:]

@@ -245,7 +245,8 @@ def test_report_of_an_unfinished_study_says_the_same_command_resumes_it(tmp_path
 
     from rich.console import Console
 
-    from offramp.tasks.evidence.report import load_report, markdown, write_html
+    from offramp.tasks.evidence.render import markdown, write_html
+    from offramp.tasks.evidence.report import load_report
     from offramp.tasks.evidence.terminal import render_report
     from offramp.warehouse import Warehouse, records
 
@@ -264,7 +265,8 @@ def test_report_of_an_unfinished_study_says_the_same_command_resumes_it(tmp_path
 
 
 def test_report_of_a_finished_study_has_no_resume_hint(tmp_path):
-    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.tasks.evidence.render import markdown
+    from offramp.tasks.evidence.report import load_report
     from offramp.warehouse import Warehouse, records
 
     wh = Warehouse(tmp_path / "w.duckdb")

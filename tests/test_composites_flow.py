@@ -16,7 +16,8 @@ from offramp.errors import SpaceError
 from offramp.flows.migrate_feature import migrate_feature
 from offramp.flows.params import MigrateParams
 from offramp.search_spaces.schema import load_space
-from offramp.tasks.evidence.report import load_report, markdown, write_html
+from offramp.tasks.evidence.render import markdown, write_html
+from offramp.tasks.evidence.report import load_report
 from offramp.tasks.evidence.terminal import render_report
 from offramp.tasks.watch.releases import load_release, promote
 from offramp.warehouse import Warehouse, warehouse_path
@@ -115,7 +116,7 @@ def test_a_cascade_is_built_confirmed_compared_selected_and_reported(harness, ho
     assert line in markdown(report)
     console = Console(record=True, width=400)
     render_report(console, report)
-    assert f"composite {line}" in console.export_text()
+    assert f"- {line}" in console.export_text()
     page = write_html(report, tmp_path / "r.html").read_text()
     assert "branches taken" in page and "cascade (unsure): fake/cheap → fake/strong" in page
     # released, it answers through its members: the cheap one, the strong one when the cheap answer does not parse

@@ -267,7 +267,8 @@ def test_a_study_on_two_accounts_completes_without_the_models_left_out_and_never
 ):
     from offramp.flows.migrate_feature import migrate_feature
     from offramp.flows.params import MigrateParams
-    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.tasks.evidence.render import markdown
+    from offramp.tasks.evidence.report import load_report
     from offramp.warehouse import records, warehouse_path
 
     incumbent = entry(server, "a", "old", "old", "KEY_A")

@@ -114,7 +114,8 @@ def test_view_front_equals_python_front_and_the_front_of_optunas_trials(harness,
     _, loads = Warehouse(warehouse_path()).fetch(
         "select count(*) from trials where study_id = ? and status = 'completed' and load_avg_max is null", [summary.study_id])
     assert loads == [(0,)]  # every measured trial records the machine's load while it ran
-    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.tasks.evidence.render import markdown
+    from offramp.tasks.evidence.report import load_report
 
     assert "Machine load while the trials ran" in markdown(load_report(Warehouse(warehouse_path()), summary.study_id))
     _, front_rows = Warehouse(warehouse_path()).fetch("select trial_id from v_pareto_front where study_id = ?", [summary.study_id])

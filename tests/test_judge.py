@@ -349,10 +349,11 @@ def test_a_pairwise_judged_study_end_to_end(tmp_path, home, fake):
     for t in meh:  # every answer it gave is a tie (racing may have stopped it before all 5)
         _, [(answered,)] = wh.fetch("select count(*) from calls where study_id = ? and trial_id = ? and purpose = 'eval'", [sid, t])
         assert answered >= 1 and by_trial[(t, "tie")] == answered
-    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.tasks.evidence.render import markdown
+    from offramp.tasks.evidence.report import load_report
 
     text = markdown(load_report(wh, sid))
-    [line] = [x for x in text.splitlines() if x.startswith("Judge (metric.judge")]
+    [line] = [x for x in text.splitlines() if x.startswith("### Judge (metric.judge")]
     assert "0 judge answers did not parse" in line
     [calibration] = [x for x in text.splitlines() if x.startswith("Judge calibration")]
     assert "no human judgements" in calibration and "assumes a perfect judge" in calibration

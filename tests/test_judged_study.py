@@ -54,7 +54,8 @@ def test_a_judged_study_is_calibrated_on_people_and_compares_production_samples(
 
     from offramp.flows.migrate_feature import migrate_feature
     from offramp.flows.params import MigrateParams
-    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.tasks.evidence.render import markdown
+    from offramp.tasks.evidence.report import load_report
     from offramp.warehouse import warehouse_path
 
     fake.add("old", answer=lambda m: "a reply")

@@ -11,7 +11,8 @@ from prefect.testing.utilities import prefect_test_harness
 from offramp.errors import UserError
 from offramp.flows.migrate_feature import migrate_feature
 from offramp.flows.params import MigrateParams
-from offramp.tasks.evidence.report import load_report, markdown, write_html
+from offramp.tasks.evidence.render import markdown, write_html
+from offramp.tasks.evidence.report import load_report
 from offramp.tasks.watch.releases import list_releases, load_release, promote, rollback
 from offramp.warehouse import Warehouse, warehouse_path
 from tests.helpers import dspy_reply, make_feature, make_space, oracle

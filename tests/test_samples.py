@@ -308,7 +308,8 @@ def study(tmp_path: Path, fake, *, max_samples: int, pad: int = 0, **params):
 
 
 def test_study_compares_candidates_with_what_was_served(harness, home, fake, tmp_path):
-    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.tasks.evidence.render import markdown
+    from offramp.tasks.evidence.report import load_report
     from offramp.warehouse import Warehouse, warehouse_path
 
     summary, rows, params = study(tmp_path, fake, max_samples=12)

@@ -206,7 +206,8 @@ def write_policy(path: Path, **fields) -> Path:
 
 
 def test_policy_file_changes_the_decision_and_is_named_in_the_report(harness, home, fake, tmp_path, monkeypatch):
-    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.tasks.evidence.render import markdown
+    from offramp.tasks.evidence.report import load_report
     from offramp.warehouse import Warehouse, warehouse_path
 
     root = make_feature(tmp_path / "feature")

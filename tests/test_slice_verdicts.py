@@ -210,7 +210,8 @@ def test_dry_run_plan_shows_the_power_of_the_test_split(tmp_path, home):
 def test_a_study_stores_its_power_and_its_slice_verdicts(harness, home, fake, tmp_path):
     from offramp.flows.migrate_feature import migrate_feature
     from offramp.flows.params import MigrateParams
-    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.tasks.evidence.render import markdown
+    from offramp.tasks.evidence.report import load_report
     from offramp.warehouse import Warehouse, warehouse_path
     from tests.test_shipped import answering
 

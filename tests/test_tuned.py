@@ -80,7 +80,8 @@ def test_a_tuned_candidate_is_trained_on_train_served_billed_and_released(harnes
     # the classifier beats the incumbent on held-out test and is selected
     assert summary.selection is not None and summary.selection["trial_id"] in {
         t for (t,) in wh.fetch("select trial_id from trials where study_id = ? and strategy = 'tuned'", [summary.study_id])[1]}
-    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.tasks.evidence.render import markdown
+    from offramp.tasks.evidence.report import load_report
 
     assert "| tuned/tfidf-char-logreg (tuned on train) |" in markdown(load_report(wh, summary.study_id))  # no decoding settings
     path, entry, _ = promote(wh, summary.study_id, directory=tmp_path / "releases")
@@ -104,7 +105,8 @@ def test_taught_labels_come_from_the_incumbents_recorded_answers(harness, home, 
     an answer that names no label teaches nothing."""
     import csv
 
-    from offramp.tasks.evidence.report import load_report, markdown
+    from offramp.tasks.evidence.render import markdown
+    from offramp.tasks.evidence.report import load_report
     from tests.helpers import LABELS, word_of
 
     fake.add("old", answer=lambda m: "alpha")

@@ -1,26 +1,21 @@
-"""The migration report: one model of the facts, read from the warehouse's documented views, and
-renderers (markdown for the Prefect artifact, a standalone HTML page with plotly; the terminal
-renderer lives in the CLI). Every number here is a row of `v_trials`, `v_pareto_front`,
-`v_regressions`, `v_flips` or `v_study_spend`; the report shows the queries.
+"""The migration report's facts, read from the warehouse's documented views (`StudyReport`). Every
+number here is a row of `v_trials`, `v_pareto_front`, `v_regressions`, `v_flips` or
+`v_study_spend`; the report shows the queries. The report itself is built from these facts as one
+model (`tasks/evidence/reviewer.py`) and rendered by `tasks/evidence/render.py` (markdown, table
+artifacts, HTML) and `tasks/evidence/terminal.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from offramp.errors import NoSuchStudy
 from offramp.search_spaces.strategies import strategy_class, strategy_names
 from offramp.tasks.evidence.discovered_report import discovered_lines
-from offramp.tasks.evidence.judged import calibration_line, judge_lines, unparsed_total
-from offramp.tasks.evidence.latency import latency_note
 from offramp.tasks.evidence.policy import SelectionPolicy
-from offramp.tasks.evidence.samples_report import sample_lines
-from offramp.tasks.evidence.verdicts import PowerRow, power_lines, verdict_interval, verdict_text
 from offramp.warehouse import Warehouse
 from offramp.warehouse.db import query
 from offramp.warehouse.records import Trial
@@ -310,192 +305,3 @@ def fmt(value: object, digits: int = 3) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
-
-
-def markdown(r: StudyReport) -> str:
-    s, sel = r.study, r.selection
-    lines = [f"# Migration study `{r.study_id}`",
-             f"Feature **{s['feature']}**, moving off **{s['incumbent_model']}**; status **{s['status']}**.", "",
-             "Numbers: front on the dev split (the search); quality deltas on the held-out test split (the decision).", ""]
-    inc = r.incumbent
-    if inc:
-        t = r.test_of(inc.trial_id)
-        lines.append(f"Incumbent: dev quality {fmt(inc.measurement.quality)}, test quality {fmt(t and t.measurement.quality)}, "
-                     f"${fmt(inc.measurement.cost_per_1k_usd, 5)} per 1k, p95 {fmt(inc.measurement.latency_p95_s)} s.")
-    lines += ["", "| trial | config | dev quality (95% CI) | test quality | vs incumbent (paired 95% CI) | agreement | $ / 1k | p95 s | verdict |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    verdicts = {v["trial_id"]: v for v in sel.get("verdicts", [])}
-    for t in r.front:
-        o, test, v = r.overall(t.trial_id), r.test_of(t.trial_id), verdicts.get(t.trial_id, {})
-        delta = "-" if o is None else f"{o['diff']:+.3f} [{o['diff_ci_low']:+.3f}, {o['diff_ci_high']:+.3f}]"
-        verdict = ("**selected**" if sel.get("trial_id") == t.trial_id else "accepted" if v.get("accepted") else "rejected") if v else "-"
-        lines.append(f"| {t.trial_id} | {t.label} | {fmt(t.measurement.quality)} ({fmt(t.measurement.quality_ci_low)}-{fmt(t.measurement.quality_ci_high)}) | "
-                     f"{fmt(test and test.measurement.quality)} | {delta} | {fmt(o and o['agreement_rate'], 2)} | {fmt(t.measurement.cost_per_1k_usd, 5)} | "
-                     f"{fmt(t.measurement.latency_p95_s)} | {verdict} |")
-    lines += ["", f"**Policy:** {r.policy}", "", f"**Decision:** {sel.get('reason', s.get('error') or '-')}", ""]
-    if r.left_out:
-        lines += [f"**{r.left_out}**", ""]
-    if r.failed_summary():
-        lines += [f"**Failed trials:** {r.failed_summary()}", ""]
-    if r.unfinished:
-        lines += [f"**Not finished:** {r.unfinished}", ""]
-    for v in [v for v in sel.get("verdicts", []) if not v.get("reference")]:  # references: the naive-swap section
-        lines.append(f"- trial {v['trial_id']} ({v['config']}): {'accepted' if v['accepted'] else 'rejected'}: {v['why']}")
-    for trial_id, why in sel.get("not_confirmed", {}).items():  # tasks/evidence/confirm.py: it could not have won
-        lines.append(f"- trial {trial_id} ({r.trial(int(trial_id)).label}): {why}")
-    from offramp.tasks.evidence import reviewer  # it renders with this module's model
-
-    worst = reviewer.slice_drops(r, 8)
-    if worst:
-        lines += ["", "Largest slice drops (test; verdict on the interval adjusted for the slices judged; detectable: what the "
-                  "split could tell before the study, see slice_power):", "",
-                  "| trial | slice | n | incumbent | candidate | diff (95% CI) | p | adjusted CI | verdict | detectable |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
-        for x in worst:
-            lines.append(f"| {x['trial_id']} | {x['slice_field']}={x['slice_value']} | {x['n']} | {fmt(x['incumbent_quality'])} | "
-                         f"{fmt(x['candidate_quality'])} | {x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}] | {fmt(x['p_value'])} | "
-                         f"{verdict_interval(x)} | {verdict_text(x)} | {fmt(x.get('detectable_drop'))} |")
-    if r.power:
-        lines += ["", *power_lines([PowerRow(**row) for row in r.power])]
-    lines += r.discovered_lines()
-    lines += reviewer.markdown_lines(r)
-    if r.composites:
-        lines += ["", "Composite candidates (which branch answered how often):", ""] + [f"- {x}" for x in r.composite_lines()]
-    lines += sample_lines(r.sample_stage, r.samples)
-    if r.judged:
-        lines += ["", f"Judge (metric.judge; {unparsed_total(r.judged)} judge answers did not parse; an unjudged answer scores 0):", ""]
-        lines += [f"- {x}" for x in judge_lines(r.judged)]
-        if r.calibration is not None:
-            lines += ["", calibration_line(r.calibration) or ""]
-        lines += ["", f"Every judge answer: `SELECT * FROM v_judgements WHERE study_id = '{r.study_id}' ORDER BY trial_id, example_id`"]
-    warnings = r.unparsed_warnings()
-    if warnings:
-        lines += ["", "Answers that could not be parsed (they score 0):", ""] + [f"- {w}" for w in warnings]
-    if r.models or r.tuned:
-        lines += ["", "Models (endpoint; which source priced it; preflight call):", ""] + [f"- {x}" for x in r.model_lines()]
-    if r.health:
-        lines += ["", "Paid calls per model (errors after retries; retries; wall time per answer, retries included):", "",
-                  "| model | calls | errors | error rate | retried | retries | p95 s |", "|---|---|---|---|---|---|---|"]
-        for x in r.health:
-            lines.append(f"| {x['model']} | {x['n_calls']} | {x['n_errors']} | {fmt(x['error_rate'])} | {x['n_retried']} | "
-                         f"{x['retries']} | {fmt(x['wall_p95_s'])} |")
-    note = latency_note(r.trials, r.front)
-    if note:
-        lines += ["", *note]
-    spent = sum(x["spend_usd"] or 0 for x in r.spend)
-    by_purpose = ", ".join(f"{x['purpose']}: {x['n_calls']}" for x in r.spend)
-    lines += ["", f"Spend: ${spent:.4f} over {sum(x['n_calls'] for x in r.spend)} calls ({by_purpose})."]
-    lines += r.money_lines()
-    lines += ["", "Re-derive every number:", ""]
-    lines += [f"- `{q}`" for q in r.queries().values()]
-    return "\n".join(lines)
-
-
-def front_table(r: StudyReport) -> list[dict[str, Any]]:
-    """Rows for the Prefect table artifact: every dev trial, front and selection marked, numbers
-    formatted for a person (`display`; the raw numbers are in v_trials) in few, short columns."""
-    from offramp.tasks.evidence import display
-
-    selected, least_bad = r.selection.get("trial_id"), r.selection.get("recommended_trial_id")
-    rows = []
-    for t in r.trials:
-        if t.split != "dev":
-            continue
-        m = t.measurement
-        front = ("selected" if t.trial_id == selected else "least bad" if t.trial_id == least_bad and selected is None
-                 else "front" if r.on_front(t) else "")
-        rows.append({"trial": t.trial_id, "role": t.role, "config": t.label,
-                     "status": "" if t.status == "completed" else f"pruned at {t.stage:.0%} of dev" if t.status == "pruned" and t.stage
-                     else t.status,
-                     "quality [95% CI]": display.quality(m.quality, m.quality_ci_low, m.quality_ci_high),
-                     "$ / 1k": display.usd(m.cost_per_1k_usd), "p95": display.seconds(m.latency_p95_s),
-                     "errors": display.share(m.error_rate), "front": front})
-    return rows
-
-
-def write_html(r: StudyReport, path: Path) -> Path:
-    """A standalone page (plotly.js embedded: opens offline): the front (quality vs cost, latency as
-    colour), incumbent and naive swaps marked; slice deltas with intervals; the flips."""
-    import plotly.graph_objects as go
-
-    from offramp.tasks.evidence import reviewer  # it renders with this module's model
-
-    dev = [t for t in r.trials if t.split == "dev" and t.measurement.quality is not None]
-    fig = go.Figure()
-    groups = [("candidates", [t for t in dev if t.role == "candidate" and not r.on_front(t)], "circle-open", 9),
-              ("front", [t for t in dev if r.on_front(t)], "circle", 14),
-              ("naive swap", [t for t in dev if t.role == "naive_swap"], "diamond", 14),
-              ("incumbent", [t for t in dev if t.role == "incumbent"], "star", 18)]
-    for name, items, symbol, size in groups:
-        if items:
-            fig.add_trace(go.Scatter(
-                x=[t.measurement.cost_per_1k_usd for t in items], y=[t.measurement.quality for t in items], mode="markers", name=name,
-                marker={"symbol": symbol, "size": size, "color": [t.measurement.latency_p95_s for t in items], "coloraxis": "coloraxis"},
-                text=[f"trial {t.trial_id}: {t.label}<br>p95 {fmt(t.measurement.latency_p95_s)} s" for t in items], hoverinfo="text",
-                error_y={"type": "data", "symmetric": False, "array": [t.measurement.quality_ci_high - t.measurement.quality for t in items],
-                         "arrayminus": [t.measurement.quality - t.measurement.quality_ci_low for t in items], "thickness": 1},
-            ))
-    fig.update_layout(title=f"Study {r.study_id}: quality vs cost (dev split; colour = p95 latency s)",
-                      xaxis_title="cost per 1,000 requests (USD)", yaxis_title="quality (95% CI)",
-                      coloraxis={"colorscale": "Viridis", "colorbar": {"title": "p95 s"}}, height=520)
-    parts = [fig.to_html(full_html=False, include_plotlyjs=True)]
-    slices = [x for x in r.regressions if x["slice_field"] != "(all)"]
-    if slices:
-        sfig = go.Figure()
-        for trial_id in sorted({x["trial_id"] for x in slices}):
-            rows = [x for x in slices if x["trial_id"] == trial_id]
-            sfig.add_trace(go.Bar(
-                name=f"trial {trial_id}", x=[f"{x['slice_field']}={x['slice_value']}" for x in rows], y=[x["diff"] for x in rows],
-                error_y={"type": "data", "symmetric": False, "array": [x["diff_ci_high"] - x["diff"] for x in rows],
-                         "arrayminus": [x["diff"] - x["diff_ci_low"] for x in rows]},
-                hovertext=[f"n={x['n']}: {verdict_text(x)}; detectable before the study: {fmt(x.get('detectable_drop'))}" for x in rows],
-            ))
-        sfig.update_layout(title="Per slice: candidate - incumbent on the held-out split (paired 95% CI)", barmode="group", height=420)
-        parts.append(sfig.to_html(full_html=False, include_plotlyjs=False))
-    page = [f"<html><head><meta charset='utf-8'><title>offramp study {html.escape(r.study_id)}</title>",
-            "<style>body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:4px 8px}</style>",
-            "</head><body>", f"<h1>Migration study {html.escape(r.study_id)}</h1>",
-            f"<p>{html.escape(r.selection.get('reason', r.study.get('error') or ''))}</p>",
-            f"<p><b>Not finished:</b> {html.escape(r.unfinished)}</p>" if r.unfinished else "",
-            f"<p><b>{html.escape(r.left_out)}</b></p>" if r.left_out else "",
-            "<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.model_lines()) + "</ul>" if r.models or r.tuned else "",
-            f"<p><b>Failed trials:</b> {html.escape(r.failed_summary() or '')}</p>" if r.failed else "",
-            f"<p><b>Policy:</b> {html.escape(r.policy)}</p>", *parts, *reviewer.html_parts(r),
-            "<h2>Judge</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in judge_lines(r.judged)) + "</ul>"
-            + f"<p>{html.escape(calibration_line(r.calibration) or '')}</p>" if r.judged else "",
-            "<h2>Composite candidates: branches taken</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in r.composite_lines())
-            + "</ul>" if r.composites else "", "<h2>Flips (held-out split)</h2>"]
-    if r.flips:
-        page.append("<table><tr><th>trial</th><th>example</th><th>direction</th><th>input</th><th>incumbent</th><th>candidate</th></tr>")
-        for f in r.flips:
-            page.append("<tr>" + "".join(f"<td>{html.escape(str(f[k]))}</td>" for k in
-                        ("trial_id", "example_id", "direction", "input_text", "incumbent_prediction", "candidate_prediction")) + "</tr>")
-        page.append("</table>")
-    else:
-        page.append("<p>No example changed correctness.</p>")
-    if r.discovery:
-        page += ["<h2>Discovered slices</h2><pre>", html.escape("\n".join(r.discovered_lines()).strip()), "</pre>"]
-    page += [f"<p>{html.escape(line.replace('**', ''))}</p>" for line in sample_lines(r.sample_stage, r.samples) if line]
-    page += ["<h2>Money</h2>", *[f"<p>{html.escape(line)}</p>" for line in r.money_lines()]]
-    page += ["<h2>Queries</h2><ul>", *[f"<li><code>{html.escape(q)}</code></li>" for q in r.queries().values()], "</ul></body></html>"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(page), encoding="utf-8")
-    return path
-
-
-def publish(wh: Warehouse, study_id: str, reports_dir: Path) -> Path:
-    """The report of a study, from the warehouse's views: a table and a markdown artifact on the
-    current Prefect flow run, and a standalone HTML file in `reports_dir`. Returns the HTML path."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    report = load_report(wh, study_id)
-    path = write_html(report, reports_dir / f"{study_id}.html")
-    create_table_artifact(
-        key="migration-front", table=front_table(report),
-        description=f"Study {study_id}: every dev trial; on_front marks the Pareto front",
-    )
-    create_markdown_artifact(
-        key="migration-report", markdown=markdown(report) + f"\n\nHTML report: `{path}`",
-        description=f"Study {study_id}: front, paired comparisons with the incumbent, selection",
-    )
-    return path
