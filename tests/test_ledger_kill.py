@@ -34,7 +34,7 @@ from tests.conftest import ROOT
 from tests.fake_openai import Endpoint, FakeOpenAI, Model, labeller
 from tests.helpers import LABELS, make_feature
 
-KILLS = 20
+KILLS = 10
 PRICES = {"old": (2e-6, 4e-6), "good": (3e-6, 6e-6), "cheap": (1e-6, 1e-6)}
 EPS = 1e-9
 
