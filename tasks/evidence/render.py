@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 
 from offramp.tasks.evidence.report import StudyReport, load_report
-from offramp.tasks.evidence.reviewer import Section, sections
+from offramp.tasks.evidence.reviewer import Section, section, sections
 from offramp.warehouse import Warehouse
 
 
@@ -84,8 +84,7 @@ def write_html(r: StudyReport, path: Path) -> Path:
 
 def table_rows(r: StudyReport, key: str) -> list[dict[str, object]]:
     """A section's rows for a Prefect table artifact (the trial id as a number, every other cell as shown)."""
-    s = next(s for s in sections(r) if s.key == key)
-    return [{c: (int(v) if c == "trial" else v) for c, v in row.items()} for row in s.records()]
+    return [{c: (int(v) if c == "trial" else v) for c, v in row.items()} for row in section(r, key).records()]
 
 
 def publish(wh: Warehouse, study_id: str, reports_dir: Path) -> Path:

@@ -87,8 +87,9 @@ def decision_section(r: StudyReport) -> Section:
         notes.append(f"Not finished: {r.unfinished}")
     if r.left_out:
         notes.append(r.left_out)
-    if r.failed_summary() and r.failed_summary() not in notes[0]:  # the decision's reason may already say it
-        notes.append(f"Failed trials: {r.failed_summary()}")
+    failed = r.failed_summary()
+    if failed and failed not in notes[0]:  # the decision's reason may already say it
+        notes.append(f"Failed trials: {failed}")
     return Section("decision", f"Study {r.study_id}: feature {s['feature']}, moving off {s['incumbent_model']} (status {s['status']})",
                    [], [], notes)
 
@@ -102,7 +103,7 @@ def verdict_section(r: StudyReport) -> Section:
     sel = r.selection
     verdicts = {v["trial_id"]: v for v in sel.get("verdicts", [])}
     not_confirmed = {int(k): why for k, why in sel.get("not_confirmed", {}).items()}
-    shown = [t for t in r.front] + [r.trial(i) for i in verdicts if not r.on_front(r.trial(i)) and not verdicts[i].get("reference")]
+    shown = list(r.front) + [r.trial(i) for i in verdicts if not r.on_front(r.trial(i)) and not verdicts[i].get("reference")]
 
     def verdict(t) -> str:
         v = verdicts.get(t.trial_id)
@@ -113,15 +114,16 @@ def verdict_section(r: StudyReport) -> Section:
         return ("accepted" if v["accepted"] else "REJECTED") + (" (least bad)" if sel.get("recommended_trial_id") == t.trial_id
                                                                 and sel.get("trial_id") is None else "")
 
+    said = {t.trial_id: verdict(t) for t in shown}
     order = {"SELECTED": 0, "accepted": 1}
-    shown.sort(key=lambda t: (order.get(verdict(t), 2 if verdict(t).startswith("REJECTED") else 3), t.trial_id))
+    shown.sort(key=lambda t: (order.get(said[t.trial_id], 2 if said[t.trial_id].startswith("REJECTED") else 3), t.trial_id))
     rows, why = [], []
     for t in shown:
         o, test, v = r.overall(t.trial_id), r.test_of(t.trial_id), verdicts.get(t.trial_id)
         tm = test.measurement if test else None
-        rows.append([str(t.trial_id), t.label, verdict(t), display.quality(tm and tm.quality), _diff(o),
+        rows.append([str(t.trial_id), t.label, said[t.trial_id], display.quality(tm and tm.quality), _diff(o),
                      fmt(o and o["agreement_rate"], 2), display.usd(tm and tm.cost_per_1k_usd), display.seconds(tm and tm.latency_p95_s)])
-        why.append(f"- trial {t.trial_id} ({verdict(t)}): " + (v["why"] if v else not_confirmed.get(t.trial_id, "-")))
+        why.append(f"- trial {t.trial_id} ({said[t.trial_id]}): " + (v["why"] if v else not_confirmed.get(t.trial_id, "-")))
     notes = [] if rows else ["No config reached the front (see the trivial baseline and the naive swaps below)."]
     return Section("verdicts", "Verdicts: every front config against the incumbent on the held-out test split (paired), under the policy",
                    VERDICT_COLUMNS if rows else [], rows, notes, after=why)
@@ -143,8 +145,7 @@ def slices_section(r: StudyReport) -> Section | None:
     if not worst:
         return None
     rows = [[str(x["trial_id"]), f"{x['slice_field']}={x['slice_value']}", _config(r, x["trial_id"]), str(x["n"]),
-             f"{fmt(x['incumbent_quality'])} -> {fmt(x['candidate_quality'])}",
-             f"{x['diff']:+.3f} [{x['diff_ci_low']:+.3f}, {x['diff_ci_high']:+.3f}]",
+             f"{fmt(x['incumbent_quality'])} -> {fmt(x['candidate_quality'])}", _diff(x),
              verdict_interval(x), verdict_text(x), fmt(x.get("detectable_drop"))] for x in worst]
     n_all = sum(1 for x in r.regressions if x["slice_field"] != "(all)")
     return Section("slices", "Largest slice drops (test; verdict on the interval adjusted for the slices judged; detectable: what the "
@@ -341,5 +342,6 @@ def sections(r: StudyReport) -> list[Section]:
     return [s for s in parts if s is not None]
 
 
-def section(r: StudyReport, key: str) -> Section | None:
-    return next((s for s in sections(r) if s.key == key), None)
+def section(r: StudyReport, key: str) -> Section:
+    """One section of the report, by its key."""
+    return next(s for s in sections(r) if s.key == key)
